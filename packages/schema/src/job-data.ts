@@ -1,0 +1,44 @@
+/**
+ * What the producer puts in a BullMQ job and the worker reads back. Versioned: a worker refuses
+ * (as a permanent failure) a version it does not know rather than guess at its meaning.
+ */
+import { z } from 'zod';
+import type { MessageRecord } from './record.ts';
+import { inboundMessageBodySchema, locationIdSchema } from './strict.ts';
+
+export const JOB_DATA_VERSION = 1;
+
+/** `live`: intake and library (sync processes), delivered first. `backfill`: bulk imports. */
+export const JOB_SOURCES = ['live', 'backfill'] as const;
+export type JobSource = (typeof JOB_SOURCES)[number];
+
+export const jobDataSchema = z.strictObject({
+  v: z.literal(JOB_DATA_VERSION),
+  key: z.string().min(3).regex(/^[^:]+$/),
+  locationId: locationIdSchema,
+  sourceKey: z.string().optional(),
+  source: z.enum(JOB_SOURCES),
+  /** The import this message came in with (`ingest import`), for progress and status. */
+  importId: z.string().optional(),
+  /** The line or row of the import file, for people tracing a failure back to its source. */
+  line: z.number().int().nonnegative().optional(),
+  body: inboundMessageBodySchema,
+});
+export type JobData = z.infer<typeof jobDataSchema>;
+
+export function toJobData(
+  record: MessageRecord,
+  source: JobSource,
+  extra: { importId?: string; line?: number } = {},
+): JobData {
+  const data: JobData = { v: JOB_DATA_VERSION, key: record.key, locationId: record.locationId, source, body: record.body };
+  if (record.sourceKey !== undefined) data.sourceKey = record.sourceKey;
+  if (extra.importId !== undefined) data.importId = extra.importId;
+  if (extra.line !== undefined) data.line = extra.line;
+  return data;
+}
+
+/** The import-record form of a job (what `dlq export` writes), so a fixed export can be imported again. */
+export function toImportRecord(data: JobData): Record<string, unknown> {
+  return { locationId: data.locationId, ...(data.sourceKey === undefined ? {} : { key: data.sourceKey }), ...data.body };
+}
