@@ -1,0 +1,92 @@
+/** Everything about the stand-in that can be set at start and changed at run time. */
+import type { RateLimits } from './rate-window.ts';
+
+export interface Faults {
+  /** Probability (0-1) of answering 500 without touching the message. */
+  status500: number;
+  /** Probability of 502. */
+  status502: number;
+  /** Probability of 503. */
+  status503: number;
+  /** Probability of resetting the connection before the message is processed. */
+  drop: number;
+  /** Probability of recording the message, then resetting the connection (the client cannot know it landed). */
+  dropAfterAccept: number;
+  /** Probability of answering 201 with an empty body, creating nothing (seen on the real API). */
+  empty201: number;
+}
+
+export interface Latency {
+  /** Uniform latency between these bounds, in ms. Default 0-0. */
+  minMs: number;
+  maxMs: number;
+  /** Probability that an answer takes `slowMs` instead (near or past a client's timeout). */
+  slowProbability: number;
+  slowMs: number;
+}
+
+export interface FakeHighLevelConfig {
+  /** Accepted bearer tokens and the location each belongs to. `null` (default): any token, its own location. */
+  tokens: Record<string, string> | null;
+  limits: RateLimits;
+  /** Limits for particular locations, over `limits`. */
+  perLocation: Record<string, Partial<RateLimits>>;
+  faults: Faults;
+  latency: Latency;
+  /** Send `Retry-After` (seconds) on 429. HighLevel documents none, so off by default. */
+  retryAfter: boolean;
+  /** Provider ids that exist; others answer 400 "Invalid conversationProviderId". `null`: any. */
+  providers: string[] | null;
+  /** Keep every accepted body (tests); off keeps a hash only (benchmarks of millions). */
+  recordBodies: boolean;
+}
+
+export const DEFAULT_CONFIG: FakeHighLevelConfig = {
+  tokens: null,
+  limits: { max: 100, windowMs: 10_000, daily: 200_000, mode: 'rolling' },
+  perLocation: {},
+  faults: { status500: 0, status502: 0, status503: 0, drop: 0, dropAfterAccept: 0, empty201: 0 },
+  latency: { minMs: 0, maxMs: 0, slowProbability: 0, slowMs: 0 },
+  retryAfter: false,
+  providers: null,
+  recordBodies: true,
+};
+
+export type ConfigPatch = {
+  tokens?: Record<string, string | null> | null;
+  limits?: Partial<RateLimits>;
+  perLocation?: Record<string, Partial<RateLimits> | null>;
+  faults?: Partial<Faults>;
+  latency?: Partial<Latency>;
+  retryAfter?: boolean;
+  providers?: string[] | null;
+  recordBodies?: boolean;
+};
+
+/** Applies a patch: objects merge, `null` in a token or location map removes that entry. */
+export function applyPatch(config: FakeHighLevelConfig, patch: ConfigPatch): FakeHighLevelConfig {
+  const next: FakeHighLevelConfig = structuredClone(config);
+  if (patch.tokens === null) next.tokens = null;
+  else if (patch.tokens !== undefined) {
+    const merged = { ...(next.tokens ?? {}), ...patch.tokens };
+    next.tokens = Object.fromEntries(
+      Object.entries(merged).filter((entry): entry is [string, string] => entry[1] !== null),
+    );
+  }
+  if (patch.limits !== undefined) next.limits = { ...next.limits, ...patch.limits };
+  if (patch.perLocation !== undefined) {
+    const merged: Record<string, Partial<RateLimits> | null> = { ...next.perLocation };
+    for (const [location, limits] of Object.entries(patch.perLocation)) {
+      merged[location] = limits === null ? null : { ...next.perLocation[location], ...limits };
+    }
+    next.perLocation = Object.fromEntries(
+      Object.entries(merged).filter((entry): entry is [string, Partial<RateLimits>] => entry[1] !== null),
+    );
+  }
+  if (patch.faults !== undefined) next.faults = { ...next.faults, ...patch.faults };
+  if (patch.latency !== undefined) next.latency = { ...next.latency, ...patch.latency };
+  if (patch.retryAfter !== undefined) next.retryAfter = patch.retryAfter;
+  if (patch.providers !== undefined) next.providers = patch.providers;
+  if (patch.recordBodies !== undefined) next.recordBodies = patch.recordBodies;
+  return next;
+}

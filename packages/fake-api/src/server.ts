@@ -1,0 +1,322 @@
+/**
+ * A local HighLevel for the demo, the tests and the benchmarks: `POST /conversations/messages/inbound`
+ * with HighLevel's auth, headers, validation, rate limits and failure modes, plus an admin API
+ * (`/__admin/...`) to read what it received and to change its behaviour while it runs.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { canonicalJson } from '@ghl-ingest/schema';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { applyPatch, DEFAULT_CONFIG, type ConfigPatch, type FakeHighLevelConfig } from './options.ts';
+import { RateWindow, type RateLimits } from './rate-window.ts';
+import { validateInbound } from './validate.ts';
+
+export const INBOUND_PATH = '/conversations/messages/inbound';
+export const API_VERSION = '2021-04-15';
+
+export interface ReceivedMessage {
+  /** Order of acceptance, from 1. */
+  seq: number;
+  locationId: string;
+  messageId: string;
+  altId?: string;
+  type: string;
+  /** Wall-clock ms when the request arrived. */
+  receivedAt: number;
+  /** Monotonic ms when the request arrived (what the rate window counts on). */
+  t: number;
+  bodyHash: string;
+  body?: Record<string, unknown>;
+}
+
+export interface FakeStats {
+  requests: number;
+  byStatus: Record<string, number>;
+  accepted: number;
+  acceptedByLocation: Record<string, number>;
+  rateLimited: number;
+  rateLimitedByLocation: Record<string, number>;
+  unauthorized: number;
+  dropped: number;
+  /** Accepted messages whose (location, altId) had been accepted before. */
+  duplicateAltIds: number;
+  /** Accepted messages whose (location, body) had been accepted before. */
+  duplicateBodies: number;
+}
+
+export interface FakeHighLevelOptions extends ConfigPatch {
+  /** Default 0: a free port. */
+  port?: number;
+  /** Default 127.0.0.1. */
+  host?: string;
+  /** Monotonic clock in ms. Default `performance.now()`. */
+  now?: () => number;
+  /** Which day a wall-clock time belongs to, for the daily cap. Default: the UTC date. */
+  dayOf?: (epochMs: number) => string;
+  /** Randomness in [0, 1). Default `Math.random`. */
+  random?: () => number;
+}
+
+export class FakeHighLevel {
+  #url = '';
+  #app: FastifyInstance;
+  #config: FakeHighLevelConfig;
+  #windows = new Map<string, RateWindow>();
+  #messages: ReceivedMessage[] = [];
+  #seenAltIds = new Set<string>();
+  #seenBodies = new Set<string>();
+  #stats: FakeStats = emptyStats();
+  #outage: { until: number; status: number } | null = null;
+  #now: () => number;
+  #dayOf: (epochMs: number) => string;
+  #random: () => number;
+
+  private constructor(app: FastifyInstance, config: FakeHighLevelConfig, options: FakeHighLevelOptions) {
+    this.#app = app;
+    this.#config = config;
+    this.#now = options.now ?? (() => performance.now());
+    this.#dayOf = options.dayOf ?? ((ms) => new Date(ms).toISOString().slice(0, 10));
+    this.#random = options.random ?? Math.random;
+  }
+
+  static async start(options: FakeHighLevelOptions = {}): Promise<FakeHighLevel> {
+    const app = Fastify({ logger: false, bodyLimit: 5 * 1024 * 1024, keepAliveTimeout: 30_000 });
+    const fake = new FakeHighLevel(app, applyPatch(DEFAULT_CONFIG, options), options);
+    app.setErrorHandler((error: { statusCode?: number; message: string }, _request, reply) => {
+      const status = error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
+      void reply.code(status).send({ statusCode: status, message: error.message, error: status === 500 ? 'Internal Server Error' : 'Bad Request' });
+    });
+    app.post(INBOUND_PATH, (request, reply) => fake.#inbound(request, reply));
+    app.get('/__admin/stats', () => fake.stats());
+    app.get('/__admin/messages', (request) => {
+      const q = request.query as Record<string, string | undefined>;
+      return fake.messages({
+        locationId: q.locationId,
+        offset: q.offset === undefined ? 0 : Number(q.offset),
+        limit: q.limit === undefined ? 10_000 : Number(q.limit),
+      });
+    });
+    app.get('/__admin/config', () => fake.config);
+    app.patch('/__admin/config', (request) => fake.configure(request.body as ConfigPatch));
+    app.post('/__admin/outage', (request) => {
+      const { ms, status } = request.body as { ms: number; status?: number };
+      fake.outage(ms, status);
+      return { ok: true };
+    });
+    app.post('/__admin/spend', (request) => {
+      const { locationId, count } = request.body as { locationId: string; count: number };
+      return { spent: fake.spend(locationId, count) };
+    });
+    app.post('/__admin/reset', () => {
+      fake.reset();
+      return { ok: true };
+    });
+    await app.listen({ port: options.port ?? 0, host: options.host ?? '127.0.0.1' });
+    const address = app.server.address();
+    const port = typeof address === 'object' && address !== null ? address.port : options.port;
+    fake.#url = `http://${options.host ?? '127.0.0.1'}:${String(port)}`;
+    return fake;
+  }
+
+  /** Where it listens, e.g. `http://127.0.0.1:41234`: what `GHL_API_BASE_URL` points at. */
+  get url(): string {
+    return this.#url;
+  }
+
+  get config(): FakeHighLevelConfig {
+    return structuredClone(this.#config);
+  }
+
+  configure(patch: ConfigPatch): FakeHighLevelConfig {
+    this.#config = applyPatch(this.#config, patch);
+    return this.config;
+  }
+
+  /** Answers `status` (default 503) to every inbound request for the next `ms` milliseconds. */
+  outage(ms: number, status = 503): void {
+    this.#outage = { until: this.#now() + ms, status };
+  }
+
+  /** Another client of the same location spends `count` of its budget; returns how many it could. */
+  spend(locationId: string, count: number): number {
+    let spent = 0;
+    for (let i = 0; i < count; i += 1) {
+      if (!this.#window(locationId).take(this.#now(), this.#dayOf(Date.now()), this.#limitsFor(locationId)).allowed) break;
+      spent += 1;
+    }
+    return spent;
+  }
+
+  stats(): FakeStats {
+    return structuredClone(this.#stats);
+  }
+
+  messages(filter: { locationId?: string | undefined; offset?: number; limit?: number } = {}): ReceivedMessage[] {
+    const all = filter.locationId === undefined ? this.#messages : this.#messages.filter((m) => m.locationId === filter.locationId);
+    const offset = filter.offset ?? 0;
+    return all.slice(offset, offset + (filter.limit ?? all.length));
+  }
+
+  reset(): void {
+    this.#windows.clear();
+    this.#messages = [];
+    this.#seenAltIds.clear();
+    this.#seenBodies.clear();
+    this.#stats = emptyStats();
+    this.#outage = null;
+  }
+
+  async close(): Promise<void> {
+    await this.#app.close();
+  }
+
+  #window(locationId: string): RateWindow {
+    let w = this.#windows.get(locationId);
+    if (w === undefined) {
+      w = new RateWindow();
+      this.#windows.set(locationId, w);
+    }
+    return w;
+  }
+
+  #limitsFor(locationId: string): RateLimits {
+    return { ...this.#config.limits, ...this.#config.perLocation[locationId] };
+  }
+
+  async #inbound(request: FastifyRequest, reply: FastifyReply): Promise<unknown> {
+    const t = this.#now();
+    const receivedAt = Date.now();
+    const stats = this.#stats;
+    stats.requests += 1;
+    const config = this.#config;
+
+    const auth = request.headers.authorization;
+    const token = auth?.startsWith('Bearer ') === true ? auth.slice(7).trim() : undefined;
+    const locationId = token === undefined || token === '' ? undefined : config.tokens === null ? token : config.tokens[token];
+    if (locationId === undefined) {
+      stats.unauthorized += 1;
+      return this.#answer(reply, 401, { statusCode: 401, message: 'Invalid JWT' });
+    }
+
+    const limits = this.#limitsFor(locationId);
+    const day = this.#dayOf(receivedAt);
+    const window = this.#window(locationId);
+    const rate = window.take(t, day, limits);
+    const headers = {
+      'x-ratelimit-limit-daily': String(limits.daily),
+      'x-ratelimit-daily-remaining': String(rate.dailyRemaining),
+      'x-ratelimit-interval-milliseconds': String(limits.windowMs),
+      'x-ratelimit-max': String(limits.max),
+      'x-ratelimit-remaining': String(rate.remaining),
+    };
+    void reply.headers(headers);
+    if (!rate.allowed) {
+      stats.rateLimited += 1;
+      stats.rateLimitedByLocation[locationId] = (stats.rateLimitedByLocation[locationId] ?? 0) + 1;
+      if (config.retryAfter) void reply.header('retry-after', String(Math.max(1, Math.ceil(rate.retryInMs / 1000))));
+      return this.#answer(reply, 429, { statusCode: 429, message: 'Too Many Requests' });
+    }
+
+    await this.#delay();
+    if (request.headers.version !== API_VERSION) {
+      return this.#answer(reply, 400, { statusCode: 400, message: `Version header must be ${API_VERSION}` });
+    }
+    if (this.#outage !== null && t < this.#outage.until) {
+      return this.#answer(reply, this.#outage.status, { statusCode: this.#outage.status, message: 'Service Unavailable' });
+    }
+    const { faults } = config;
+    if (this.#chance(faults.drop)) return this.#drop(reply);
+    for (const [status, p] of [[500, faults.status500], [502, faults.status502], [503, faults.status503]] as const) {
+      if (this.#chance(p)) return this.#answer(reply, status, { statusCode: status, message: 'Internal server error' });
+    }
+    if (this.#chance(faults.empty201)) {
+      stats.byStatus['201'] = (stats.byStatus['201'] ?? 0) + 1;
+      return reply.code(201).send('');
+    }
+
+    const verdict = validateInbound(request.body, config.providers === null ? {} : { providers: new Set(config.providers) });
+    if (!verdict.ok) {
+      return this.#answer(reply, verdict.status, {
+        statusCode: verdict.status,
+        message: verdict.message,
+        error: verdict.status === 422 ? 'Unprocessable Entity' : 'Bad Request',
+      });
+    }
+    const body = request.body as Record<string, unknown>;
+    const messageId = randomId(20);
+    const bodyKey = `${locationId}\n${canonicalJson(body)}`;
+    const bodyHash = createHash('sha256').update(bodyKey).digest('base64url');
+    const altId = typeof body.altId === 'string' ? body.altId : undefined;
+    if (altId !== undefined) {
+      const altKey = `${locationId}\n${altId}`;
+      if (this.#seenAltIds.has(altKey)) stats.duplicateAltIds += 1;
+      else this.#seenAltIds.add(altKey);
+    }
+    if (this.#seenBodies.has(bodyHash)) stats.duplicateBodies += 1;
+    else this.#seenBodies.add(bodyHash);
+    const record: ReceivedMessage = { seq: this.#messages.length + 1, locationId, messageId, type: String(body.type), receivedAt, t, bodyHash };
+    if (altId !== undefined) record.altId = altId;
+    if (config.recordBodies) record.body = body;
+    this.#messages.push(record);
+    stats.accepted += 1;
+    stats.acceptedByLocation[locationId] = (stats.acceptedByLocation[locationId] ?? 0) + 1;
+
+    if (this.#chance(faults.dropAfterAccept)) return this.#drop(reply);
+    const conversationId = typeof body.conversationId === 'string' ? body.conversationId : randomId(20);
+    return this.#answer(reply, 201, {
+      success: true,
+      conversationId,
+      messageId,
+      message: 'Message added',
+      ...(typeof body.contactId === 'string' ? { contactId: body.contactId } : {}),
+      dateAdded: new Date(receivedAt).toISOString(),
+    });
+  }
+
+  #answer(reply: FastifyReply, status: number, body: unknown): FastifyReply {
+    this.#stats.byStatus[String(status)] = (this.#stats.byStatus[String(status)] ?? 0) + 1;
+    return reply.code(status).send(body);
+  }
+
+  #drop(reply: FastifyReply): FastifyReply {
+    this.#stats.dropped += 1;
+    reply.hijack();
+    reply.raw.socket?.destroy();
+    return reply;
+  }
+
+  #chance(p: number): boolean {
+    return p > 0 && this.#random() < p;
+  }
+
+  async #delay(): Promise<void> {
+    const { minMs, maxMs, slowProbability, slowMs } = this.#config.latency;
+    const ms = this.#chance(slowProbability) ? slowMs : minMs + (maxMs - minMs) * this.#random();
+    if (ms > 0) await sleep(ms);
+  }
+}
+
+function emptyStats(): FakeStats {
+  return {
+    requests: 0,
+    byStatus: {},
+    accepted: 0,
+    acceptedByLocation: {},
+    rateLimited: 0,
+    rateLimitedByLocation: {},
+    unauthorized: 0,
+    dropped: 0,
+    duplicateAltIds: 0,
+    duplicateBodies: 0,
+  };
+}
+
+const ID_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+
+/** An id shaped like HighLevel's (20 alphanumerics). */
+function randomId(length: number): string {
+  const bytes = randomBytes(length);
+  let out = '';
+  for (const b of bytes) out += ID_ALPHABET.charAt(b % ID_ALPHABET.length);
+  return out;
+}
