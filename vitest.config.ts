@@ -5,5 +5,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     projects: ['packages/*', 'apps/*'],
+    reporters: ['default', 'json'],
+    // Read by .ci/run to print one plain "N passed, N failed" line.
+    outputFile: { json: 'node_modules/.cache/vitest-report.json' },
   },
 });
