@@ -39,6 +39,11 @@ export interface FakeHighLevelConfig {
   providers: string[] | null;
   /** Keep every accepted body (tests); off keeps a hash only (benchmarks of millions). */
   recordBodies: boolean;
+  /**
+   * A `message` length HighLevel refuses with 422 (it documents none, but may have one); `null`: none.
+   * Lets tests get a genuine 422 for a body our own schema accepts.
+   */
+  maxMessageChars: number | null;
 }
 
 export const DEFAULT_CONFIG: FakeHighLevelConfig = {
@@ -50,6 +55,7 @@ export const DEFAULT_CONFIG: FakeHighLevelConfig = {
   retryAfter: false,
   providers: null,
   recordBodies: true,
+  maxMessageChars: null,
 };
 
 export type ConfigPatch = {
@@ -61,6 +67,7 @@ export type ConfigPatch = {
   retryAfter?: boolean;
   providers?: string[] | null;
   recordBodies?: boolean;
+  maxMessageChars?: number | null;
 };
 
 /** Applies a patch: objects merge, `null` in a token or location map removes that entry. */
@@ -88,5 +95,6 @@ export function applyPatch(config: FakeHighLevelConfig, patch: ConfigPatch): Fak
   if (patch.retryAfter !== undefined) next.retryAfter = patch.retryAfter;
   if (patch.providers !== undefined) next.providers = patch.providers;
   if (patch.recordBodies !== undefined) next.recordBodies = patch.recordBodies;
+  if (patch.maxMessageChars !== undefined) next.maxMessageChars = patch.maxMessageChars;
   return next;
 }

@@ -95,6 +95,13 @@ describe('POST /conversations/messages/inbound', () => {
     if (status === 422) expect(Array.isArray(res.body?.message)).toBe(true);
   });
 
+  it('refuses messages over maxMessageChars with 422 when configured', async () => {
+    await start({ maxMessageChars: 3 });
+    const res = await post(sms);
+    expect(res.status).toBe(422);
+    expect(res.body?.message).toEqual(['message must be shorter than or equal to 3 characters']);
+  });
+
   it('answers malformed JSON with a NestJS-style 400', async () => {
     await start();
     const res = await post('{"type":');

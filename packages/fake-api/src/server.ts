@@ -234,7 +234,10 @@ export class FakeHighLevel {
       return reply.code(201).send('');
     }
 
-    const verdict = validateInbound(request.body, config.providers === null ? {} : { providers: new Set(config.providers) });
+    const verdict = validateInbound(request.body, {
+      ...(config.providers === null ? {} : { providers: new Set(config.providers) }),
+      ...(config.maxMessageChars === null ? {} : { maxMessageChars: config.maxMessageChars }),
+    });
     if (!verdict.ok) {
       return this.#answer(reply, verdict.status, {
         statusCode: verdict.status,

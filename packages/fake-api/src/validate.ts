@@ -20,6 +20,8 @@ export type Verdict = { ok: true } | { ok: false; status: 400 | 422; message: st
 export interface ValidateOptions {
   /** Provider ids the location has; when set, others answer 400 "Invalid conversationProviderId". */
   providers?: ReadonlySet<string>;
+  /** Longest `message` accepted. */
+  maxMessageChars?: number;
 }
 
 export function validateInbound(body: unknown, options: ValidateOptions = {}): Verdict {
@@ -40,6 +42,9 @@ export function validateInbound(body: unknown, options: ValidateOptions = {}): V
     if (v !== undefined && !(Array.isArray(v) && v.every((x) => typeof x === 'string'))) {
       problems.push(`each value in ${field} must be a string`);
     }
+  }
+  if (options.maxMessageChars !== undefined && typeof b.message === 'string' && b.message.length > options.maxMessageChars) {
+    problems.push(`message must be shorter than or equal to ${options.maxMessageChars} characters`);
   }
   if (b.direction !== undefined && b.direction !== 'inbound' && b.direction !== 'outbound') {
     problems.push('direction must be one of the following values: inbound, outbound');

@@ -4,6 +4,7 @@ export * from './idempotency-key.ts';
 export * from './issues.ts';
 export * from './job-data.ts';
 export * from './limits.ts';
+export type { CountryCode } from 'libphonenumber-js/max';
 export { isCountryCode, normalizeDate, normalizeEmail, normalizePhone, normalizeUrl, parseList } from './normalize.ts';
 export * from './record.ts';
 export * from './strict.ts';

@@ -1,0 +1,264 @@
+/**
+ * Delivery of one job: the heart of the worker. Parse the job again, skip it if the ledger says
+ * HighLevel already has it, take a rate slot, POST, classify the answer and act on it:
+ * record a delivery in the ledger before completing; dead-letter a final failure before failing;
+ * hand location-level answers (401, 429, a spent budget) to the location, never to the message.
+ */
+import { hostname } from 'node:os';
+import { jobDataSchema, type JobData } from '@ghl-ingest/schema';
+import {
+  coerceError,
+  IngestError,
+  type DeadLetterRecord,
+  type DeadLetters,
+  type DeliveryLedger,
+  type FailureClass,
+  type Logger,
+} from '@ghl-ingest/queue';
+import { RateLimitError, UnrecoverableError, type Job } from 'bullmq';
+import { classify, type Classification } from './classify.ts';
+import type { HighLevelClient } from './http-client.ts';
+import type { RateLimiter } from './rate-limit.ts';
+import type { Semaphore } from './semaphore.ts';
+import type { TokenStore } from './tokens.ts';
+
+/** What a location-wide answer does to the location's queue (in every worker process). */
+export interface LocationControl {
+  /** No job of the location is taken for `ms`. */
+  rateLimit(locationId: string, ms: number): Promise<void>;
+  /** The location stops until resumed (credentials rejected, or none configured). */
+  pause(locationId: string, reason: string): Promise<void>;
+  /** The location is parked until `until` (epoch ms): its daily budget is spent. */
+  park(locationId: string, until: number, reason: string): Promise<void>;
+}
+
+export type DeliveryOutcome =
+  | 'delivered'
+  | 'skipped'
+  | 'retrying'
+  | 'dead-lettered'
+  | 'rate-limited'
+  | 'paused'
+  | 'waiting';
+
+export interface DeliveryEvent {
+  outcome: DeliveryOutcome;
+  locationId: string;
+  /** The answer's HTTP status, when there was one. */
+  status?: number;
+  latencyMs?: number;
+  failureClass?: FailureClass;
+}
+
+export interface DeliveryOptions {
+  ledger: DeliveryLedger;
+  deadLetters: DeadLetters;
+  tokens: TokenStore;
+  client: HighLevelClient;
+  limiter: RateLimiter;
+  control: LocationControl;
+  /** Process-wide bound on requests in flight (WORKER_CONCURRENCY). */
+  inFlight: Semaphore;
+  logger: Logger;
+  /** GHL_MAX_ATTEMPTS. */
+  maxAttempts: number;
+  /** Default `<host>:<pid>`. */
+  workerId?: string;
+  now?: () => number;
+  /** Told of every outcome (metrics). */
+  onEvent?: (event: DeliveryEvent) => void;
+  /** Test seam: runs after the ledger write and before the job completes (crash simulation). */
+  afterLedgerWrite?: (job: Job) => Promise<void>;
+}
+
+/** A job's return value in BullMQ's completed set. */
+export interface DeliveryResult {
+  messageId: string;
+  skipped?: true;
+}
+
+/** Thrown for a failure that BullMQ should retry with backoff; carries HighLevel's Retry-After. */
+export class RetryableDeliveryError extends IngestError {
+  override name = 'RetryableDeliveryError';
+  readonly retryAfterMs: number | undefined;
+
+  constructor(code: 'API_TRANSIENT' | 'API_SUSPECT', message: string, retryAfterMs: number | undefined) {
+    super(code, message);
+    this.retryAfterMs = retryAfterMs;
+  }
+}
+
+export class Delivery {
+  #o: Required<Omit<DeliveryOptions, 'afterLedgerWrite' | 'onEvent'>> & Pick<DeliveryOptions, 'afterLedgerWrite' | 'onEvent'>;
+
+  constructor(options: DeliveryOptions) {
+    this.#o = { workerId: `${hostname()}:${process.pid}`, now: Date.now, ...options };
+  }
+
+  /** The BullMQ processor. */
+  readonly process = async (job: Job): Promise<DeliveryResult> => {
+    const parsed = jobDataSchema.safeParse(job.data);
+    if (!parsed.success) {
+      const reason = `job data no longer parses: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`;
+      return this.#deadLetter(job, undefined, 'invalid-job', reason, {});
+    }
+    const data = parsed.data;
+    const log = this.#o.logger.child({ jobId: job.id, locationId: data.locationId, attempt: job.attemptsMade + 1 });
+
+    const known = await this.#o.ledger.get(data.locationId, data.key);
+    if (known !== undefined) {
+      log.info({ messageId: known.messageId }, 'skipped: already delivered');
+      this.#emit({ outcome: 'skipped', locationId: data.locationId });
+      return { messageId: known.messageId, skipped: true };
+    }
+
+    const token = this.#o.tokens.forLocation(data.locationId);
+    if (token === undefined) {
+      await this.#o.control.pause(data.locationId, 'no token configured for this location (GHL_TOKENS_FILE or GHL_TOKEN)');
+      log.error('paused: no token configured');
+      this.#emit({ outcome: 'paused', locationId: data.locationId });
+      throw new RateLimitError();
+    }
+
+    const reservation = await this.#o.limiter.acquire(data.locationId);
+    if (!reservation.ok) {
+      if (reservation.parkedUntil !== undefined) {
+        await this.#o.control.park(data.locationId, reservation.parkedUntil, 'daily budget spent');
+      }
+      this.#emit({ outcome: 'waiting', locationId: data.locationId });
+      return this.#waitLocation(data.locationId, reservation.waitMs);
+    }
+
+    const release = await this.#o.inFlight.acquire();
+    let result;
+    try {
+      result = await this.#o.client.post(token, data.body);
+    } finally {
+      release();
+    }
+    await this.#o.limiter.settle(data.locationId, reservation.slot, result.rate);
+    const { outcome, latencyMs } = result;
+    const status = outcome.kind === 'answer' ? outcome.status : undefined;
+    const verdict = classify(outcome, this.#o.now());
+    const fields = { key: data.key, status, code: outcome.kind === 'network' ? outcome.code : undefined, latencyMs: Math.round(latencyMs) };
+
+    switch (verdict.class) {
+      case 'delivered': {
+        await this.#o.ledger.record(data.locationId, data.key, { messageId: verdict.messageId, at: this.#o.now() });
+        await this.#o.afterLedgerWrite?.(job);
+        log.info({ ...fields, messageId: verdict.messageId }, 'delivered');
+        this.#emit({ outcome: 'delivered', locationId: data.locationId, status, latencyMs });
+        return { messageId: verdict.messageId };
+      }
+      case 'rate-limited': {
+        const waitMs = await this.#o.limiter.refused(data.locationId, verdict.retryAfterMs);
+        log.warn({ ...fields, waitMs }, 'rate limited: location waits');
+        this.#emit({ outcome: 'rate-limited', locationId: data.locationId, status, latencyMs });
+        return this.#waitLocation(data.locationId, waitMs);
+      }
+      case 'credentials': {
+        await this.#o.control.pause(data.locationId, verdict.reason);
+        log.error({ ...fields, reason: verdict.reason }, 'paused: credentials rejected');
+        this.#emit({ outcome: 'paused', locationId: data.locationId, status, latencyMs });
+        throw new RateLimitError();
+      }
+      case 'permanent':
+        log.warn({ ...fields, reason: verdict.reason }, 'dead-lettered');
+        return this.#deadLetter(job, data, 'permanent', verdict.reason, { status, body: outcome.kind === 'answer' ? outcome.body : undefined, latencyMs });
+      case 'suspect':
+      case 'transient':
+        return this.#retryOrDeadLetter(job, data, verdict, { ...fields, outcome }, log);
+    }
+  };
+
+  /**
+   * The whole location waits `ms`: the queue's rate limit, seen by every process, so none spins
+   * through the backlog. This job goes back to the front of the wait list; that is not an attempt.
+   */
+  async #waitLocation(locationId: string, ms: number): Promise<never> {
+    await this.#o.control.rateLimit(locationId, Math.max(1, Math.ceil(ms)));
+    throw new RateLimitError();
+  }
+
+  async #retryOrDeadLetter(
+    job: Job,
+    data: JobData,
+    verdict: Extract<Classification, { class: 'suspect' | 'transient' }>,
+    fields: { status: number | undefined; latencyMs: number; outcome: { kind: string; body?: string } },
+    log: Logger,
+  ): Promise<never> {
+    const attempt = job.attemptsMade + 1;
+    const allowed = Math.min(this.#o.maxAttempts, verdict.maxAttempts ?? Infinity, job.opts.attempts ?? this.#o.maxAttempts);
+    const body = 'body' in fields.outcome ? fields.outcome.body : undefined;
+    if (attempt >= allowed) {
+      log.warn({ status: fields.status, latencyMs: fields.latencyMs, reason: verdict.reason, attempts: attempt }, 'dead-lettered');
+      return this.#deadLetter(job, data, verdict.class, `${verdict.reason} (after ${attempt} attempt${attempt === 1 ? '' : 's'})`, {
+        status: fields.status,
+        body,
+        latencyMs: fields.latencyMs,
+      });
+    }
+    if (job.attemptsMade === 0) await this.#rememberFirstAttempt(job);
+    log.warn({ status: fields.status, latencyMs: fields.latencyMs, reason: verdict.reason }, 'retrying');
+    this.#emit({ outcome: 'retrying', locationId: data.locationId, ...(fields.status === undefined ? {} : { status: fields.status }), latencyMs: fields.latencyMs });
+    const retryAfterMs = verdict.class === 'transient' ? verdict.retryAfterMs : undefined;
+    throw new RetryableDeliveryError(verdict.class === 'suspect' ? 'API_SUSPECT' : 'API_TRANSIENT', verdict.reason, retryAfterMs);
+  }
+
+  /** Writes the dead-letter record, then fails the job for good: in that order, always. */
+  async #deadLetter(
+    job: Job,
+    data: JobData | undefined,
+    failureClass: FailureClass,
+    reason: string,
+    answer: { status?: number | undefined; body?: string | undefined; latencyMs?: number | undefined },
+  ): Promise<never> {
+    const raw = job.data as Partial<JobData> | undefined;
+    const record: Omit<DeadLetterRecord, 'v' | 'id'> = {
+      locationId: data?.locationId ?? stringOr(raw?.locationId, 'unknown'),
+      key: data?.key ?? stringOr(raw?.key, String(job.id)),
+      job: data,
+      class: failureClass,
+      reason,
+      attempts: job.attemptsMade + 1,
+      firstAttemptAt: firstAttemptOf(job),
+      lastAttemptAt: this.#o.now(),
+      worker: this.#o.workerId,
+    };
+    if (data === undefined) record.raw = job.data;
+    if (answer.status !== undefined) record.httpStatus = answer.status;
+    if (answer.body !== undefined && answer.body !== '') record.apiError = answer.body;
+    await this.#o.deadLetters.write(record);
+    this.#emit({
+      outcome: 'dead-lettered',
+      locationId: record.locationId,
+      failureClass,
+      ...(answer.status === undefined ? {} : { status: answer.status }),
+      ...(answer.latencyMs === undefined ? {} : { latencyMs: answer.latencyMs }),
+    });
+    // The one place the product throws UnrecoverableError: the record is written, so failing is safe.
+    throw new UnrecoverableError(`dead-lettered (${failureClass}): ${reason}`);
+  }
+
+  async #rememberFirstAttempt(job: Job): Promise<void> {
+    try {
+      await job.updateProgress({ firstAttemptAt: job.processedOn ?? this.#o.now() });
+    } catch (error) {
+      this.#o.logger.debug({ err: coerceError(error), jobId: job.id }, 'could not record first attempt time');
+    }
+  }
+
+  #emit(event: DeliveryEvent): void {
+    this.#o.onEvent?.(event);
+  }
+}
+
+function firstAttemptOf(job: Job): number {
+  const progress = job.progress as { firstAttemptAt?: unknown } | number | undefined;
+  if (typeof progress === 'object' && typeof progress.firstAttemptAt === 'number') return progress.firstAttemptAt;
+  return job.processedOn ?? job.timestamp;
+}
+
+function stringOr(value: unknown, fallback: string): string {
+  return typeof value === 'string' && value !== '' ? value : fallback;
+}

@@ -1,0 +1,101 @@
+/**
+ * The one call we make: `POST /conversations/messages/inbound`, with got over a keep-alive agent.
+ * got's own retries are off (the queue owns retries), HTTP errors do not throw (the answer is
+ * classified), and every failure comes back as an Outcome, never as a got error: those carry
+ * the request options, headers and token included.
+ */
+import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
+import type { InboundMessageBody } from '@ghl-ingest/schema';
+import got, { RequestError, type Got } from 'got';
+import type { Outcome } from './classify.ts';
+
+export const API_VERSION = '2021-04-15';
+export const INBOUND_PATH = 'conversations/messages/inbound';
+
+/** What the five `X-RateLimit-*` headers said (whichever were present and numeric). */
+export interface RateHeaders {
+  max?: number;
+  remaining?: number;
+  intervalMs?: number;
+  daily?: number;
+  dailyRemaining?: number;
+}
+
+export interface PostResult {
+  outcome: Outcome;
+  latencyMs: number;
+  rate: RateHeaders | undefined;
+}
+
+export interface HighLevelClientOptions {
+  /** e.g. `https://services.leadconnectorhq.com`. */
+  baseUrl: string;
+  /** Whole-request timeout in ms (HTTP_TIMEOUT_MS). Connecting has its own, shorter one. */
+  timeoutMs: number;
+  /** Sockets per host. */
+  maxSockets: number;
+}
+
+export class HighLevelClient {
+  #got: Got;
+  #agents: { http: HttpAgent; https: HttpsAgent };
+
+  constructor(options: HighLevelClientOptions) {
+    const agentOptions = { keepAlive: true, maxSockets: options.maxSockets, scheduling: 'lifo' as const };
+    this.#agents = { http: new HttpAgent(agentOptions), https: new HttpsAgent(agentOptions) };
+    this.#got = got.extend({
+      prefixUrl: options.baseUrl,
+      agent: this.#agents,
+      retry: { limit: 0 },
+      throwHttpErrors: false,
+      followRedirect: false,
+      responseType: 'text',
+      timeout: { connect: Math.min(10_000, options.timeoutMs), request: options.timeoutMs },
+      headers: { version: API_VERSION, accept: 'application/json' },
+    });
+  }
+
+  async post(token: string, body: InboundMessageBody): Promise<PostResult> {
+    const started = performance.now();
+    try {
+      const res = await this.#got.post(INBOUND_PATH, { json: body, headers: { authorization: `Bearer ${token}` } });
+      const retryAfter = res.headers['retry-after'];
+      return {
+        outcome: { kind: 'answer', status: res.statusCode, body: res.body, retryAfter },
+        latencyMs: performance.now() - started,
+        rate: readRateHeaders(res.headers),
+      };
+    } catch (error) {
+      const code = error instanceof RequestError ? (error.code || 'ERR_REQUEST') : 'ERR_UNKNOWN';
+      const message = error instanceof Error ? error.message : String(error);
+      return { outcome: { kind: 'network', code, message }, latencyMs: performance.now() - started, rate: undefined };
+    }
+  }
+
+  close(): void {
+    this.#agents.http.destroy();
+    this.#agents.https.destroy();
+  }
+}
+
+export function readRateHeaders(headers: Record<string, string | string[] | undefined>): RateHeaders | undefined {
+  const num = (name: string): number | undefined => {
+    const v = headers[name];
+    if (typeof v !== 'string' || !/^\d+$/.test(v.trim())) return undefined;
+    return Number(v);
+  };
+  const rate: RateHeaders = {};
+  const fields = [
+    ['max', 'x-ratelimit-max'],
+    ['remaining', 'x-ratelimit-remaining'],
+    ['intervalMs', 'x-ratelimit-interval-milliseconds'],
+    ['daily', 'x-ratelimit-limit-daily'],
+    ['dailyRemaining', 'x-ratelimit-daily-remaining'],
+  ] as const;
+  for (const [field, header] of fields) {
+    const v = num(header);
+    if (v !== undefined) rate[field] = v;
+  }
+  return Object.keys(rate).length === 0 ? undefined : rate;
+}

@@ -1,0 +1,56 @@
+/**
+ * Tokens per location: `GHL_TOKENS_FILE` (`{ "<locationId>": "<token>" }`) wins over `GHL_TOKEN`
+ * for the locations it names. Tokens live in this process's memory only: never in Redis, job
+ * data, logs, error records or metrics. `reload()` re-reads the file (SIGHUP, or when it changes).
+ */
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { IngestError } from '@ghl-ingest/queue';
+
+const tokensFileSchema = z.record(z.string().regex(/^[A-Za-z0-9_-]+$/), z.string().trim().min(1));
+
+export class TokenStore {
+  #file: string | undefined;
+  #fallback: string | undefined;
+  #byLocation = new Map<string, string>();
+
+  /** Throws IngestError('CONFIG') when the file cannot be read or is not a map of tokens. */
+  constructor(options: { file: string | undefined; token: string | undefined }) {
+    this.#file = options.file;
+    this.#fallback = options.token;
+    this.#byLocation = this.#read();
+  }
+
+  forLocation(locationId: string): string | undefined {
+    return this.#byLocation.get(locationId) ?? this.#fallback;
+  }
+
+  /** Re-reads the file; returns the locations whose token changed. Keeps the old tokens if the file is bad. */
+  reload(): string[] {
+    const next = this.#read();
+    const changed = new Set<string>();
+    for (const [loc, token] of next) if (this.#byLocation.get(loc) !== token) changed.add(loc);
+    for (const loc of this.#byLocation.keys()) if (!next.has(loc)) changed.add(loc);
+    this.#byLocation = next;
+    return [...changed];
+  }
+
+  get file(): string | undefined {
+    return this.#file;
+  }
+
+  #read(): Map<string, string> {
+    if (this.#file === undefined) return new Map();
+    let json: unknown;
+    try {
+      json = JSON.parse(readFileSync(this.#file, 'utf8'));
+    } catch (error) {
+      throw new IngestError('CONFIG', `GHL_TOKENS_FILE ${this.#file}: ${(error as Error).message}`, { cause: error });
+    }
+    const parsed = tokensFileSchema.safeParse(json);
+    if (!parsed.success) {
+      throw new IngestError('CONFIG', `GHL_TOKENS_FILE ${this.#file} must be a JSON object of "<locationId>": "<token>"`);
+    }
+    return new Map(Object.entries(parsed.data));
+  }
+}

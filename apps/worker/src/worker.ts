@@ -1,0 +1,122 @@
+/**
+ * A worker process's parts, put together: used by `main.ts` and by tests that run a worker
+ * in-process. Everything it opens, `close()` closes.
+ */
+import { unwatchFile, watchFile } from 'node:fs';
+import {
+  coerceError,
+  createRedis,
+  DeadLetters,
+  DeliveryLedger,
+  readHold,
+  type Config,
+  type Logger,
+} from '@ghl-ingest/queue';
+import type { Job } from 'bullmq';
+import type { BackoffOptions } from './backoff.ts';
+import { Delivery, type DeliveryEvent } from './deliver.ts';
+import { HighLevelClient } from './http-client.ts';
+import { LocationWorkers } from './location-workers.ts';
+import { UnlimitedRateLimiter, type RateLimiter } from './rate-limit.ts';
+import { Semaphore } from './semaphore.ts';
+import { TokenStore } from './tokens.ts';
+
+/** In-flight requests per process when WORKER_CONCURRENCY is not set. */
+export const DEFAULT_CONCURRENCY = 32;
+
+export interface WorkerParts {
+  logger: Logger;
+  limiter?: RateLimiter;
+  onEvent?: (event: DeliveryEvent) => void;
+  afterLedgerWrite?: (job: Job) => Promise<void>;
+  scanIntervalMs?: number;
+  backoff?: BackoffOptions;
+}
+
+export interface RunningWorker {
+  locations: LocationWorkers;
+  /** Re-reads GHL_TOKENS_FILE and resumes locations paused for credentials whose token changed. */
+  reloadTokens(): Promise<string[]>;
+  close(deadlineMs?: number): Promise<{ forced: boolean }>;
+}
+
+export async function startWorker(config: Config, parts: WorkerParts): Promise<RunningWorker> {
+  const log = parts.logger;
+  const tokens = new TokenStore({ file: config.tokensFile, token: config.token });
+  const concurrency = config.workerConcurrency ?? DEFAULT_CONCURRENCY;
+  const connection = createRedis(config.redisUrl, 'worker', `${config.queuePrefix}:worker`);
+  connection.on('error', (error: unknown) => log.warn({ err: coerceError(error) }, 'redis connection error'));
+  const deadLetters = new DeadLetters(connection, config.queuePrefix);
+  const ledger = new DeliveryLedger(connection, config.queuePrefix, config.ledgerTtlMs);
+  const client = new HighLevelClient({ baseUrl: config.apiBaseUrl, timeoutMs: config.httpTimeoutMs, maxSockets: concurrency });
+  const limiter = parts.limiter ?? new UnlimitedRateLimiter(config.rateLimit.windowMs);
+  // The workers run the delivery, and the delivery steers the workers' queues: built in this order,
+  // `delivery` is defined before any worker can take a job (start() below).
+  const locations: LocationWorkers = new LocationWorkers({
+    connection,
+    redisUrl: config.redisUrl,
+    prefix: config.queuePrefix,
+    processor: (job) => delivery.process(job),
+    deadLetters,
+    concurrency,
+    logger: log,
+    ...(parts.scanIntervalMs === undefined ? {} : { scanIntervalMs: parts.scanIntervalMs }),
+    ...(parts.backoff === undefined ? {} : { backoff: parts.backoff }),
+  });
+  const delivery = new Delivery({
+    ledger,
+    deadLetters,
+    tokens,
+    client,
+    limiter,
+    control: locations,
+    inFlight: new Semaphore(concurrency),
+    logger: log,
+    maxAttempts: config.maxAttempts,
+    ...(parts.onEvent === undefined ? {} : { onEvent: parts.onEvent }),
+    ...(parts.afterLedgerWrite === undefined ? {} : { afterLedgerWrite: parts.afterLedgerWrite }),
+  });
+  const served = locations;
+
+  const reloadTokens = async (): Promise<string[]> => {
+    let changed: string[];
+    try {
+      changed = tokens.reload();
+    } catch (error) {
+      log.error({ err: coerceError(error) }, 'token reload failed; keeping the tokens in use');
+      return [];
+    }
+    const resumed: string[] = [];
+    for (const id of changed) {
+      const hold = await readHold(connection, config.queuePrefix, id);
+      if (hold?.state === 'paused') {
+        await served.resume(id);
+        resumed.push(id);
+      }
+    }
+    log.info({ changed: changed.length, resumed }, 'tokens reloaded');
+    return resumed;
+  };
+  const file = tokens.file;
+  if (file !== undefined) {
+    watchFile(file, { interval: 2_000, persistent: false }, () => {
+      void reloadTokens();
+    });
+  }
+
+  await served.start();
+  log.info({ concurrency, prefix: config.queuePrefix, api: config.apiBaseUrl }, 'worker started');
+
+  return {
+    locations: served,
+    reloadTokens,
+    async close(deadlineMs = config.shutdownTimeoutMs) {
+      if (file !== undefined) unwatchFile(file);
+      const result = await served.close(deadlineMs);
+      await deadLetters.close();
+      client.close();
+      await connection.quit().catch(() => connection.disconnect());
+      return result;
+    },
+  };
+}

@@ -1,0 +1,192 @@
+/**
+ * What every worker integration test needs: a stand-in HighLevel, a tokens file, settings on the
+ * test's own Redis prefix, captured logs, an enqueuer, and workers (in-process or child processes)
+ * that are all closed before useRedis() checks for leaked connections.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { Writable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { FakeHighLevel, type FakeHighLevelOptions } from '@ghl-ingest/fake-api';
+import {
+  createLogger,
+  createRedis,
+  DeadLetters,
+  Enqueuer,
+  loadConfig,
+  locationQueueName,
+  type Config,
+  type DeadLetterRecord,
+} from '@ghl-ingest/queue';
+import { normalizeRecord, toJobData, type JobData, type JobSource } from '@ghl-ingest/schema';
+import type { RedisTestContext } from '@ghl-ingest/testing';
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { afterEach } from 'vitest';
+import { startWorker, type RunningWorker, type WorkerParts } from '../src/worker.ts';
+
+/** Secrets that must never show up in Redis or logs. */
+export const TOKENS = { locA: 'secret-token-A-5b1f0c', locB: 'secret-token-B-93ad27', locC: 'secret-token-C-e0417a' };
+const FAKE_TOKENS = Object.fromEntries(Object.entries(TOKENS).map(([loc, token]) => [token, loc]));
+const WORKER_MAIN = resolve(import.meta.dirname, '../src/main.ts');
+
+export interface HarnessOptions {
+  fake?: FakeHighLevelOptions;
+  env?: Record<string, string>;
+}
+
+export class Harness {
+  readonly fake: FakeHighLevel;
+  readonly config: Config;
+  readonly env: Record<string, string>;
+  readonly logs: string[] = [];
+  readonly tokensFile: string;
+  readonly redis: Redis;
+  readonly enqueuer: Enqueuer;
+  readonly deadLetters: DeadLetters;
+  #workers: RunningWorker[] = [];
+  #children: ChildProcess[] = [];
+  #queues = new Map<string, Queue>();
+
+  private constructor(fake: FakeHighLevel, redisCtx: RedisTestContext, options: HarnessOptions) {
+    this.fake = fake;
+    const dir = mkdtempSync(join(tmpdir(), 'ghl-worker-test-'));
+    this.tokensFile = join(dir, 'tokens.json');
+    writeFileSync(this.tokensFile, JSON.stringify(TOKENS));
+    this.env = {
+      REDIS_URL: redisCtx.url,
+      QUEUE_PREFIX: redisCtx.prefix,
+      GHL_API_BASE_URL: fake.url,
+      GHL_TOKENS_FILE: this.tokensFile,
+      GHL_MAX_ATTEMPTS: '5',
+      HTTP_TIMEOUT_MS: '2000',
+      LOG_LEVEL: 'info',
+      ...options.env,
+    };
+    this.config = loadConfig(this.env);
+    this.redis = createRedis(redisCtx.url, 'worker', `${redisCtx.prefix}:harness`);
+    this.enqueuer = new Enqueuer(this.redis, this.config.queuePrefix, this.config.maxAttempts);
+    this.deadLetters = new DeadLetters(this.redis, this.config.queuePrefix);
+  }
+
+  static async create(redisCtx: RedisTestContext, options: HarnessOptions = {}): Promise<Harness> {
+    const fake = await FakeHighLevel.start({ tokens: FAKE_TOKENS, ...options.fake });
+    return new Harness(fake, redisCtx, options);
+  }
+
+  /** A worker in this process, logging into `logs`, with fast backoff unless told otherwise. */
+  async worker(parts: Partial<WorkerParts> = {}): Promise<RunningWorker> {
+    const sink = new Writable({
+      write: (chunk: Buffer, _encoding, done) => {
+        this.logs.push(chunk.toString());
+        done();
+      },
+    });
+    const worker = await startWorker(this.config, {
+      logger: createLogger('info', 'worker', sink),
+      backoff: { baseMs: 20, capMs: 200 },
+      scanIntervalMs: 200,
+      ...parts,
+    });
+    this.#workers.push(worker);
+    return worker;
+  }
+
+  /** `pnpm worker` as a child process on these settings; its stdout goes into `logs`. */
+  spawnWorker(env: Record<string, string> = {}): ChildProcess {
+    const child = spawn(process.execPath, [WORKER_MAIN], {
+      env: { ...process.env, ...this.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout.on('data', (chunk: Buffer) => this.logs.push(chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => this.logs.push(chunk.toString()));
+    this.#children.push(child);
+    return child;
+  }
+
+  /** Normalises and enqueues records (all must be valid). */
+  async send(records: Record<string, unknown>[], source: JobSource = 'backfill'): Promise<JobData[]> {
+    const jobs = records.map((record, i) => {
+      const r = normalizeRecord(record);
+      if (!r.ok) throw new Error(`record ${i} is invalid: ${JSON.stringify(r.issues)}`);
+      return toJobData(r.record, source);
+    });
+    await this.enqueuer.enqueue(jobs);
+    return jobs;
+  }
+
+  queue(locationId: string): Queue {
+    let q = this.#queues.get(locationId);
+    if (q === undefined) {
+      q = new Queue(locationQueueName(locationId), { connection: this.redis, prefix: this.config.queuePrefix });
+      this.#queues.set(locationId, q);
+    }
+    return q;
+  }
+
+  /** Jobs of the location not finished yet (waiting, active, delayed, prioritized). */
+  async pending(locationId: string): Promise<number> {
+    const c = await this.queue(locationId).getJobCounts('wait', 'active', 'delayed', 'prioritized', 'waiting-children');
+    return Object.values(c).reduce((a, b) => a + b, 0);
+  }
+
+  /** Waits until the given locations have nothing pending. */
+  async settled(locationIds: string[], timeoutMs = 20_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const counts = await Promise.all(locationIds.map((id) => this.pending(id)));
+      if (counts.every((n) => n === 0)) return;
+      if (Date.now() > deadline) throw new Error(`still pending after ${timeoutMs} ms: ${JSON.stringify(counts)}`);
+      await sleep(25);
+    }
+  }
+
+  async deadLettered(): Promise<DeadLetterRecord[]> {
+    const jobs = await this.deadLetters.queue.getJobs(['wait', 'prioritized'], 0, -1);
+    return jobs.map((j) => j.data);
+  }
+
+  async close(): Promise<void> {
+    for (const child of this.#children) {
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGKILL');
+        await exited;
+      }
+    }
+    await Promise.all(this.#workers.map((w) => w.close(1_000)));
+    await Promise.all([...this.#queues.values()].map((q) => q.close()));
+    await this.enqueuer.close();
+    await this.deadLetters.close();
+    await this.redis.quit();
+    await this.fake.close();
+  }
+}
+
+/** A Harness per test, closed before useRedis() checks for leaks (hooks run in reverse order). */
+export function useHarness(redisCtx: RedisTestContext): (options?: HarnessOptions) => Promise<Harness> {
+  let current: Harness[] = [];
+  afterEach(async () => {
+    await Promise.all(current.map((h) => h.close()));
+    current = [];
+  });
+  return async (options) => {
+    const h = await Harness.create(redisCtx, options);
+    current.push(h);
+    return h;
+  };
+}
+
+export function sms(i: number, locationId = 'locA', extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { locationId, type: 'SMS', contactId: `contact-${i}`, message: `message ${i}`, altId: `${locationId}-m${i}`, ...extra };
+}
+
+export async function until(check: () => Promise<boolean> | boolean, timeoutMs = 10_000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}

@@ -1,0 +1,117 @@
+/**
+ * Every setting of ghl-ingest, read from the environment (and a `.env` file if present) in this
+ * one place, parsed once with zod. The rest of the code receives the frozen result.
+ */
+import { existsSync } from 'node:fs';
+import { isCountryCode, type CountryCode } from '@ghl-ingest/schema';
+import { z } from 'zod';
+
+const blankIsUnset = (value: unknown) => (typeof value === 'string' && value.trim() === '' ? undefined : value);
+const int = (min: number, max: number) => z.preprocess(blankIsUnset, z.coerce.number().int().min(min).max(max));
+const text = () => z.preprocess(blankIsUnset, z.string().trim().min(1));
+
+const envSchema = z.object({
+  REDIS_URL: z.preprocess(
+    blankIsUnset,
+    z
+      .string()
+      .default('redis://127.0.0.1:6379')
+      .refine((v) => /^rediss?:\/\/.+/.test(v), 'must be a redis:// or rediss:// URL'),
+  ),
+  QUEUE_PREFIX: z.preprocess(
+    blankIsUnset,
+    z.string().default('ghl').pipe(z.string().regex(/^[A-Za-z0-9_.{}-]{1,64}$/, 'may hold only letters, digits and _ . { } -')),
+  ),
+  GHL_API_BASE_URL: z.preprocess(blankIsUnset, z.url({ protocol: /^https?$/ }).default('https://services.leadconnectorhq.com')),
+  GHL_TOKEN: text().optional(),
+  GHL_TOKENS_FILE: text().optional(),
+  GHL_CONVERSATION_PROVIDER_ID: text().optional(),
+  GHL_RATE_LIMIT_MAX: int(1, 1_000_000).default(100),
+  GHL_RATE_LIMIT_WINDOW_MS: int(1, 86_400_000).default(10_000),
+  GHL_DAILY_LIMIT: int(1, 100_000_000).default(200_000),
+  WORKER_CONCURRENCY: int(1, 10_000).optional(),
+  GHL_MAX_ATTEMPTS: int(1, 100).default(10),
+  HTTP_TIMEOUT_MS: int(100, 600_000).default(30_000),
+  DEFAULT_PHONE_REGION: z.preprocess(
+    blankIsUnset,
+    z
+      .string()
+      .default('US')
+      .transform((v) => v.toUpperCase())
+      .refine(isCountryCode, 'must be a two-letter region code such as US or GB'),
+  ),
+  INTAKE_PORT: int(0, 65_535).default(8080),
+  INTAKE_TOKEN: text().optional(),
+  ADMIN_PORT: int(0, 65_535).default(9464),
+  DASHBOARD_USER: text().optional(),
+  DASHBOARD_PASSWORD: text().optional(),
+  LOG_LEVEL: z.preprocess(blankIsUnset, z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')),
+  // Ours, beyond contract.md (documented in the README):
+  GHL_LEDGER_TTL_DAYS: int(1, 3650).default(30),
+  SHUTDOWN_TIMEOUT_MS: int(0, 3_600_000).default(30_000),
+});
+
+export interface Config {
+  redisUrl: string;
+  queuePrefix: string;
+  apiBaseUrl: string;
+  token: string | undefined;
+  tokensFile: string | undefined;
+  conversationProviderId: string | undefined;
+  rateLimit: { max: number; windowMs: number; daily: number };
+  /** In-flight requests per worker process; undefined: the worker chooses. */
+  workerConcurrency: number | undefined;
+  maxAttempts: number;
+  httpTimeoutMs: number;
+  defaultPhoneRegion: CountryCode;
+  intake: { port: number; token: string | undefined };
+  adminPort: number;
+  dashboard: { user: string; password: string } | undefined;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  ledgerTtlMs: number;
+  shutdownTimeoutMs: number;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Parses settings from `env` (default: `process.env` plus `.env`). Throws ConfigError naming each bad variable. */
+export function loadConfig(env: Record<string, string | undefined> = readEnv()): Readonly<Config> {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    throw new ConfigError(`invalid settings:\n${z.prettifyError(parsed.error)}`);
+  }
+  const e = parsed.data;
+  if ((e.DASHBOARD_USER === undefined) !== (e.DASHBOARD_PASSWORD === undefined)) {
+    throw new ConfigError('invalid settings: set both DASHBOARD_USER and DASHBOARD_PASSWORD, or neither');
+  }
+  return Object.freeze({
+    redisUrl: e.REDIS_URL,
+    queuePrefix: e.QUEUE_PREFIX,
+    apiBaseUrl: e.GHL_API_BASE_URL.replace(/\/+$/, ''),
+    token: e.GHL_TOKEN,
+    tokensFile: e.GHL_TOKENS_FILE,
+    conversationProviderId: e.GHL_CONVERSATION_PROVIDER_ID,
+    rateLimit: Object.freeze({ max: e.GHL_RATE_LIMIT_MAX, windowMs: e.GHL_RATE_LIMIT_WINDOW_MS, daily: e.GHL_DAILY_LIMIT }),
+    workerConcurrency: e.WORKER_CONCURRENCY,
+    maxAttempts: e.GHL_MAX_ATTEMPTS,
+    httpTimeoutMs: e.HTTP_TIMEOUT_MS,
+    defaultPhoneRegion: e.DEFAULT_PHONE_REGION,
+    intake: Object.freeze({ port: e.INTAKE_PORT, token: e.INTAKE_TOKEN }),
+    adminPort: e.ADMIN_PORT,
+    dashboard:
+      e.DASHBOARD_USER !== undefined && e.DASHBOARD_PASSWORD !== undefined
+        ? Object.freeze({ user: e.DASHBOARD_USER, password: e.DASHBOARD_PASSWORD })
+        : undefined,
+    logLevel: e.LOG_LEVEL,
+    ledgerTtlMs: e.GHL_LEDGER_TTL_DAYS * 86_400_000,
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+  });
+}
+
+/** The environment, with a `.env` file of the working directory under it (real variables win). */
+function readEnv(): Record<string, string | undefined> {
+  if (existsSync('.env')) process.loadEnvFile('.env');
+  return process.env;
+}

@@ -1,0 +1,43 @@
+/**
+ * The Redis layout. One BullMQ queue per location, named `loc.{<locationId>}`; every other
+ * per-location key carries the same `{<locationId>}` hash tag, so on Redis Cluster a location's
+ * queue, ledger, rate state and pause state share one slot (and Lua scripts may touch them together).
+ */
+export const DEAD_LETTER_QUEUE = 'dead-letter';
+
+export function locationQueueName(locationId: string): string {
+  return `loc.{${locationId}}`;
+}
+
+/** The location of a queue name, or undefined for queues that are not a location's. */
+export function locationOfQueue(queueName: string): string | undefined {
+  return /^loc\.\{([A-Za-z0-9_-]+)\}$/.exec(queueName)?.[1];
+}
+
+export interface Keys {
+  /** SET of every location that ever had a message enqueued. */
+  locations: string;
+  /** Pub/sub channel announcing a new location to the workers. */
+  locationsChannel: string;
+  /** Delivery ledger entry of one message: `{ messageId, at }`, kept GHL_LEDGER_TTL_DAYS. */
+  ledger(locationId: string, key: string): string;
+  /** HASH: why a location is paused or parked (state, reason, since, until). */
+  state(locationId: string): string;
+  /** Rate-limit state of a location (the limiter's own keys start with this). */
+  rate(locationId: string): string;
+}
+
+export function keysFor(prefix: string): Keys {
+  return {
+    locations: `${prefix}:locations`,
+    locationsChannel: `${prefix}:locations:new`,
+    ledger: (locationId, key) => `${prefix}:ledger:{${locationId}}:${key}`,
+    state: (locationId) => `${prefix}:state:{${locationId}}`,
+    rate: (locationId) => `${prefix}:rate:{${locationId}}`,
+  };
+}
+
+/** The id of a message's dead-letter record (and what `dlq show` takes): `<locationId>.<key>`. */
+export function deadLetterId(locationId: string, key: string): string {
+  return `${locationId}.${key}`;
+}
