@@ -41,6 +41,8 @@ export interface LocationWorkersOptions {
   random?: () => number;
   /** Default: base 1 s, cap 5 min. */
   backoff?: BackoffOptions;
+  /** Job lock and stalled-check interval in ms (WORKER_LOCK_MS). */
+  lockMs: number;
 }
 
 export class LocationWorkers implements LocationControl {
@@ -149,6 +151,8 @@ export class LocationWorkers implements LocationControl {
       concurrency: this.#o.concurrency,
       name: `${hostname()}:${process.pid}`,
       maxStalledCount: 10,
+      lockDuration: this.#o.lockMs,
+      stalledInterval: this.#o.lockMs,
       // A limiter that never limits by itself: without one, BullMQ's moveToActive ignores the
       // queue's rate-limit key, and queue.rateLimit() (how a location waits in every process)
       // would hold only the process that set it.

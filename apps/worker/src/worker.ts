@@ -59,6 +59,7 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
     processor: (job) => delivery.process(job),
     deadLetters,
     concurrency,
+    lockMs: config.workerLockMs,
     logger: log,
     ...(parts.scanIntervalMs === undefined ? {} : { scanIntervalMs: parts.scanIntervalMs }),
     ...(parts.backoff === undefined ? {} : { backoff: parts.backoff }),

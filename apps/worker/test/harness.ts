@@ -63,6 +63,7 @@ export class Harness {
       GHL_MAX_ATTEMPTS: '5',
       HTTP_TIMEOUT_MS: '2000',
       LOG_LEVEL: 'info',
+      WORKER_LOCK_MS: '2000',
       ...options.env,
     };
     this.config = loadConfig(this.env);

@@ -49,6 +49,7 @@ const envSchema = z.object({
   // Ours, beyond contract.md (documented in the README):
   GHL_LEDGER_TTL_DAYS: int(1, 3650).default(30),
   SHUTDOWN_TIMEOUT_MS: int(0, 3_600_000).default(30_000),
+  WORKER_LOCK_MS: int(1_000, 600_000).default(30_000),
 });
 
 export interface Config {
@@ -70,6 +71,8 @@ export interface Config {
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   ledgerTtlMs: number;
   shutdownTimeoutMs: number;
+  /** A job's lock, renewed at half this while it runs; a dead worker's jobs are taken again within about twice this. */
+  workerLockMs: number;
 }
 
 export class ConfigError extends Error {
@@ -107,6 +110,7 @@ export function loadConfig(env: Record<string, string | undefined> = readEnv()):
     logLevel: e.LOG_LEVEL,
     ledgerTtlMs: e.GHL_LEDGER_TTL_DAYS * 86_400_000,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    workerLockMs: e.WORKER_LOCK_MS,
   });
 }
 

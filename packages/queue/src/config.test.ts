@@ -1,0 +1,47 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from './config.ts';
+
+describe('loadConfig', () => {
+  it('has the defaults of contract.md', () => {
+    expect(loadConfig({})).toMatchObject({
+      redisUrl: 'redis://127.0.0.1:6379',
+      queuePrefix: 'ghl',
+      apiBaseUrl: 'https://services.leadconnectorhq.com',
+      rateLimit: { max: 100, windowMs: 10_000, daily: 200_000 },
+      maxAttempts: 10,
+      httpTimeoutMs: 30_000,
+      defaultPhoneRegion: 'US',
+      intake: { port: 8080, token: undefined },
+      adminPort: 9464,
+      dashboard: undefined,
+      logLevel: 'info',
+      ledgerTtlMs: 30 * 86_400_000,
+      workerConcurrency: undefined,
+    });
+  });
+
+  it('reads values, treating blank ones as unset, and is frozen', () => {
+    const c = loadConfig({ GHL_MAX_ATTEMPTS: '3', DEFAULT_PHONE_REGION: 'gb', QUEUE_PREFIX: '  ', REDIS_URL: 'rediss://u:p@h:6380' });
+    expect(c).toMatchObject({ maxAttempts: 3, defaultPhoneRegion: 'GB', queuePrefix: 'ghl', redisUrl: 'rediss://u:p@h:6380' });
+    expect(Object.isFrozen(c)).toBe(true);
+  });
+
+  it.each([
+    ['GHL_MAX_ATTEMPTS', 'ten'],
+    ['GHL_MAX_ATTEMPTS', '0'],
+    ['REDIS_URL', 'http://localhost'],
+    ['GHL_API_BASE_URL', 'not a url'],
+    ['DEFAULT_PHONE_REGION', 'XX'],
+    ['QUEUE_PREFIX', 'a:b'],
+    ['LOG_LEVEL', 'loud'],
+    ['HTTP_TIMEOUT_MS', '-1'],
+  ])('refuses %s=%s, naming the variable', (name, value) => {
+    expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
+    expect(() => loadConfig({ [name]: value })).toThrow(name);
+  });
+
+  it('wants both dashboard credentials or neither', () => {
+    expect(() => loadConfig({ DASHBOARD_USER: 'a' })).toThrow('DASHBOARD_PASSWORD');
+    expect(loadConfig({ DASHBOARD_USER: 'a', DASHBOARD_PASSWORD: 'b' }).dashboard).toEqual({ user: 'a', password: 'b' });
+  });
+});
