@@ -1,0 +1,1 @@
+export { resumeLocation } from './resume.ts';

@@ -1,0 +1,44 @@
+import { spawnSync } from 'node:child_process';
+import { resolve } from 'node:path';
+import { locationQueueName, readHold, writeHold } from '@ghl-ingest/queue';
+import { useRedis } from '@ghl-ingest/testing';
+import { Queue } from 'bullmq';
+import { describe, expect, it } from 'vitest';
+
+const MAIN = resolve(import.meta.dirname, '../src/main.ts');
+
+describe('ingest resume', () => {
+  const redis = useRedis();
+
+  function ingest(...args: string[]) {
+    return spawnSync(process.execPath, [MAIN, ...args], {
+      env: { ...process.env, REDIS_URL: redis.url, QUEUE_PREFIX: redis.prefix },
+      encoding: 'utf8',
+    });
+  }
+
+  it('resumes a paused location and clears its reason', async () => {
+    const queue = new Queue(locationQueueName('locA'), { connection: redis.client(), prefix: redis.prefix });
+    await queue.pause();
+    await writeHold(redis.admin, redis.prefix, 'locA', { state: 'paused', reason: 'token rejected (401)', since: 1 });
+    const r = ingest('resume', 'locA');
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain('location locA resumed (it was paused: token rejected (401))');
+    expect(await queue.isPaused()).toBe(false);
+    expect(await readHold(redis.admin, redis.prefix, 'locA')).toBeUndefined();
+    await queue.close();
+  });
+
+  it('refuses a malformed location id', () => {
+    const r = ingest('resume', 'loc:A');
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('is not a location id');
+  });
+
+  it.each(['import', 'serve', 'status', 'dlq'])('`ingest %s` says plainly it is not built yet and exits 1', (command) => {
+    const r = ingest(command, 'x');
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('not built yet');
+  });
+});
