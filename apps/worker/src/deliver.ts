@@ -103,7 +103,9 @@ export class Delivery {
       return this.#deadLetter(job, undefined, 'invalid-job', reason, {});
     }
     const data = parsed.data;
-    const log = this.#o.logger.child({ jobId: job.id, locationId: data.locationId, attempt: job.attemptsMade + 1 });
+    // The job's context goes on every line. A pino child per job would carry it too, but costs
+    // an allocation and a serialisation of its bindings per message on the hot path.
+    const log = jobLogger(this.#o.logger, { jobId: job.id, locationId: data.locationId, attempt: job.attemptsMade + 1 });
 
     const known = await this.#o.ledger.get(data.locationId, data.key);
     if (known !== undefined) {
@@ -115,7 +117,7 @@ export class Delivery {
     const token = this.#o.tokens.forLocation(data.locationId);
     if (token === undefined) {
       await this.#o.control.pause(data.locationId, 'no token configured for this location (GHL_TOKENS_FILE or GHL_TOKEN)');
-      log.error('paused: no token configured');
+      log.error({}, 'paused: no token configured');
       this.#emit({ outcome: 'paused', locationId: data.locationId });
       throw new RateLimitError();
     }
@@ -185,7 +187,7 @@ export class Delivery {
     data: JobData,
     verdict: Extract<Classification, { class: 'suspect' | 'transient' }>,
     fields: { status: number | undefined; latencyMs: number; outcome: { kind: string; body?: string } },
-    log: Logger,
+    log: JobLog,
   ): Promise<never> {
     const attempt = job.attemptsMade + 1;
     const allowed = Math.min(this.#o.maxAttempts, verdict.maxAttempts ?? Infinity, job.opts.attempts ?? this.#o.maxAttempts);
@@ -251,6 +253,22 @@ export class Delivery {
   #emit(event: DeliveryEvent): void {
     this.#o.onEvent?.(event);
   }
+}
+
+/** Logs one job's lines: object first, a short constant message second. */
+interface JobLog {
+  info(fields: object, message: string): void;
+  warn(fields: object, message: string): void;
+  error(fields: object, message: string): void;
+}
+
+/** A JobLog that adds the job's context to each line (see `process`). */
+function jobLogger(root: Logger, context: Record<string, unknown>): JobLog {
+  return {
+    info: (fields, message) => root.info({ ...context, ...fields }, message),
+    warn: (fields, message) => root.warn({ ...context, ...fields }, message),
+    error: (fields, message) => root.error({ ...context, ...fields }, message),
+  };
 }
 
 function firstAttemptOf(job: Job): number {

@@ -2,25 +2,25 @@
  * Signals: the first SIGINT/SIGTERM stops the process gracefully (the handler has its own
  * deadline), a second one exits at once. A crash path (unhandled rejection) logs and exits 1.
  */
-import { coerceError, type Logger } from '@ghl-ingest/queue';
+import { coerceError, flushLogs, type Logger } from '@ghl-ingest/queue';
 
 export function onShutdown(handler: (signal: NodeJS.Signals) => Promise<void>, logger: Logger): void {
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) {
       logger.warn({ signal }, 'second signal: exiting now');
-      process.exit(130);
+      exit(130);
     }
     stopping = true;
     logger.info({ signal }, 'stopping');
     handler(signal).then(
       () => {
         logger.info('stopped');
-        process.exit(0);
+        exit(0);
       },
       (error: unknown) => {
         logger.error({ err: coerceError(error) }, 'stopping failed');
-        process.exit(1);
+        exit(1);
       },
     );
   };
@@ -28,6 +28,10 @@ export function onShutdown(handler: (signal: NodeJS.Signals) => Promise<void>, l
   process.on('SIGTERM', stop);
   process.on('unhandledRejection', (reason) => {
     logger.fatal({ err: coerceError(reason) }, 'unhandled rejection');
-    process.exit(1);
+    exit(1);
   });
+  const exit = (code: number): never => {
+    flushLogs(logger);
+    process.exit(code);
+  };
 }

@@ -7,6 +7,11 @@ import { Redis, type RedisOptions } from 'ioredis';
 
 export type ConnectionRole = 'worker' | 'producer';
 
+/**
+ * `autoPipelining` batches the commands issued in one tick into one write: with dozens of jobs in
+ * flight, far fewer syscalls and less Redis CPU (measured by `pnpm bench delivery`). Not for
+ * connections that block or subscribe.
+ */
 export function createRedis(url: string, role: ConnectionRole, name: string, extra: RedisOptions = {}): Redis {
   const options: RedisOptions =
     role === 'worker'

