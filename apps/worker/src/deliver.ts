@@ -4,21 +4,22 @@
  * record a delivery in the ledger before completing; dead-letter a final failure before failing;
  * hand location-level answers (401, 429, a spent budget) to the location, never to the message.
  */
+import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { jobDataSchema, type JobData } from '@ghl-ingest/schema';
 import {
   coerceError,
   IngestError,
   type DeadLetterRecord,
   type DeadLetters,
-  type DeliveryLedger,
   type FailureClass,
   type Logger,
+  type RateLimiter,
 } from '@ghl-ingest/queue';
 import { RateLimitError, UnrecoverableError, type Job } from 'bullmq';
 import { classify, type Classification } from './classify.ts';
 import type { HighLevelClient } from './http-client.ts';
-import type { RateLimiter } from './rate-limit.ts';
 import type { Semaphore } from './semaphore.ts';
 import type { TokenStore } from './tokens.ts';
 
@@ -51,10 +52,10 @@ export interface DeliveryEvent {
 }
 
 export interface DeliveryOptions {
-  ledger: DeliveryLedger;
   deadLetters: DeadLetters;
   tokens: TokenStore;
   client: HighLevelClient;
+  /** Rate budget and delivery ledger, in Redis. */
   limiter: RateLimiter;
   control: LocationControl;
   /** Process-wide bound on requests in flight (WORKER_CONCURRENCY). */
@@ -89,6 +90,7 @@ export class RetryableDeliveryError extends IngestError {
 }
 
 export class Delivery {
+  #stopping = new AbortController();
   #o: Required<Omit<DeliveryOptions, 'afterLedgerWrite' | 'onEvent'>> & Pick<DeliveryOptions, 'afterLedgerWrite' | 'onEvent'>;
 
   constructor(options: DeliveryOptions) {
@@ -107,13 +109,6 @@ export class Delivery {
     // an allocation and a serialisation of its bindings per message on the hot path.
     const log = jobLogger(this.#o.logger, { jobId: job.id, locationId: data.locationId, attempt: job.attemptsMade + 1 });
 
-    const known = await this.#o.ledger.get(data.locationId, data.key);
-    if (known !== undefined) {
-      log.info({ messageId: known.messageId }, 'skipped: already delivered');
-      this.#emit({ outcome: 'skipped', locationId: data.locationId });
-      return { messageId: known.messageId, skipped: true };
-    }
-
     const token = this.#o.tokens.forLocation(data.locationId);
     if (token === undefined) {
       await this.#o.control.pause(data.locationId, 'no token configured for this location (GHL_TOKENS_FILE or GHL_TOKEN)');
@@ -122,13 +117,24 @@ export class Delivery {
       throw new RateLimitError();
     }
 
-    const reservation = await this.#o.limiter.acquire(data.locationId);
-    if (!reservation.ok) {
-      if (reservation.parkedUntil !== undefined) {
-        await this.#o.control.park(data.locationId, reservation.parkedUntil, 'daily budget spent');
-      }
-      this.#emit({ outcome: 'waiting', locationId: data.locationId });
-      return this.#waitLocation(data.locationId, reservation.waitMs);
+    // One Redis call: the ledger (already delivered?) and the location's budget (a slot, now or later).
+    const slot = randomUUID();
+    const acquired = await this.#o.limiter.acquire(data.locationId, data.key, slot);
+    switch (acquired.kind) {
+      case 'delivered':
+        log.info({ key: data.key, messageId: acquired.entry.messageId }, 'skipped: already delivered');
+        this.#emit({ outcome: 'skipped', locationId: data.locationId });
+        return { messageId: acquired.entry.messageId, skipped: true };
+      case 'parked':
+        await this.#o.control.park(data.locationId, acquired.until, 'daily budget spent');
+        log.warn({ until: new Date(acquired.until).toISOString() }, 'parked: daily budget spent');
+        this.#emit({ outcome: 'waiting', locationId: data.locationId });
+        return this.#waitLocation(data.locationId, acquired.waitMs);
+      case 'wait':
+        this.#emit({ outcome: 'waiting', locationId: data.locationId });
+        return this.#waitLocation(data.locationId, acquired.waitMs);
+      case 'reserved':
+        if (acquired.sendInMs > 0) await this.#awaitSlot(data.locationId, slot, acquired.sendInMs);
     }
 
     const release = await this.#o.inFlight.acquire();
@@ -138,7 +144,6 @@ export class Delivery {
     } finally {
       release();
     }
-    await this.#o.limiter.settle(data.locationId, reservation.slot, result.rate);
     const { outcome, latencyMs } = result;
     const status = outcome.kind === 'answer' ? outcome.status : undefined;
     const verdict = classify(outcome, this.#o.now());
@@ -146,32 +151,56 @@ export class Delivery {
 
     switch (verdict.class) {
       case 'delivered': {
-        await this.#o.ledger.record(data.locationId, data.key, { messageId: verdict.messageId, at: this.#o.now() });
+        // Ledger entry and slot accounting in one call, before the job completes.
+        await this.#o.limiter.settle(data.locationId, data.key, slot, result.rate, { messageId: verdict.messageId, at: this.#o.now() });
         await this.#o.afterLedgerWrite?.(job);
         log.info({ ...fields, messageId: verdict.messageId }, 'delivered');
         this.#emit({ outcome: 'delivered', locationId: data.locationId, status, latencyMs });
         return { messageId: verdict.messageId };
       }
       case 'rate-limited': {
-        const waitMs = await this.#o.limiter.refused(data.locationId, verdict.retryAfterMs);
+        const waitMs = await this.#o.limiter.refuse(data.locationId, slot, verdict.retryAfterMs);
         log.warn({ ...fields, waitMs }, 'rate limited: location waits');
         this.#emit({ outcome: 'rate-limited', locationId: data.locationId, status, latencyMs });
         return this.#waitLocation(data.locationId, waitMs);
       }
       case 'credentials': {
+        await this.#o.limiter.settle(data.locationId, data.key, slot, result.rate);
         await this.#o.control.pause(data.locationId, verdict.reason);
         log.error({ ...fields, reason: verdict.reason }, 'paused: credentials rejected');
         this.#emit({ outcome: 'paused', locationId: data.locationId, status, latencyMs });
         throw new RateLimitError();
       }
       case 'permanent':
+        await this.#o.limiter.settle(data.locationId, data.key, slot, result.rate);
         log.warn({ ...fields, reason: verdict.reason }, 'dead-lettered');
         return this.#deadLetter(job, data, 'permanent', verdict.reason, { status, body: outcome.kind === 'answer' ? outcome.body : undefined, latencyMs });
       case 'suspect':
       case 'transient':
+        await this.#o.limiter.settle(data.locationId, data.key, slot, result.rate);
         return this.#retryOrDeadLetter(job, data, verdict, { ...fields, outcome }, log);
     }
   };
+
+  /** Stops waits for reserved slots (the worker is stopping): their jobs go back to the queue. */
+  stop(): void {
+    this.#stopping.abort();
+  }
+
+  /**
+   * Waits for a slot reserved in the future, then checks nothing (a 429 seen by any process)
+   * stopped the location meanwhile. A stopping worker gives the slot back instead.
+   */
+  async #awaitSlot(locationId: string, slot: string, ms: number): Promise<void> {
+    try {
+      await sleep(ms, undefined, { signal: this.#stopping.signal });
+    } catch {
+      await this.#o.limiter.release(locationId, slot);
+      throw new RateLimitError();
+    }
+    const waitMs = await this.#o.limiter.proceed(locationId, slot);
+    if (waitMs > 0) await this.#waitLocation(locationId, waitMs);
+  }
 
   /**
    * The whole location waits `ms`: the queue's rate limit, seen by every process, so none spins

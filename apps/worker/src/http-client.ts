@@ -6,21 +6,13 @@
  */
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
+import type { RateHeaders } from '@ghl-ingest/queue';
 import type { InboundMessageBody } from '@ghl-ingest/schema';
 import got, { RequestError, type Got } from 'got';
 import type { Outcome } from './classify.ts';
 
 export const API_VERSION = '2021-04-15';
 export const INBOUND_PATH = 'conversations/messages/inbound';
-
-/** What the five `X-RateLimit-*` headers said (whichever were present and numeric). */
-export interface RateHeaders {
-  max?: number;
-  remaining?: number;
-  intervalMs?: number;
-  daily?: number;
-  dailyRemaining?: number;
-}
 
 export interface PostResult {
   outcome: Outcome;

@@ -155,8 +155,10 @@ export class LocationWorkers implements LocationControl {
       stalledInterval: this.#o.lockMs,
       // A limiter that never limits by itself: without one, BullMQ's moveToActive ignores the
       // queue's rate-limit key, and queue.rateLimit() (how a location waits in every process)
-      // would hold only the process that set it.
-      limiter: { max: 1e12, duration: 60_000 },
+      // would hold only the process that set it. Its window is 1 ms because after a
+      // RateLimitError a worker sleeps for that key's remaining TTL: a longer window would put
+      // it to sleep after every 401 or 429, holding jobs it had already fetched.
+      limiter: { max: 1e12, duration: 1 },
       // A rate-limited worker re-checks at least this often (ms). BullMQ's 30 s default can hold
       // a shutdown for as long, when close() races a new rate-limit sleep.
       maximumRateLimitDelay: 5_000,

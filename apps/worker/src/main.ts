@@ -19,7 +19,7 @@ async function main(): Promise<void> {
   try {
     worker = await startWorker(config, { logger, ...testSeams() });
   } catch (error) {
-    if (error instanceof IngestError && error.code === 'CONFIG') {
+    if (error instanceof ConfigError || (error instanceof IngestError && error.code === 'CONFIG')) {
       process.stderr.write(`worker: ${error.message}\n`);
       process.exit(1);
     }

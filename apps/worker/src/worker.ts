@@ -4,10 +4,12 @@
  */
 import { unwatchFile, watchFile } from 'node:fs';
 import {
+  budgetFor,
   coerceError,
   createRedis,
   DeadLetters,
-  DeliveryLedger,
+  RateLimiter,
+  readBudgetOverrides,
   readHold,
   type Config,
   type Logger,
@@ -17,7 +19,6 @@ import type { BackoffOptions } from './backoff.ts';
 import { Delivery, type DeliveryEvent } from './deliver.ts';
 import { HighLevelClient } from './http-client.ts';
 import { LocationWorkers } from './location-workers.ts';
-import { UnlimitedRateLimiter, type RateLimiter } from './rate-limit.ts';
 import { Semaphore } from './semaphore.ts';
 import { TokenStore } from './tokens.ts';
 
@@ -26,7 +27,6 @@ export const DEFAULT_CONCURRENCY = 32;
 
 export interface WorkerParts {
   logger: Logger;
-  limiter?: RateLimiter;
   onEvent?: (event: DeliveryEvent) => void;
   afterLedgerWrite?: (job: Job) => Promise<void>;
   scanIntervalMs?: number;
@@ -35,7 +35,7 @@ export interface WorkerParts {
 
 export interface RunningWorker {
   locations: LocationWorkers;
-  /** Re-reads GHL_TOKENS_FILE and resumes locations paused for credentials whose token changed. */
+  /** Re-reads GHL_TOKENS_FILE (resuming locations paused for credentials whose token changed) and GHL_RATE_LIMITS_FILE. */
   reloadTokens(): Promise<string[]>;
   close(deadlineMs?: number): Promise<{ forced: boolean }>;
 }
@@ -43,13 +43,22 @@ export interface RunningWorker {
 export async function startWorker(config: Config, parts: WorkerParts): Promise<RunningWorker> {
   const log = parts.logger;
   const tokens = new TokenStore({ file: config.tokensFile, token: config.token });
+  let overrides = readBudgetOverrides(config.rateLimitsFile);
   const concurrency = config.workerConcurrency ?? DEFAULT_CONCURRENCY;
   const connection = createRedis(config.redisUrl, 'worker', `${config.queuePrefix}:worker`);
   connection.on('error', (error: unknown) => log.warn({ err: coerceError(error) }, 'redis connection error'));
   const deadLetters = new DeadLetters(connection, config.queuePrefix);
-  const ledger = new DeliveryLedger(connection, config.queuePrefix, config.ledgerTtlMs);
   const client = new HighLevelClient({ baseUrl: config.apiBaseUrl, timeoutMs: config.httpTimeoutMs, maxSockets: concurrency });
-  const limiter = parts.limiter ?? new UnlimitedRateLimiter(config.rateLimit.windowMs);
+  const limiter = new RateLimiter(connection, {
+    prefix: config.queuePrefix,
+    budget: (locationId) => budgetFor(locationId, config.rateLimit, overrides),
+    // A request may still reach HighLevel until its timeout: its slot counts at least that long.
+    inflightMs: config.httpTimeoutMs + 1_000,
+    resetOffsetMs: config.dailyResetOffsetMs,
+    // Reservations are bounded by concurrency; this only stops a sleep of minutes.
+    horizonMs: (b) => Math.max(2 * b.windowMs, 30_000),
+    ledgerTtlMs: config.ledgerTtlMs,
+  });
   // The workers run the delivery, and the delivery steers the workers' queues: built in this order,
   // `delivery` is defined before any worker can take a job (start() below).
   const locations: LocationWorkers = new LocationWorkers({
@@ -65,7 +74,6 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
     ...(parts.backoff === undefined ? {} : { backoff: parts.backoff }),
   });
   const delivery = new Delivery({
-    ledger,
     deadLetters,
     tokens,
     client,
@@ -83,8 +91,9 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
     let changed: string[];
     try {
       changed = tokens.reload();
+      overrides = readBudgetOverrides(config.rateLimitsFile);
     } catch (error) {
-      log.error({ err: coerceError(error) }, 'token reload failed; keeping the tokens in use');
+      log.error({ err: coerceError(error) }, 'reload failed; keeping the tokens and limits in use');
       return [];
     }
     const resumed: string[] = [];
@@ -113,6 +122,7 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
     reloadTokens,
     async close(deadlineMs = config.shutdownTimeoutMs) {
       if (file !== undefined) unwatchFile(file);
+      delivery.stop();
       const result = await served.close(deadlineMs);
       await deadLetters.close();
       client.close();

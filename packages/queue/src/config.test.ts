@@ -17,6 +17,8 @@ describe('loadConfig', () => {
       logLevel: 'info',
       ledgerTtlMs: 30 * 86_400_000,
       workerConcurrency: undefined,
+      dailyResetOffsetMs: 0,
+      rateLimitsFile: undefined,
     });
   });
 
@@ -35,6 +37,7 @@ describe('loadConfig', () => {
     ['QUEUE_PREFIX', 'a:b'],
     ['LOG_LEVEL', 'loud'],
     ['HTTP_TIMEOUT_MS', '-1'],
+    ['GHL_DAILY_RESET', '25:00'],
   ])('refuses %s=%s, naming the variable', (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ [name]: value })).toThrow(name);

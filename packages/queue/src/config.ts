@@ -5,6 +5,10 @@
 import { existsSync } from 'node:fs';
 import { isCountryCode, type CountryCode } from '@ghl-ingest/schema';
 import { z } from 'zod';
+import { ConfigError } from './errors.ts';
+import { parseResetTime } from './rate-budget.ts';
+
+export { ConfigError } from './errors.ts';
 
 const blankIsUnset = (value: unknown) => (typeof value === 'string' && value.trim() === '' ? undefined : value);
 const int = (min: number, max: number) => z.preprocess(blankIsUnset, z.coerce.number().int().min(min).max(max));
@@ -50,6 +54,14 @@ const envSchema = z.object({
   GHL_LEDGER_TTL_DAYS: int(1, 3650).default(30),
   SHUTDOWN_TIMEOUT_MS: int(0, 3_600_000).default(30_000),
   WORKER_LOCK_MS: int(1_000, 600_000).default(30_000),
+  GHL_RATE_LIMITS_FILE: text().optional(),
+  GHL_DAILY_RESET: z.preprocess(
+    blankIsUnset,
+    z
+      .string()
+      .default('00:00')
+      .refine((v) => /^([01]\d|2[0-3]):([0-5]\d)$/.test(v), 'must be HH:MM in UTC, such as 00:00'),
+  ),
 });
 
 export interface Config {
@@ -60,6 +72,10 @@ export interface Config {
   tokensFile: string | undefined;
   conversationProviderId: string | undefined;
   rateLimit: { max: number; windowMs: number; daily: number };
+  /** GHL_RATE_LIMITS_FILE: per-location budgets over `rateLimit`. */
+  rateLimitsFile: string | undefined;
+  /** When the daily budget resets: ms after midnight UTC (GHL_DAILY_RESET). */
+  dailyResetOffsetMs: number;
   /** In-flight requests per worker process; undefined: the worker chooses. */
   workerConcurrency: number | undefined;
   maxAttempts: number;
@@ -75,9 +91,6 @@ export interface Config {
   workerLockMs: number;
 }
 
-export class ConfigError extends Error {
-  override name = 'ConfigError';
-}
 
 /** Parses settings from `env` (default: `process.env` plus `.env`). Throws ConfigError naming each bad variable. */
 export function loadConfig(env: Record<string, string | undefined> = readEnv()): Readonly<Config> {
@@ -97,6 +110,8 @@ export function loadConfig(env: Record<string, string | undefined> = readEnv()):
     tokensFile: e.GHL_TOKENS_FILE,
     conversationProviderId: e.GHL_CONVERSATION_PROVIDER_ID,
     rateLimit: Object.freeze({ max: e.GHL_RATE_LIMIT_MAX, windowMs: e.GHL_RATE_LIMIT_WINDOW_MS, daily: e.GHL_DAILY_LIMIT }),
+    rateLimitsFile: e.GHL_RATE_LIMITS_FILE,
+    dailyResetOffsetMs: parseResetTime(e.GHL_DAILY_RESET),
     workerConcurrency: e.WORKER_CONCURRENCY,
     maxAttempts: e.GHL_MAX_ATTEMPTS,
     httpTimeoutMs: e.HTTP_TIMEOUT_MS,

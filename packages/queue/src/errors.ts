@@ -45,3 +45,8 @@ export function coerceError(value: unknown): Error {
     return new Error('non-error thrown');
   }
 }
+
+/** A bad setting or settings file: the process says which and stops. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}

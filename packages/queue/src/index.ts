@@ -8,3 +8,5 @@ export * from './location-state.ts';
 export * from './locations.ts';
 export * from './logger.ts';
 export * from './enqueue.ts';
+export * from './rate-budget.ts';
+export * from './rate-limiter.ts';

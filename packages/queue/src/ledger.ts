@@ -28,7 +28,7 @@ export class DeliveryLedger {
   }
 
   async record(locationId: string, key: string, entry: LedgerEntry): Promise<void> {
-    await this.#redis.set(this.#keys.ledger(locationId, key), `${entry.messageId} ${entry.at}`, 'PX', this.#ttlMs);
+    await this.#redis.set(this.#keys.ledger(locationId, key), formatLedgerEntry(entry), 'PX', this.#ttlMs);
   }
 
   /** Which of `keys` (all of one location) were delivered: for re-imports to skip them. */
@@ -39,7 +39,11 @@ export class DeliveryLedger {
   }
 }
 
-// Stored as "<messageId> <at>": a third of the size of JSON, for millions of entries.
+/** Stored as "<messageId> <at>": a third of the size of JSON, for millions of entries. */
+export function formatLedgerEntry(entry: LedgerEntry): string {
+  return `${entry.messageId} ${entry.at}`;
+}
+
 function parse(value: string | null): LedgerEntry | undefined {
   if (value === null) return undefined;
   const [messageId = '', at = '0'] = value.split(' ');

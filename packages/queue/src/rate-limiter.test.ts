@@ -1,0 +1,142 @@
+import { randomUUID } from 'node:crypto';
+import { useRedis } from '@ghl-ingest/testing';
+import { describe, expect, it } from 'vitest';
+import { DeliveryLedger } from './ledger.ts';
+import type { Budget } from './rate-budget.ts';
+import { RateLimiter, rateKeys, type Acquired } from './rate-limiter.ts';
+
+describe('RateLimiter (Lua, on a real Redis)', () => {
+  const redis = useRedis();
+  const budget: Budget = { max: 3, windowMs: 1000, daily: 1000 };
+
+  function limiter(b: Budget = budget, extra: { inflightMs?: number; horizonMs?: number; resetOffsetMs?: number } = {}) {
+    return new RateLimiter(redis.client(), {
+      prefix: redis.prefix,
+      budget: () => b,
+      inflightMs: extra.inflightMs ?? 500,
+      resetOffsetMs: extra.resetOffsetMs ?? 0,
+      ledgerTtlMs: 60_000,
+      ...(extra.horizonMs === undefined ? {} : { horizonMs: () => extra.horizonMs as number }),
+    });
+  }
+  const acquire = (l: RateLimiter, key = randomUUID()) => l.acquire('loc', key, randomUUID());
+  const sendIn = (a: Acquired) => (a.kind === 'reserved' ? a.sendInMs : -1);
+
+  it('lets max requests go at once, then reserves the moment the earliest slot frees', async () => {
+    const l = limiter();
+    const first = await Promise.all([1, 2, 3].map(() => acquire(l)));
+    expect(first.map(sendIn)).toEqual([0, 0, 0]);
+    // Unanswered, a slot counts for in-flight time + window: 500 + 1000.
+    const fourth = await acquire(l);
+    expect(sendIn(fourth)).toBeGreaterThan(1400);
+    expect(sendIn(fourth)).toBeLessThanOrEqual(1500);
+  });
+
+  it('counts an answered request until one window after its answer', async () => {
+    const l = limiter();
+    const slots = await Promise.all([1, 2, 3].map(() => acquire(l)));
+    for (const s of slots) if (s.kind === 'reserved') await l.settle('loc', 'k', s.slot, undefined);
+    const next = await acquire(l);
+    expect(sendIn(next)).toBeGreaterThan(900);
+    expect(sendIn(next)).toBeLessThanOrEqual(1000);
+  });
+
+  it('stages reservations one after another, never more than max in any window', async () => {
+    const l = limiter({ max: 2, windowMs: 1000, daily: 1000 }, { inflightMs: 0, horizonMs: 10_000 });
+    const times = [];
+    for (let i = 0; i < 8; i += 1) times.push(sendIn(await acquire(l)));
+    // Pairs at 0, ~1000, ~2000, ~3000 (each reserved slot frees one window after it is due).
+    expect(times.slice(0, 2)).toEqual([0, 0]);
+    for (let i = 2; i < 8; i += 1) {
+      const t = times[i] as number;
+      const pair = Math.floor(i / 2);
+      expect(t).toBeGreaterThan(pair * 1000 - 50);
+      expect(t).toBeLessThanOrEqual(pair * 1000);
+    }
+  });
+
+  it('says wait instead of reserving past the horizon', async () => {
+    const l = limiter({ max: 1, windowMs: 1000, daily: 1000 }, { inflightMs: 0, horizonMs: 1500 });
+    expect(sendIn(await acquire(l))).toBe(0);
+    expect(sendIn(await acquire(l))).toBeGreaterThan(900);
+    const third = await acquire(l);
+    expect(third.kind).toBe('wait');
+  });
+
+  it('answers from the delivery ledger without reserving', async () => {
+    const l = limiter();
+    await new DeliveryLedger(redis.client(), redis.prefix, 60_000).record('loc', 'k-done', { messageId: 'm1', at: 42 });
+    expect(await l.acquire('loc', 'k-done', 's')).toEqual({ kind: 'delivered', entry: { messageId: 'm1', at: 42 } });
+    expect(await redis.admin.exists(rateKeys(redis.prefix, 'loc').slots)).toBe(0);
+  });
+
+  it('writes the ledger on settle', async () => {
+    const l = limiter();
+    const a = await l.acquire('loc', 'k-new', 's1');
+    await l.settle('loc', 'k-new', 's1', undefined, { messageId: 'm9', at: 7 });
+    expect(a.kind).toBe('reserved');
+    expect(await new DeliveryLedger(redis.client(), redis.prefix, 1).get('loc', 'k-new')).toEqual({ messageId: 'm9', at: 7 });
+  });
+
+  it('a 429 makes the location wait, in every process, and gives the slot back', async () => {
+    const l = limiter();
+    const other = limiter();
+    const a = await acquire(l);
+    const reserved = await acquire(l);
+    if (a.kind !== 'reserved' || reserved.kind !== 'reserved') throw new Error('expected reservations');
+    expect(await l.refuse('loc', a.slot, 700)).toBeGreaterThan(650);
+    const b = await acquire(other);
+    expect(b.kind).toBe('wait');
+    expect(b.kind === 'wait' && b.waitMs).toBeGreaterThan(600);
+    // A request that was reserved before the 429 checks again before it goes, and waits too.
+    expect(await l.proceed('loc', reserved.slot)).toBeGreaterThan(600);
+    expect(await redis.admin.zcard(rateKeys(redis.prefix, 'loc').slots)).toBe(0);
+  });
+
+  it('parks a location whose daily budget is spent, until the next reset', async () => {
+    const l = limiter({ max: 100, windowMs: 1000, daily: 2 });
+    await acquire(l);
+    await acquire(l);
+    const parked = await acquire(l);
+    expect(parked.kind).toBe('parked');
+    if (parked.kind !== 'parked') return;
+    expect(new Date(parked.until).toISOString()).toMatch(/T00:00:00\.000Z$/);
+    expect(parked.until).toBeGreaterThan(Date.now());
+    expect(parked.waitMs).toBeLessThanOrEqual(86_400_000);
+  });
+
+  it('learns from X-RateLimit-Remaining that others spend the location', async () => {
+    const l = limiter({ max: 10, windowMs: 1000, daily: 1000 });
+    const a = await acquire(l);
+    if (a.kind !== 'reserved') throw new Error('expected a reservation');
+    // HighLevel says 2 left: 8 used, 1 of them ours, so 7 by others.
+    await l.settle('loc', 'k', a.slot, { remaining: 2, max: 10 });
+    expect(await redis.admin.zcard(rateKeys(redis.prefix, 'loc').others)).toBe(7);
+    expect([sendIn(await acquire(l)), sendIn(await acquire(l))]).toEqual([0, 0]);
+    expect(sendIn(await acquire(l))).toBeGreaterThan(900);
+  });
+
+  it('adopts a lower X-RateLimit-Max and a longer interval, and the daily count HighLevel reports', async () => {
+    const l = limiter({ max: 10, windowMs: 1000, daily: 1000 });
+    const a = await acquire(l);
+    if (a.kind !== 'reserved') throw new Error('expected a reservation');
+    await l.settle('loc', 'k', a.slot, { max: 2, intervalMs: 3000, remaining: 1, daily: 1000, dailyRemaining: 0 });
+    expect(await redis.admin.hgetall(rateKeys(redis.prefix, 'loc').learned)).toEqual({ max: '2', windowMs: '3000' });
+    expect((await acquire(l)).kind).toBe('parked');
+  });
+
+  it('release gives back an unused reservation and its daily count', async () => {
+    const l = limiter({ max: 1, windowMs: 1000, daily: 1 });
+    const a = await acquire(l);
+    if (a.kind !== 'reserved') throw new Error('expected a reservation');
+    await l.release('loc', a.slot);
+    expect(sendIn(await acquire(l))).toBe(0);
+  });
+
+  it('keeps each location to its own budget', async () => {
+    const l = limiter({ max: 1, windowMs: 1000, daily: 1000 });
+    expect(sendIn(await l.acquire('a', 'k1', 's1'))).toBe(0);
+    expect(sendIn(await l.acquire('b', 'k1', 's2'))).toBe(0);
+    expect(sendIn(await l.acquire('a', 'k2', 's3'))).toBeGreaterThan(0);
+  });
+});
