@@ -1,10 +1,11 @@
 /**
- * `pnpm bench [part...]`: the benchmarks (not part of `pnpm test`). Parts: delivery.
+ * `pnpm bench [part...]`: the benchmarks (not part of `pnpm test`). Parts: delivery, rate.
  * Numbers are medians of alternating rounds, compared side by side within one run.
  */
 import { deliveryBench } from './delivery.ts';
+import { rateBench } from './rate.ts';
 
-const PARTS: Record<string, () => Promise<void>> = { delivery: deliveryBench };
+const PARTS: Record<string, () => Promise<void>> = { delivery: deliveryBench, rate: rateBench };
 
 const wanted = process.argv.slice(2);
 for (const name of wanted.length === 0 ? Object.keys(PARTS) : wanted) {

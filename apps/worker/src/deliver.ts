@@ -131,13 +131,21 @@ export class Delivery {
         this.#emit({ outcome: 'waiting', locationId: data.locationId });
         return this.#waitLocation(data.locationId, acquired.waitMs);
       case 'wait':
+        this.#o.logger.debug({ jobId: job.id, locationId: data.locationId, waitMs: acquired.waitMs }, 'location waits');
         this.#emit({ outcome: 'waiting', locationId: data.locationId });
         return this.#waitLocation(data.locationId, acquired.waitMs);
       case 'reserved':
         if (acquired.sendInMs > 0) await this.#awaitSlot(data.locationId, slot, acquired.sendInMs);
     }
 
-    const release = await this.#o.inFlight.acquire();
+    let release: () => void;
+    try {
+      release = await this.#o.inFlight.acquire(this.#stopping.signal);
+    } catch {
+      // The worker is stopping: this job goes back to the queue, its slot back to the location.
+      await this.#o.limiter.release(data.locationId, slot);
+      throw new RateLimitError();
+    }
     let result;
     try {
       result = await this.#o.client.post(token, data.body);
@@ -188,18 +196,24 @@ export class Delivery {
   }
 
   /**
-   * Waits for a slot reserved in the future, then checks nothing (a 429 seen by any process)
-   * stopped the location meanwhile. A stopping worker gives the slot back instead.
+   * Waits for a slot reserved in the future, then passes the limiter's gate (which sends only
+   * while fewer than max requests count; if the window is still full it says how much longer).
+   * A 429 seen meanwhile by any process makes the location wait. A stopping worker gives the slot back.
    */
   async #awaitSlot(locationId: string, slot: string, ms: number): Promise<void> {
-    try {
-      await sleep(ms, undefined, { signal: this.#stopping.signal });
-    } catch {
-      await this.#o.limiter.release(locationId, slot);
-      throw new RateLimitError();
+    let waitMs = ms;
+    for (;;) {
+      try {
+        await sleep(waitMs, undefined, { signal: this.#stopping.signal });
+      } catch {
+        await this.#o.limiter.release(locationId, slot);
+        throw new RateLimitError();
+      }
+      const gate = await this.#o.limiter.proceed(locationId, slot);
+      if (gate.kind === 'go') return;
+      if (gate.kind === 'wait') await this.#waitLocation(locationId, gate.waitMs);
+      else waitMs = gate.waitMs;
     }
-    const waitMs = await this.#o.limiter.proceed(locationId, slot);
-    if (waitMs > 0) await this.#waitLocation(locationId, waitMs);
   }
 
   /**

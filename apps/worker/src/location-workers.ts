@@ -31,8 +31,8 @@ export interface LocationWorkersOptions {
   prefix: string;
   processor: (job: Job) => Promise<DeliveryResult>;
   deadLetters: DeadLetters;
-  /** Jobs of one location in flight in this process. */
-  concurrency: number;
+  /** Jobs of a location active in this process at most (some wait for a reserved slot). */
+  concurrency: (locationId: string) => number;
   logger: Logger;
   /** How often to look for new locations and for failed jobs without a dead-letter record (ms). Default 5,000. */
   scanIntervalMs?: number;
@@ -148,7 +148,7 @@ export class LocationWorkers implements LocationControl {
     const worker = new Worker(locationQueueName(locationId), this.#o.processor, {
       connection: this.#o.connection,
       prefix: this.#o.prefix,
-      concurrency: this.#o.concurrency,
+      concurrency: this.#o.concurrency(locationId),
       name: `${hostname()}:${process.pid}`,
       maxStalledCount: 10,
       lockDuration: this.#o.lockMs,

@@ -7,9 +7,24 @@ export class Semaphore {
     this.#free = limit;
   }
 
-  async acquire(): Promise<() => void> {
+  /** Resolves with the release function; rejects if `signal` aborts while waiting. */
+  async acquire(signal?: AbortSignal): Promise<() => void> {
     if (this.#free > 0) this.#free -= 1;
-    else await new Promise<void>((resolve) => this.#waiters.push(resolve));
+    else {
+      signal?.throwIfAborted();
+      await new Promise<void>((resolve, reject) => {
+        const waiter = () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        };
+        const onAbort = () => {
+          this.#waiters = this.#waiters.filter((w) => w !== waiter);
+          reject(signal?.reason as Error);
+        };
+        this.#waiters.push(waiter);
+        signal?.addEventListener('abort', onAbort, { once: true });
+      });
+    }
     let released = false;
     return () => {
       if (released) return;

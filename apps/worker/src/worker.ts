@@ -67,7 +67,9 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
     prefix: config.queuePrefix,
     processor: (job) => delivery.process(job),
     deadLetters,
-    concurrency,
+    // Active jobs of a location: its burst budget, so one process alone can keep the next window
+    // reserved. Most of them sleep on reservations; requests in flight are bounded by `inFlight`.
+    concurrency: (locationId) => Math.max(1, budgetFor(locationId, config.rateLimit, overrides).max),
     lockMs: config.workerLockMs,
     logger: log,
     ...(parts.scanIntervalMs === undefined ? {} : { scanIntervalMs: parts.scanIntervalMs }),

@@ -1,0 +1,132 @@
+/**
+ * The per-location rate limiter, end to end: real worker processes, a real Redis, and the
+ * stand-in counting in a strict rolling window.
+ */
+import { once } from 'node:events';
+import { readHold, rateKeys } from '@ghl-ingest/queue';
+import type { ReceivedMessage } from '@ghl-ingest/fake-api';
+import { useRedis } from '@ghl-ingest/testing';
+import { describe, expect, it } from 'vitest';
+import { sms, until, useHarness } from './harness.ts';
+
+/** The most requests any rolling window of `windowMs` holds, from the stand-in's arrival times. */
+function busiestWindow(messages: ReceivedMessage[], windowMs: number): number {
+  const times = messages.map((m) => m.t).sort((a, b) => a - b);
+  let most = 0;
+  let start = 0;
+  for (let end = 0; end < times.length; end += 1) {
+    while ((times[end] as number) - (times[start] as number) >= windowMs) start += 1;
+    most = Math.max(most, end - start + 1);
+  }
+  return most;
+}
+
+describe('per-location rate limiting', () => {
+  const redis = useRedis();
+  const harness = useHarness(redis);
+
+  it('two processes on one location never exceed the budget in any rolling window, with no 429', async () => {
+    const limits = { max: 10, windowMs: 1000 };
+    const h = await harness({
+      fake: { limits, latency: { minMs: 5, maxMs: 60 } },
+      env: { GHL_RATE_LIMIT_MAX: '10', GHL_RATE_LIMIT_WINDOW_MS: '1000' },
+    });
+    await h.send(Array.from({ length: 60 }, (_, i) => sms(i)));
+    const workers = [h.spawnWorker(), h.spawnWorker()];
+    await h.settled(['locA'], 30_000);
+    const received = h.fake.messages({ locationId: 'locA' });
+    expect(received).toHaveLength(60);
+    expect(h.fake.stats().rateLimited).toBe(0);
+    expect(busiestWindow(received, limits.windowMs)).toBe(10);
+    // It also uses the budget: 60 messages at 10 per second take about 5 windows, not much more.
+    const span = (received.at(-1)?.t ?? 0) - (received[0]?.t ?? 0);
+    expect(span).toBeLessThan(7_000);
+    for (const w of workers) {
+      w.kill('SIGTERM');
+      await once(w, 'exit');
+    }
+  }, 60_000);
+
+  it('a 429 stops that location only, and costs no attempt', async () => {
+    const h = await harness({
+      fake: { limits: { max: 100, windowMs: 1000 }, perLocation: { locA: { max: 1, windowMs: 60_000 } } },
+      env: { GHL_RATE_LIMIT_MAX: '100', GHL_RATE_LIMIT_WINDOW_MS: '1000' },
+    });
+    await h.worker();
+    await h.send([sms(1, 'locA'), sms(2, 'locA'), ...Array.from({ length: 20 }, (_, i) => sms(i, 'locB'))]);
+    await h.settled(['locB'], 10_000);
+    await until(() => h.fake.stats().rateLimited >= 1, 5_000, 'a 429 for locA');
+    // locA waits one window (1 s) per 429; locB was not held back by it.
+    expect(h.fake.stats().acceptedByLocation).toMatchObject({ locA: 1, locB: 20 });
+    const [waiting] = await h.queue('locA').getJobs(['wait', 'active']);
+    expect(waiting?.attemptsMade).toBe(0);
+    expect(await redis.admin.exists(rateKeys(redis.prefix, 'locA').block)).toBe(1);
+    expect(await redis.admin.exists(rateKeys(redis.prefix, 'locB').block)).toBe(0);
+    expect(await h.deadLettered()).toEqual([]);
+  });
+
+  it('a spent daily budget parks the location (no attempt, nothing dead-lettered) until the reset', async () => {
+    const h = await harness({ env: { GHL_DAILY_LIMIT: '3' } });
+    await h.worker();
+    await h.send(Array.from({ length: 5 }, (_, i) => sms(i)));
+    await until(async () => (await readHold(h.redis, h.config.queuePrefix, 'locA'))?.state === 'parked', 5_000, 'parked');
+    const hold = await readHold(h.redis, h.config.queuePrefix, 'locA');
+    expect(hold?.state === 'parked' && new Date(hold.until).toISOString()).toMatch(/T00:00:00\.000Z$/);
+    expect(h.fake.stats().accepted).toBe(3);
+    expect(await h.pending('locA')).toBe(2);
+    expect((await h.queue('locA').getJobs(['wait'])).map((j) => j.attemptsMade)).toEqual([0, 0]);
+    expect(await h.queue('locA').getRateLimitTtl()).toBeGreaterThan(60_000);
+    expect(await h.deadLettered()).toEqual([]);
+
+    // The day turns: a new day's count, and the queue's wait ends.
+    await redis.admin.del(rateKeys(redis.prefix, 'locA').daily);
+    await h.queue('locA').removeRateLimitKey();
+    await h.settled(['locA'], 15_000);
+    expect(h.fake.stats().accepted).toBe(5);
+  });
+
+  it("one location's backlog does not delay another location's first message", async () => {
+    const h = await harness({ env: { GHL_RATE_LIMIT_MAX: '5', GHL_RATE_LIMIT_WINDOW_MS: '1000' } });
+    await h.worker();
+    await h.send(Array.from({ length: 300 }, (_, i) => sms(i, 'locA')));
+    await until(() => h.fake.stats().accepted >= 5, 5_000, 'locA under way');
+    const sent = Date.now();
+    await h.send([sms(1, 'locB')]);
+    await h.settled(['locB'], 5_000);
+    expect(Date.now() - sent).toBeLessThan(1_500);
+    expect(await h.pending('locA')).toBeGreaterThan(250);
+  });
+
+  it('live messages go before backfill within a location', async () => {
+    const h = await harness({ env: { GHL_RATE_LIMIT_MAX: '2', GHL_RATE_LIMIT_WINDOW_MS: '500' } });
+    await h.send(Array.from({ length: 20 }, (_, i) => sms(i)), 'backfill');
+    await h.send([sms(100, 'locA', { altId: 'live-1' })], 'live');
+    await h.worker({});
+    await until(() => h.fake.messages().some((m) => m.altId === 'live-1'), 10_000, 'the live message');
+    const order = h.fake.messages().map((m) => m.altId);
+    expect(order.indexOf('live-1')).toBeLessThan(2);
+  });
+
+  it('adapts when another client spends the same location: at most one 429 per interval', async () => {
+    const windowMs = 1000;
+    const h = await harness({
+      fake: { limits: { max: 10, windowMs } },
+      env: { GHL_RATE_LIMIT_MAX: '10', GHL_RATE_LIMIT_WINDOW_MS: String(windowMs) },
+    });
+    await h.send(Array.from({ length: 60 }, (_, i) => sms(i)));
+    await h.worker();
+    // Another app spends 6 of every 10 for a while.
+    const started = Date.now();
+    const rival = setInterval(() => void h.fake.spend('locA', 6), windowMs);
+    h.fake.spend('locA', 6);
+    try {
+      await h.settled(['locA'], 40_000);
+    } finally {
+      clearInterval(rival);
+    }
+    const windows = Math.ceil((Date.now() - started) / windowMs);
+    expect(h.fake.stats().rateLimited).toBeLessThanOrEqual(windows);
+    expect(await h.deadLettered()).toEqual([]);
+    expect(h.fake.stats().accepted).toBe(60);
+  }, 60_000);
+});
