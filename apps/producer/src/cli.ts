@@ -3,8 +3,10 @@
  * 1 the command failed, 2 it finished but some rows were rejected or dead-lettered.
  */
 import { Command, CommanderError } from 'commander';
-import { coerceError, ConfigError, createRedis, loadConfig } from '@ghl-ingest/queue';
+import { coerceError, ConfigError, loadConfig } from '@ghl-ingest/queue';
+import { connectProducer } from './connect.ts';
 import { locationIdSchema } from '@ghl-ingest/schema';
+import { importCommand, type ImportFlags } from './import-command.ts';
 import { resumeLocation } from './resume.ts';
 
 class NotBuiltYet extends Error {}
@@ -15,8 +17,27 @@ export async function run(argv: string[], out: NodeJS.WritableStream = process.s
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s), writeOut: (s) => out.write(s) });
 
+  program
+    .command('import')
+    .description('bulk import: validate, normalise, enqueue (resumable: run it again after an interruption)')
+    .argument('<file>', 'an NDJSON, CSV or JSON file, or - for standard input')
+    .option('--location <id>', 'locationId for rows without one')
+    .option('--format <format>', 'ndjson, csv or json (default: from the file name, else ndjson)')
+    .option('--rejects <file>', 'where rejected rows go (default: <file>.rejects.ndjson)')
+    .option('--dry-run', 'validate and report only; enqueue nothing')
+    .option('--wait', 'follow delivery of this import until every message is delivered or dead-lettered')
+    .option('--json', 'a machine-readable summary on stdout (progress stays on stderr)')
+    .action(async (file: string, flags: ImportFlags & { format?: string }) => {
+      if (flags.format !== undefined && !['ndjson', 'csv', 'json'].includes(flags.format)) {
+        throw new ConfigError(`--format must be ndjson, csv or json, not "${flags.format}"`);
+      }
+      if (flags.location !== undefined && !locationIdSchema.safeParse(flags.location).success) {
+        throw new ConfigError(`--location "${flags.location}" is not a location id (letters, digits, _ and - only)`);
+      }
+      exitCode = await importCommand(file, flags, out);
+    });
+
   for (const [name, issue, summary] of [
-    ['import', 5, 'bulk import: validate, normalise, enqueue'],
     ['serve', 5, 'HTTP intake for live sync processes'],
     ['status', 6, 'per-location progress'],
     ['dlq', 6, 'the dead-letter queue'],
@@ -39,7 +60,7 @@ export async function run(argv: string[], out: NodeJS.WritableStream = process.s
       const id = locationIdSchema.safeParse(locationId);
       if (!id.success) throw new ConfigError(`"${locationId}" is not a location id: ${id.error.issues[0]?.message ?? ''}`);
       const config = loadConfig();
-      const redis = createRedis(config.redisUrl, 'producer', `${config.queuePrefix}:ingest-resume`);
+      const redis = await connectProducer(config, 'ingest-resume');
       try {
         const hold = await resumeLocation(redis, config.queuePrefix, id.data);
         out.write(
@@ -52,13 +73,16 @@ export async function run(argv: string[], out: NodeJS.WritableStream = process.s
       }
     });
 
+  let exitCode = 0;
   try {
     await program.parseAsync(argv, { from: 'user' });
-    return 0;
+    return exitCode;
   } catch (error) {
     if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 1;
     const e = coerceError(error);
-    process.stderr.write(`ingest: ${e.message}\n`);
+    const code = (e as { code?: unknown }).code;
+    const detail = code === 'ENOENT' || code === 'EACCES' || code === 'EISDIR' ? '' : e.name === 'Error' || e.name === 'ConfigError' ? '' : ` (${e.name})`;
+    process.stderr.write(`ingest: ${e.message}${detail}\n`);
     return 1;
   }
 }

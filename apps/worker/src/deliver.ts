@@ -45,6 +45,8 @@ export type DeliveryOutcome =
 export interface DeliveryEvent {
   outcome: DeliveryOutcome;
   locationId: string;
+  /** The import the message came with, if any. */
+  importId?: string;
   /** The answer's HTTP status, when there was one. */
   status?: number;
   latencyMs?: number;
@@ -123,7 +125,7 @@ export class Delivery {
     switch (acquired.kind) {
       case 'delivered':
         log.info({ key: data.key, messageId: acquired.entry.messageId }, 'skipped: already delivered');
-        this.#emit({ outcome: 'skipped', locationId: data.locationId });
+        this.#emit({ outcome: 'skipped', locationId: data.locationId, ...importOf(data) });
         return { messageId: acquired.entry.messageId, skipped: true };
       case 'parked':
         await this.#o.control.park(data.locationId, acquired.until, 'daily budget spent');
@@ -163,7 +165,7 @@ export class Delivery {
         await this.#o.limiter.settle(data.locationId, data.key, slot, result.rate, { messageId: verdict.messageId, at: this.#o.now() });
         await this.#o.afterLedgerWrite?.(job);
         log.info({ ...fields, messageId: verdict.messageId }, 'delivered');
-        this.#emit({ outcome: 'delivered', locationId: data.locationId, status, latencyMs });
+        this.#emit({ outcome: 'delivered', locationId: data.locationId, status, latencyMs, ...importOf(data) });
         return { messageId: verdict.messageId };
       }
       case 'rate-limited': {
@@ -277,6 +279,7 @@ export class Delivery {
     this.#emit({
       outcome: 'dead-lettered',
       locationId: record.locationId,
+      ...(data === undefined ? {} : importOf(data)),
       failureClass,
       ...(answer.status === undefined ? {} : { status: answer.status }),
       ...(answer.latencyMs === undefined ? {} : { latencyMs: answer.latencyMs }),
@@ -312,6 +315,10 @@ function jobLogger(root: Logger, context: Record<string, unknown>): JobLog {
     warn: (fields, message) => root.warn({ ...context, ...fields }, message),
     error: (fields, message) => root.error({ ...context, ...fields }, message),
   };
+}
+
+function importOf(data: JobData): { importId?: string } {
+  return data.importId === undefined ? {} : { importId: data.importId };
 }
 
 function firstAttemptOf(job: Job): number {

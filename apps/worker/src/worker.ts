@@ -84,10 +84,22 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
     inFlight: new Semaphore(concurrency),
     logger: log,
     maxAttempts: config.maxAttempts,
-    ...(parts.onEvent === undefined ? {} : { onEvent: parts.onEvent }),
+    onEvent: (event) => {
+      countForImport(event);
+      parts.onEvent?.(event);
+    },
     ...(parts.afterLedgerWrite === undefined ? {} : { afterLedgerWrite: parts.afterLedgerWrite }),
   });
   const served = locations;
+  // Per-import progress for `ingest import --wait` and `status`: off the hot path (not awaited).
+  const countForImport = (event: DeliveryEvent) => {
+    if (event.importId === undefined) return;
+    const field = event.outcome === 'dead-lettered' ? 'dead' : event.outcome === 'delivered' || event.outcome === 'skipped' ? 'delivered' : undefined;
+    if (field === undefined) return;
+    connection.hincrby(`${config.queuePrefix}:import:${event.importId}`, field, 1).catch((error: unknown) => {
+      log.warn({ err: coerceError(error) }, 'could not count import progress');
+    });
+  };
 
   const reloadTokens = async (): Promise<string[]> => {
     let changed: string[];

@@ -1,0 +1,208 @@
+/**
+ * `ingest import`: read a file as a stream, validate and normalise each row, enqueue the valid
+ * ones in batches, report the others. Idempotent (a message's job id is its key, and messages the
+ * ledger knows were delivered are skipped) and resumable (a checkpoint after every batch).
+ */
+import { createReadStream, openSync, closeSync, ftruncateSync, statSync } from 'node:fs';
+import { appendFile } from 'node:fs/promises';
+import { extname } from 'node:path';
+import type { Readable } from 'node:stream';
+import { DeliveryLedger, Enqueuer, type Config } from '@ghl-ingest/queue';
+import { normalizeRecord, toJobData, type JobData, type RecordIssue } from '@ghl-ingest/schema';
+import type { Redis } from 'ioredis';
+import { importIdFor, readCheckpoint, writeCheckpoint, type Checkpoint } from './checkpoint.ts';
+import { readCsv } from './readers/csv.ts';
+import { readJsonArray } from './readers/json-array.ts';
+import { readNdjson } from './readers/ndjson.ts';
+import type { Row } from './readers/row.ts';
+
+export type Format = 'ndjson' | 'csv' | 'json';
+
+export interface ImportOptions {
+  /** A path, or `-` for standard input. */
+  file: string;
+  format?: Format;
+  /** For rows without `locationId`. */
+  location?: string;
+  /** Default `<file>.rejects.ndjson` (`stdin.rejects.ndjson` for standard input). */
+  rejectsFile?: string;
+  dryRun?: boolean;
+  /** Rows per enqueue batch. Default 1,000. */
+  batchSize?: number;
+  /** Aborting finishes the current batch, then stops (Ctrl-C). */
+  signal?: AbortSignal;
+  onProgress?: (p: ImportProgress) => void;
+  /** Standard input, when `file` is `-`. */
+  stdin?: Readable;
+}
+
+export interface ImportProgress {
+  rows: number;
+  accepted: number;
+  rejected: number;
+  bytes: number;
+  totalBytes: number | undefined;
+}
+
+export interface ImportSummary extends ImportProgress {
+  importId: string;
+  file: string;
+  format: Format;
+  /** Valid rows whose message the ledger knows was delivered: not enqueued again. */
+  alreadyDelivered: number;
+  rejectsFile: string;
+  /** Set when this run picked up an earlier, interrupted one. */
+  resumedAfterLine: number | undefined;
+  interrupted: boolean;
+  dryRun: boolean;
+  locations: string[];
+}
+
+export function formatOf(file: string, format: Format | undefined): Format {
+  if (format !== undefined) return format;
+  const ext = extname(file).toLowerCase();
+  if (ext === '.csv') return 'csv';
+  if (ext === '.json') return 'json';
+  return 'ndjson';
+}
+
+export async function runImport(redis: Redis | undefined, config: Config, options: ImportOptions): Promise<ImportSummary> {
+  const format = formatOf(options.file, options.format);
+  const dryRun = options.dryRun === true;
+  if (!dryRun && redis === undefined) throw new Error('an import needs Redis unless it is a dry run');
+  const importId = await importIdFor(options.file);
+  const rejectsFile = options.rejectsFile ?? `${options.file === '-' ? 'stdin' : options.file}.rejects.ndjson`;
+  const totalBytes = options.file === '-' ? undefined : statSync(options.file).size;
+  const batchSize = options.batchSize ?? 1000;
+
+  const previous = dryRun ? undefined : await readCheckpoint(redis as Redis, config.queuePrefix, importId);
+  const resume = previous !== undefined && previous.state !== 'done' ? previous : undefined;
+  // Start the rejects report anew, or cut it back to what the resumed run had committed.
+  const fd = openSync(rejectsFile, 'a');
+  ftruncateSync(fd, resume?.rejectsBytes ?? 0);
+  closeSync(fd);
+
+  // A finished import of the same file runs again from the start: idempotent, so nothing doubles.
+  const cp: Checkpoint = resume ?? {
+    file: options.file,
+    format,
+    line: 0,
+    bytes: 0,
+    rejectsBytes: 0,
+    rows: 0,
+    accepted: 0,
+    rejected: 0,
+    alreadyDelivered: 0,
+    state: 'running',
+    startedAt: Date.now(),
+    updatedAt: Date.now(),
+    locations: '',
+  };
+  cp.state = 'running';
+  const locations = new Set(cp.locations === '' ? [] : cp.locations.split(','));
+  const enqueuer = dryRun ? undefined : new Enqueuer(redis as Redis, config.queuePrefix, config.maxAttempts);
+  const ledger = dryRun ? undefined : new DeliveryLedger(redis as Redis, config.queuePrefix, config.ledgerTtlMs);
+
+  const input = options.file === '-' ? (options.stdin ?? process.stdin) : createReadStream(options.file, { start: format === 'ndjson' ? cp.bytes : 0 });
+  const rows: AsyncIterable<Row> =
+    format === 'csv' ? readCsv(input) : format === 'json' ? readJsonArray(input) : readNdjson(input, cp.line + 1, cp.bytes);
+
+  let batch: { data: JobData; line: number }[] = [];
+  let rejects: string[] = [];
+  let lastRow: Row | undefined;
+  let interrupted = false;
+  let bytesRead = cp.bytes;
+  const report = () => options.onProgress?.({ rows: cp.rows, accepted: cp.accepted, rejected: cp.rejected, bytes: bytesRead, totalBytes });
+
+  const flush = async () => {
+    if (rejects.length > 0) {
+      const text = rejects.join('');
+      await appendFile(rejectsFile, text);
+      cp.rejectsBytes += Buffer.byteLength(text);
+      rejects = [];
+    }
+    if (batch.length > 0 && enqueuer !== undefined && ledger !== undefined) {
+      const fresh = await skipDelivered(ledger, batch.map((b) => b.data));
+      cp.alreadyDelivered += batch.length - fresh.length;
+      await enqueuer.enqueue(fresh);
+      for (const b of batch) locations.add(b.data.locationId);
+    }
+    batch = [];
+    if (lastRow !== undefined) {
+      cp.line = lastRow.line;
+      if (format === 'ndjson') cp.bytes = lastRow.bytes;
+    }
+    cp.updatedAt = Date.now();
+    cp.locations = [...locations].join(',');
+    if (!dryRun) await writeCheckpoint(redis as Redis, config.queuePrefix, importId, cp);
+    report();
+  };
+
+  const normalizeOptions = {
+    defaultRegion: config.defaultPhoneRegion,
+    ...(config.conversationProviderId === undefined ? {} : { defaultConversationProviderId: config.conversationProviderId }),
+    ...(options.location === undefined ? {} : { defaultLocationId: options.location }),
+  };
+  for await (const row of rows) {
+    if (format !== 'ndjson' && row.line <= cp.line && resume !== undefined) continue;
+    lastRow = row;
+    bytesRead = Math.max(bytesRead, row.bytes);
+    cp.rows += 1;
+    if (row.error !== undefined) {
+      cp.rejected += 1;
+      rejects.push(rejectLine(row, undefined, [{ path: '', message: row.error }]));
+    } else {
+      const r = normalizeRecord(row.value, normalizeOptions);
+      if (r.ok) {
+        cp.accepted += 1;
+        batch.push({ data: toJobData(r.record, 'backfill', { importId, line: row.line }), line: row.line });
+      } else {
+        cp.rejected += 1;
+        rejects.push(rejectLine(row, r.key, r.issues));
+      }
+    }
+    if (batch.length >= batchSize || rejects.length >= batchSize) await flush();
+    if (options.signal?.aborted === true) {
+      interrupted = true;
+      break;
+    }
+  }
+  cp.state = interrupted ? 'interrupted' : 'done';
+  await flush();
+  await enqueuer?.close();
+  return {
+    importId,
+    file: options.file,
+    format,
+    rows: cp.rows,
+    accepted: cp.accepted,
+    rejected: cp.rejected,
+    alreadyDelivered: cp.alreadyDelivered,
+    bytes: bytesRead,
+    totalBytes,
+    rejectsFile,
+    resumedAfterLine: resume?.line,
+    interrupted,
+    dryRun,
+    locations: [...locations],
+  };
+}
+
+async function skipDelivered(ledger: DeliveryLedger, jobs: JobData[]): Promise<JobData[]> {
+  const byLocation = new Map<string, JobData[]>();
+  for (const j of jobs) {
+    const list = byLocation.get(j.locationId);
+    if (list === undefined) byLocation.set(j.locationId, [j]);
+    else list.push(j);
+  }
+  const fresh: JobData[] = [];
+  for (const [locationId, list] of byLocation) {
+    const delivered = await ledger.delivered(locationId, list.map((j) => j.key));
+    for (const j of list) if (!delivered.has(j.key)) fresh.push(j);
+  }
+  return fresh;
+}
+
+function rejectLine(row: Row, key: string | undefined, errors: RecordIssue[]): string {
+  return `${JSON.stringify({ line: row.line, key: key ?? null, errors, raw: row.raw })}\n`;
+}

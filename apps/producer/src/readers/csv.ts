@@ -1,0 +1,63 @@
+/**
+ * CSV with a header row of field names, read with csv-parse: quoted fields with commas and
+ * newlines, a BOM, CRLF. Nested fields come as `call.to`-style columns; list fields as JSON text
+ * or `;`-separated (the schema reads both). A record csv-parse cannot read (unbalanced quotes,
+ * a wrong number of columns) is reported and skipped; the import goes on.
+ */
+import { parse } from 'csv-parse';
+import { LIMITS } from '@ghl-ingest/schema';
+import type { Readable } from 'node:stream';
+import { clipRaw, type Row } from './row.ts';
+
+export async function* readCsv(input: Readable): AsyncGenerator<Row> {
+  const skipped: Row[] = [];
+  // Where the next record starts: csv-parse reports an unreadable one where it gave up, not where it began.
+  let nextLine = 2;
+  const parser = parse({
+    bom: true,
+    columns: (header: string[]) => header.map((h) => h.trim()),
+    skip_empty_lines: true,
+    skip_records_with_error: true,
+    relax_column_count: false,
+    max_record_size: LIMITS.recordBytes,
+    info: true,
+    raw: true,
+  });
+  parser.on('skip', (error: Error & { lines?: number; raw?: string; record?: unknown }) => {
+    skipped.push({
+      line: nextLine,
+      raw: clipRaw(error.raw ?? (Array.isArray(error.record) ? error.record.join(',') : '')),
+      error: `unreadable CSV: ${error.message}`,
+      bytes: 0,
+    });
+  });
+  input.pipe(parser);
+  input.on('error', (error) => parser.destroy(error));
+  for await (const item of parser as AsyncIterable<{ record: Record<string, string>; raw: string; info: { lines: number; bytes: number } }>) {
+    while (skipped.length > 0) yield { ...(skipped.shift() as Row), bytes: item.info.bytes };
+    const lines = item.raw.split('\n').length - (item.raw.endsWith('\n') ? 1 : 0);
+    nextLine = item.info.lines + 1;
+    yield { line: item.info.lines - lines + 1, raw: clipRaw(item.raw.replace(/\r?\n$/, '')), value: unflatten(item.record), bytes: item.info.bytes };
+  }
+  while (skipped.length > 0) yield skipped.shift() as Row;
+}
+
+/** `{ "call.to": "+1..." }` → `{ call: { to: "+1..." } }`; empty cells are left out. */
+export function unflatten(record: Record<string, string>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [column, cell] of Object.entries(record)) {
+    if (cell === '') continue;
+    const dot = column.indexOf('.');
+    if (dot === -1) {
+      out[column] = cell;
+      continue;
+    }
+    const parent = column.slice(0, dot);
+    const child = column.slice(dot + 1);
+    const existing = out[parent];
+    const nested = typeof existing === 'object' && existing !== null ? (existing as Record<string, unknown>) : {};
+    nested[child] = cell;
+    out[parent] = nested;
+  }
+  return out;
+}
