@@ -143,29 +143,37 @@ export async function runImport(redis: Redis | undefined, config: Config, option
     ...(config.conversationProviderId === undefined ? {} : { defaultConversationProviderId: config.conversationProviderId }),
     ...(options.location === undefined ? {} : { defaultLocationId: options.location }),
   };
-  for await (const row of rows) {
-    if (format !== 'ndjson' && row.line <= cp.line && resume !== undefined) continue;
-    lastRow = row;
-    bytesRead = Math.max(bytesRead, row.bytes);
-    cp.rows += 1;
-    if (row.error !== undefined) {
-      cp.rejected += 1;
-      rejects.push(rejectLine(row, undefined, [{ path: '', message: row.error }]));
-    } else {
-      const r = normalizeRecord(row.value, normalizeOptions);
-      if (r.ok) {
-        cp.accepted += 1;
-        batch.push({ data: toJobData(r.record, 'backfill', { importId, line: row.line }), line: row.line });
-      } else {
+  try {
+    for await (const row of rows) {
+      if (format !== 'ndjson' && row.line <= cp.line && resume !== undefined) continue;
+      lastRow = row;
+      bytesRead = Math.max(bytesRead, row.bytes);
+      cp.rows += 1;
+      if (row.error !== undefined) {
         cp.rejected += 1;
-        rejects.push(rejectLine(row, r.key, r.issues));
+        rejects.push(rejectLine(row, undefined, [{ path: '', message: row.error }]));
+      } else {
+        const r = normalizeRecord(row.value, normalizeOptions);
+        if (r.ok) {
+          cp.accepted += 1;
+          batch.push({ data: toJobData(r.record, 'backfill', { importId, line: row.line }), line: row.line });
+        } else {
+          cp.rejected += 1;
+          rejects.push(rejectLine(row, r.key, r.issues));
+        }
+      }
+      if (batch.length >= batchSize || rejects.length >= batchSize) await flush();
+      if (options.signal?.aborted === true) {
+        interrupted = true;
+        break;
       }
     }
-    if (batch.length >= batchSize || rejects.length >= batchSize) await flush();
-    if (options.signal?.aborted === true) {
-      interrupted = true;
-      break;
-    }
+  } catch (error) {
+    // An unreadable file (a broken JSON array, a read error): keep what was read before the fault.
+    cp.state = 'interrupted';
+    await flush();
+    await enqueuer?.close();
+    throw error;
   }
   cp.state = interrupted ? 'interrupted' : 'done';
   await flush();

@@ -11,8 +11,6 @@ import { clipRaw, type Row } from './row.ts';
 
 export async function* readCsv(input: Readable): AsyncGenerator<Row> {
   const skipped: Row[] = [];
-  // Where the next record starts: csv-parse reports an unreadable one where it gave up, not where it began.
-  let nextLine = 2;
   const parser = parse({
     bom: true,
     columns: (header: string[]) => header.map((h) => h.trim()),
@@ -24,9 +22,11 @@ export async function* readCsv(input: Readable): AsyncGenerator<Row> {
     raw: true,
   });
   parser.on('skip', (error: Error & { lines?: number; raw?: string; record?: unknown }) => {
+    const raw = error.raw ?? (Array.isArray(error.record) ? error.record.join(',') : '');
     skipped.push({
-      line: nextLine,
-      raw: clipRaw(error.raw ?? (Array.isArray(error.record) ? error.record.join(',') : '')),
+      // csv-parse counts lines up to where it gave up; the record began as many lines earlier as it spans.
+      line: (error.lines ?? 0) - (raw.match(/\n/g)?.length ?? 0),
+      raw: clipRaw(raw),
       error: `unreadable CSV: ${error.message}`,
       bytes: 0,
     });
@@ -36,7 +36,6 @@ export async function* readCsv(input: Readable): AsyncGenerator<Row> {
   for await (const item of parser as AsyncIterable<{ record: Record<string, string>; raw: string; info: { lines: number; bytes: number } }>) {
     while (skipped.length > 0) yield { ...(skipped.shift() as Row), bytes: item.info.bytes };
     const lines = item.raw.split('\n').length - (item.raw.endsWith('\n') ? 1 : 0);
-    nextLine = item.info.lines + 1;
     yield { line: item.info.lines - lines + 1, raw: clipRaw(item.raw.replace(/\r?\n$/, '')), value: unflatten(item.record), bytes: item.info.bytes };
   }
   while (skipped.length > 0) yield skipped.shift() as Row;
