@@ -3,7 +3,8 @@
  * 1 the command failed, 2 it finished but some rows were rejected or dead-lettered.
  */
 import { Command, CommanderError } from 'commander';
-import { coerceError, ConfigError, loadConfig } from '@ghl-ingest/queue';
+import { coerceError, ConfigError, createLogger, flushLogs, loadConfig } from '@ghl-ingest/queue';
+import { startIntake } from './intake.ts';
 import { connectProducer } from './connect.ts';
 import { locationIdSchema } from '@ghl-ingest/schema';
 import { importCommand, type ImportFlags } from './import-command.ts';
@@ -37,8 +38,29 @@ export async function run(argv: string[], out: NodeJS.WritableStream = process.s
       exitCode = await importCommand(file, flags, out);
     });
 
+  program
+    .command('serve')
+    .description('HTTP intake for live sync processes: POST /v1/messages (INTAKE_PORT, INTAKE_TOKEN)')
+    .option('--port <n>', 'port (default INTAKE_PORT, 8080)')
+    .action(async (flags: { port?: string }) => {
+      const config = loadConfig();
+      const logger = createLogger(config.logLevel, 'intake');
+      const redis = await connectProducer(config, 'intake');
+      const port = flags.port === undefined ? config.intake.port : Number(flags.port);
+      if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new ConfigError(`--port must be a port number, not "${flags.port ?? ''}"`);
+      const intake = await startIntake(redis, config, logger, port);
+      process.stderr.write(`intake listening on ${intake.url} (POST /v1/messages)\n`);
+      await new Promise<void>((resolve) => {
+        const stop = () => resolve();
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
+      await intake.close();
+      await redis.quit().catch(() => redis.disconnect());
+      flushLogs(logger);
+    });
+
   for (const [name, issue, summary] of [
-    ['serve', 5, 'HTTP intake for live sync processes'],
     ['status', 6, 'per-location progress'],
     ['dlq', 6, 'the dead-letter queue'],
   ] as const) {

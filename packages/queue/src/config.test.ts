@@ -11,7 +11,7 @@ describe('loadConfig', () => {
       maxAttempts: 10,
       httpTimeoutMs: 30_000,
       defaultPhoneRegion: 'US',
-      intake: { port: 8080, token: undefined },
+      intake: { port: 8080, token: undefined, host: '127.0.0.1', highWater: 100_000 },
       adminPort: 9464,
       dashboard: undefined,
       logLevel: 'info',

@@ -46,6 +46,8 @@ const envSchema = z.object({
   ),
   INTAKE_PORT: int(0, 65_535).default(8080),
   INTAKE_TOKEN: text().optional(),
+  INTAKE_HOST: text().optional(),
+  INTAKE_HIGH_WATER: int(1, 1_000_000_000).default(100_000),
   ADMIN_PORT: int(0, 65_535).default(9464),
   DASHBOARD_USER: text().optional(),
   DASHBOARD_PASSWORD: text().optional(),
@@ -81,7 +83,8 @@ export interface Config {
   maxAttempts: number;
   httpTimeoutMs: number;
   defaultPhoneRegion: CountryCode;
-  intake: { port: number; token: string | undefined };
+  /** `ingest serve`. `host` defaults to 0.0.0.0 with a token and 127.0.0.1 without one. */
+  intake: { port: number; token: string | undefined; host: string; highWater: number };
   adminPort: number;
   dashboard: { user: string; password: string } | undefined;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -116,7 +119,12 @@ export function loadConfig(env: Record<string, string | undefined> = readEnv()):
     maxAttempts: e.GHL_MAX_ATTEMPTS,
     httpTimeoutMs: e.HTTP_TIMEOUT_MS,
     defaultPhoneRegion: e.DEFAULT_PHONE_REGION,
-    intake: Object.freeze({ port: e.INTAKE_PORT, token: e.INTAKE_TOKEN }),
+    intake: Object.freeze({
+      port: e.INTAKE_PORT,
+      token: e.INTAKE_TOKEN,
+      host: e.INTAKE_HOST ?? (e.INTAKE_TOKEN === undefined ? '127.0.0.1' : '0.0.0.0'),
+      highWater: e.INTAKE_HIGH_WATER,
+    }),
     adminPort: e.ADMIN_PORT,
     dashboard:
       e.DASHBOARD_USER !== undefined && e.DASHBOARD_PASSWORD !== undefined

@@ -43,6 +43,8 @@ export class Enqueuer {
     let queue = this.#queues.get(locationId);
     if (queue === undefined) {
       queue = new Queue<JobData>(locationQueueName(locationId), { connection: this.#connection, prefix: this.#prefix });
+      // A Redis failure reaches the caller through the command that failed.
+      queue.on('error', () => undefined);
       this.#queues.set(locationId, queue);
     }
     return queue;

@@ -1,0 +1,149 @@
+/**
+ * `ingest serve`: the HTTP intake for live sync processes (fastify).
+ * - `POST /v1/messages`: one record or an array of up to 1,000; 202 with a result per record.
+ * - Bearer `INTAKE_TOKEN`, compared in constant time; without a token it serves loopback only.
+ * - 413 past the body limit, 400 for malformed JSON, 503 with `Retry-After` when Redis cannot be
+ *   reached or a location's queue is over its high-water mark (backpressure, not unbounded growth).
+ * - `GET /healthz` (alive), `GET /readyz` (Redis answers).
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { ConfigError, locationQueueName, type Config, type Logger } from '@ghl-ingest/queue';
+import { Queue } from 'bullmq';
+import Fastify from 'fastify';
+import type { Redis } from 'ioredis';
+import { producerOn } from './producer.ts';
+
+export const MAX_RECORDS_PER_REQUEST = 1000;
+/** Bytes of one request: room for 1,000 records of a few KB each. */
+export const BODY_LIMIT = 10 * 1024 * 1024;
+const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
+
+export interface Intake {
+  url: string;
+  close(): Promise<void>;
+}
+
+export async function startIntake(redis: Redis, config: Config, logger: Logger, port = config.intake.port): Promise<Intake> {
+  const { token, host, highWater } = config.intake;
+  if (token === undefined && !LOOPBACK.has(host)) {
+    throw new ConfigError(`refusing to serve on ${host} without INTAKE_TOKEN: set a token, or bind to 127.0.0.1 (INTAKE_HOST)`);
+  }
+  const producer = producerOn(redis, config);
+  const depth = new QueueDepth(redis, config.queuePrefix);
+  const app = Fastify({ loggerInstance: logger, bodyLimit: BODY_LIMIT });
+  const expected = token === undefined ? undefined : digest(token);
+
+  app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, _request, reply) => {
+    if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      return reply.code(413).send({ error: 'payload_too_large', message: `the body is over ${BODY_LIMIT} bytes; send fewer records per request` });
+    }
+    if (error.statusCode === 400) return reply.code(400).send({ error: 'bad_request', message: `the body is not valid JSON: ${error.message}` });
+    if (isRedisDown(error)) {
+      return reply.code(503).header('retry-after', '5').send({ error: 'unavailable', message: 'the queue (Redis) cannot be reached; retry later' });
+    }
+    logger.error({ err: error }, 'intake error');
+    return reply.code(500).send({ error: 'internal', message: 'internal error' });
+  });
+
+  app.addHook('onRequest', async (request, reply) => {
+    if (expected === undefined || !request.url.startsWith('/v1/')) return;
+    const header = request.headers.authorization ?? '';
+    const given = header.startsWith('Bearer ') ? header.slice(7) : '';
+    if (!timingSafeEqual(digest(given), expected)) {
+      await reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'unauthorized', message: 'a valid bearer token is required' });
+    }
+  });
+
+  app.post('/v1/messages', async (request, reply) => {
+    const body = request.body;
+    const records = Array.isArray(body) ? (body as unknown[]) : [body];
+    if (records.length === 0) return reply.code(400).send({ error: 'bad_request', message: 'no records' });
+    if (records.length > MAX_RECORDS_PER_REQUEST) {
+      return reply.code(413).send({ error: 'payload_too_large', message: `at most ${MAX_RECORDS_PER_REQUEST} records per request, not ${records.length}` });
+    }
+    const { results, jobs } = producer.check(records);
+    const full = await depth.over(new Set(jobs.map((j) => j.locationId)), highWater);
+    if (full !== undefined) {
+      return reply
+        .code(503)
+        .header('retry-after', '30')
+        .send({ error: 'backpressure', message: `location ${full} has over ${highWater} messages waiting; retry later` });
+    }
+    await producer.send(records.filter((_, i) => results[i]?.ok === true));
+    for (const job of jobs) depth.added(job.locationId);
+    const accepted = results.filter((r) => r.ok).length;
+    return reply.code(202).send({ accepted, rejected: results.length - accepted, results });
+  });
+
+  app.get('/healthz', () => ({ status: 'ok' }));
+  app.get('/readyz', async (_request, reply) => {
+    try {
+      await redis.ping();
+      return { status: 'ready' };
+    } catch {
+      return reply.code(503).header('retry-after', '5').send({ status: 'unavailable', message: 'Redis does not answer' });
+    }
+  });
+
+  await app.listen({ port, host });
+  const address = app.server.address();
+  const bound = typeof address === 'object' && address !== null ? address.port : port;
+  return {
+    url: `http://${host.includes(':') ? `[${host}]` : host}:${bound}`,
+    async close() {
+      await app.close();
+      await depth.close();
+      await producer.close();
+    },
+  };
+}
+
+function digest(text: string): Buffer {
+  return createHash('sha256').update(text).digest();
+}
+
+function isRedisDown(error: Error): boolean {
+  return /ECONNREFUSED|max retries per request|Connection is closed|ETIMEDOUT|Stream isn't writeable|enableOfflineQueue/i.test(error.message);
+}
+
+/** Waiting counts per location, cached for a second so a busy intake adds little Redis load. */
+class QueueDepth {
+  #redis: Redis;
+  #prefix: string;
+  #queues = new Map<string, Queue>();
+  #cache = new Map<string, { at: number; count: number }>();
+
+  constructor(redis: Redis, prefix: string) {
+    this.#redis = redis;
+    this.#prefix = prefix;
+  }
+
+  async over(locations: Set<string>, highWater: number): Promise<string | undefined> {
+    for (const id of locations) {
+      let c = this.#cache.get(id);
+      if (c === undefined || Date.now() - c.at > 1000) {
+        let q = this.#queues.get(id);
+        if (q === undefined) {
+          q = new Queue(locationQueueName(id), { connection: this.#redis, prefix: this.#prefix });
+          // Redis errors reach the request that needs Redis (503); the event itself is not news.
+          q.on('error', () => undefined);
+          this.#queues.set(id, q);
+        }
+        c = { at: Date.now(), count: await q.getWaitingCount() };
+        this.#cache.set(id, c);
+      }
+      if (c.count >= highWater) return id;
+    }
+    return undefined;
+  }
+
+  /** A message accepted here: the cached count grows with it until it is read again. */
+  added(locationId: string): void {
+    const c = this.#cache.get(locationId);
+    if (c !== undefined) c.count += 1;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.#queues.values()].map((q) => q.close()));
+  }
+}

@@ -1,0 +1,114 @@
+import { createLogger, createRedis, loadConfig, locationQueueName } from '@ghl-ingest/queue';
+import { RedisServer, useRedis } from '@ghl-ingest/testing';
+import { Queue } from 'bullmq';
+import { Writable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { startIntake } from '../src/intake.ts';
+import { createProducer } from '../src/producer.ts';
+
+const sms = (i: number, loc = 'locA') => ({ locationId: loc, type: 'SMS', contactId: `c${i}`, message: `m${i}`, altId: `a${i}` });
+const quiet = createLogger('silent', 'intake', new Writable({ write: (_c, _e, done) => done() }));
+
+describe('library API and HTTP intake', () => {
+  const redis = useRedis();
+  const configFor = (env: Record<string, string> = {}) => loadConfig({ REDIS_URL: redis.url, QUEUE_PREFIX: redis.prefix, ...env });
+
+  async function intake(env: Record<string, string> = {}, url = redis.url) {
+    const config = loadConfig({ REDIS_URL: url, QUEUE_PREFIX: redis.prefix, INTAKE_TOKEN: 'intake-secret', ...env });
+    const connection = createRedis(url, 'producer', `${redis.prefix}:intake`);
+    connection.on('error', () => undefined);
+    const server = await startIntake(connection, config, quiet, 0);
+    const post = (body: unknown, token: string | null = 'intake-secret') =>
+      fetch(`${server.url}/v1/messages`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...(token === null ? {} : { authorization: `Bearer ${token}` }) },
+        body: typeof body === 'string' ? body : JSON.stringify(body),
+      });
+    return {
+      server,
+      post,
+      close: async () => {
+        await server.close();
+        connection.disconnect();
+      },
+    };
+  }
+
+  it('createProducer().send validates, normalises and enqueues as live traffic', async () => {
+    const producer = await createProducer({ config: configFor() });
+    const results = await producer.send([sms(1), { ...sms(2), type: 'Pigeon' }]);
+    await producer.close();
+    expect(results[0]).toEqual({ ok: true, key: 'k-a1', locationId: 'locA' });
+    expect(results[1]).toMatchObject({ ok: false, key: 'a2', errors: [{ path: 'type' }] });
+    const q = new Queue(locationQueueName('locA'), { connection: redis.client(), prefix: redis.prefix });
+    const [job] = await q.getJobs(['wait']);
+    await q.close();
+    expect(job?.data).toMatchObject({ source: 'live', key: 'k-a1' });
+    expect(job?.opts.lifo).toBe(true);
+  });
+
+  it('POST /v1/messages: 202 with a result per record', async () => {
+    const i = await intake();
+    const res = await i.post([sms(1), { ...sms(2), date: 'yesterday' }]);
+    expect(res.status).toBe(202);
+    const body = (await res.json()) as { accepted: number; rejected: number; results: unknown[] };
+    expect(body).toMatchObject({ accepted: 1, rejected: 1, results: [{ ok: true, key: 'k-a1' }, { ok: false, errors: [{ path: 'date' }] }] });
+    const one = await i.post(sms(3));
+    expect(one.status).toBe(202);
+    await i.close();
+  });
+
+  it('refuses a missing or wrong token, and the health routes need none', async () => {
+    const i = await intake();
+    expect((await i.post(sms(1), null)).status).toBe(401);
+    expect((await i.post(sms(1), 'intake-secreT')).status).toBe(401);
+    expect((await i.post(sms(1), '')).status).toBe(401);
+    expect((await fetch(`${i.server.url}/healthz`)).status).toBe(200);
+    expect(await (await fetch(`${i.server.url}/readyz`)).json()).toEqual({ status: 'ready' });
+    await i.close();
+  });
+
+  it('malformed JSON is 400, over 1,000 records or 10 MB is 413', async () => {
+    const i = await intake();
+    const bad = await i.post('{"locationId": ');
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { message: string }).message).toContain('not valid JSON');
+    expect((await i.post(Array.from({ length: 1001 }, (_, n) => sms(n)))).status).toBe(413);
+    expect((await i.post({ ...sms(1), message: 'x'.repeat(11 * 1024 * 1024) })).status).toBe(413);
+    await i.close();
+  });
+
+  it('503 with Retry-After when a location is over its high-water mark', async () => {
+    const i = await intake({ INTAKE_HIGH_WATER: '2' });
+    expect((await i.post([sms(1), sms(2)])).status).toBe(202);
+    const res = await i.post([sms(3)]);
+    expect(res.status).toBe(503);
+    expect(res.headers.get('retry-after')).toBe('30');
+    expect(((await res.json()) as { message: string }).message).toContain('location locA');
+    expect((await i.post([sms(4, 'locB')])).status).toBe(202);
+    await i.close();
+  });
+
+  it('503 with Retry-After when Redis cannot be reached, and /readyz says so', async () => {
+    const server = await RedisServer.start();
+    const i = await intake({}, server.url);
+    expect((await i.post(sms(1))).status).toBe(202);
+    await server.kill();
+    const res = await i.post(sms(2));
+    expect(res.status).toBe(503);
+    expect(res.headers.get('retry-after')).toBe('5');
+    expect((await fetch(`${i.server.url}/readyz`)).status).toBe(503);
+    await i.close();
+    await server.stop();
+  });
+
+  it('refuses to start without a token unless bound to loopback', async () => {
+    const config = loadConfig({ REDIS_URL: redis.url, QUEUE_PREFIX: redis.prefix, INTAKE_HOST: '0.0.0.0' });
+    const c = redis.client();
+    await expect(startIntake(c, config, quiet, 0)).rejects.toThrow('without INTAKE_TOKEN');
+    const local = await startIntake(c, loadConfig({ REDIS_URL: redis.url, QUEUE_PREFIX: redis.prefix }), quiet, 0);
+    expect(local.url).toMatch(/^http:\/\/127\.0\.0\.1:/);
+    expect((await fetch(`${local.url}/v1/messages`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(sms(1)) })).status).toBe(202);
+    await local.close();
+  });
+});
