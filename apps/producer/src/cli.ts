@@ -4,10 +4,9 @@
  */
 import { Command, CommanderError } from 'commander';
 import { coerceError, ConfigError, createLogger, flushLogs, loadConfig } from '@ghl-ingest/queue';
-import { startIntake } from './intake.ts';
 import { connectProducer } from './connect.ts';
 import { locationIdSchema } from '@ghl-ingest/schema';
-import { importCommand, type ImportFlags } from './import-command.ts';
+import type { ImportFlags } from './import-command.ts';
 import { resumeLocation } from './resume.ts';
 
 class NotBuiltYet extends Error {}
@@ -35,6 +34,8 @@ export async function run(argv: string[], out: NodeJS.WritableStream = process.s
       if (flags.location !== undefined && !locationIdSchema.safeParse(flags.location).success) {
         throw new ConfigError(`--location "${flags.location}" is not a location id (letters, digits, _ and - only)`);
       }
+      // Each command loads its own modules: an import need not carry the intake's web server.
+      const { importCommand } = await import('./import-command.ts');
       exitCode = await importCommand(file, flags, out);
     });
 
@@ -48,6 +49,7 @@ export async function run(argv: string[], out: NodeJS.WritableStream = process.s
       const redis = await connectProducer(config, 'intake');
       const port = flags.port === undefined ? config.intake.port : Number(flags.port);
       if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new ConfigError(`--port must be a port number, not "${flags.port ?? ''}"`);
+      const { startIntake } = await import('./intake.ts');
       const intake = await startIntake(redis, config, logger, port);
       process.stderr.write(`intake listening on ${intake.url} (POST /v1/messages)\n`);
       await new Promise<void>((resolve) => {

@@ -18,6 +18,9 @@ import type { Row } from './readers/row.ts';
 
 export type Format = 'ndjson' | 'csv' | 'json';
 
+/** A batch is enqueued once it holds this many bytes of rows, whatever its count. */
+const BATCH_BYTES = 16 * 1024 * 1024;
+
 export interface ImportOptions {
   /** A path, or `-` for standard input. */
   file: string;
@@ -108,6 +111,7 @@ export async function runImport(redis: Redis | undefined, config: Config, option
     format === 'csv' ? readCsv(input) : format === 'json' ? readJsonArray(input) : readNdjson(input, cp.line + 1, cp.bytes);
 
   let batch: { data: JobData; line: number }[] = [];
+  let batchBytes = 0;
   let rejects: string[] = [];
   let lastRow: Row | undefined;
   let interrupted = false;
@@ -157,12 +161,17 @@ export async function runImport(redis: Redis | undefined, config: Config, option
         if (r.ok) {
           cp.accepted += 1;
           batch.push({ data: toJobData(r.record, 'backfill', { importId, line: row.line }), line: row.line });
+        batchBytes += row.raw.length;
         } else {
           cp.rejected += 1;
           rejects.push(rejectLine(row, r.key, r.issues));
         }
       }
-      if (batch.length >= batchSize || rejects.length >= batchSize) await flush();
+      // Rows of up to 1 MiB each: a batch is bounded by bytes too, so memory stays flat.
+    if (batch.length >= batchSize || rejects.length >= batchSize || batchBytes >= BATCH_BYTES) {
+      await flush();
+      batchBytes = 0;
+    }
       if (options.signal?.aborted === true) {
         interrupted = true;
         break;
