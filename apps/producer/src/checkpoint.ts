@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { keysFor } from '@ghl-ingest/queue';
 import type { Redis } from 'ioredis';
 
 export interface Checkpoint {
@@ -28,7 +29,7 @@ export interface Checkpoint {
 }
 
 export function importKey(prefix: string, importId: string): string {
-  return `${prefix}:import:${importId}`;
+  return keysFor(prefix).importRecord(importId);
 }
 
 /** Same file (path, size and modification time): same id, so a re-run resumes it. Standard input: a new id. */

@@ -6,10 +6,20 @@ import { Command, CommanderError } from 'commander';
 import { coerceError, ConfigError, createLogger, flushLogs, loadConfig } from '@ghl-ingest/queue';
 import { connectProducer } from './connect.ts';
 import { locationIdSchema } from '@ghl-ingest/schema';
+import type * as DlqModuleNamespace from './dlq.ts';
+import type { DeadLetterTool } from './dlq.ts';
 import type { ImportFlags } from './import-command.ts';
+
+type DlqModule = typeof DlqModuleNamespace;
 import { resumeLocation } from './resume.ts';
 
-class NotBuiltYet extends Error {}
+interface FilterFlags {
+  location?: string;
+  class?: string;
+  status?: string;
+  since?: string;
+  until?: string;
+}
 
 export async function run(argv: string[], out: NodeJS.WritableStream = process.stdout): Promise<number> {
   const program = new Command('ingest')
@@ -62,19 +72,100 @@ export async function run(argv: string[], out: NodeJS.WritableStream = process.s
       flushLogs(logger);
     });
 
-  for (const [name, issue, summary] of [
-    ['status', 6, 'per-location progress'],
-    ['dlq', 6, 'the dead-letter queue'],
-  ] as const) {
-    program
-      .command(name)
-      .description(`${summary} (not built yet)`)
-      .allowUnknownOption()
-      .allowExcessArguments()
-      .action(() => {
-        throw new NotBuiltYet(`\`ingest ${name}\` is not built yet (open issue #${issue})`);
-      });
-  }
+  program
+    .command('status')
+    .description('per-location and per-import progress')
+    .option('--location <id>', 'one location only')
+    .option('--json', 'JSON on stdout')
+    .action(async (flags: { location?: string; json?: boolean }) => {
+      const config = loadConfig();
+      const redis = await connectProducer(config, 'ingest-status');
+      try {
+        const { readStatus, renderStatus } = await import('./status.ts');
+        const status = await readStatus(redis, config, flags.location);
+        out.write(flags.json === true ? `${JSON.stringify(status, null, 2)}\n` : renderStatus(status));
+      } finally {
+        await redis.quit().catch(() => redis.disconnect());
+      }
+    });
+
+  const dlq = program.command('dlq').description('the dead-letter queue: list, show, export, redrive, purge');
+  const filterOptions = (c: Command) =>
+    c
+      .option('--location <id>', 'only this location')
+      .option('--class <class>', 'only this failure class (permanent, suspect, transient, invalid-job, stalled)')
+      .option('--status <code>', 'only this HTTP status')
+      .option('--since <iso>', 'last attempt at or after')
+      .option('--until <iso>', 'last attempt before');
+  const withTool = async (fn: (tool: DeadLetterTool, m: DlqModule) => Promise<void>) => {
+    const config = loadConfig();
+    const redis = await connectProducer(config, 'ingest-dlq');
+    const m = await import('./dlq.ts');
+    const tool = new m.DeadLetterTool(redis, config);
+    try {
+      await fn(tool, m);
+    } finally {
+      await tool.close();
+      await redis.quit().catch(() => redis.disconnect());
+    }
+  };
+  filterOptions(dlq.command('list').description('list dead-lettered messages').option('--json', 'JSON lines on stdout')).action(
+    async (flags: FilterFlags & { json?: boolean }) =>
+      withTool(async (tool, m) => {
+        const records = await tool.list(m.parseFilter(flags));
+        out.write(flags.json === true ? records.map((r) => `${JSON.stringify(r)}\n`).join('') : m.renderList(records));
+      }),
+  );
+  dlq
+    .command('show')
+    .description('one record in full')
+    .argument('<id>', '<locationId>.<key>, as list shows')
+    .action(async (id: string) =>
+      withTool(async (tool) => {
+        const record = await tool.show(id);
+        if (record === undefined) throw new Error(`no dead-letter record ${id}`);
+        out.write(`${JSON.stringify(record, null, 2)}\n`);
+      }),
+    );
+  filterOptions(dlq.command('export').description('write records as import records (NDJSON on stdout), to fix and import again')).action(
+    async (flags: FilterFlags) =>
+      withTool(async (tool, m) => {
+        const { exported, unexportable } = await tool.export(m.parseFilter(flags), out);
+        process.stderr.write(`exported ${exported}${unexportable > 0 ? `; ${unexportable} had no readable job data (see dlq show)` : ''}\n`);
+      }),
+  );
+  filterOptions(
+    dlq
+      .command('redrive')
+      .description('put messages back on their queues, attempts reset, same key')
+      .argument('[ids...]', 'record ids; or use filters')
+      .option('--dry-run', 'count only'),
+  ).action(async (ids: string[], flags: FilterFlags & { dryRun?: boolean }) =>
+    withTool(async (tool, m) => {
+      const r = await tool.redrive(m.parseFilter(flags, ids), flags.dryRun === true);
+      process.stderr.write(
+        flags.dryRun === true
+          ? `${r.matched} would be redriven${r.skipped > 0 ? ` (${r.skipped} could not be: no readable job data)` : ''}\n`
+          : `matched ${r.matched}, redriven ${r.redriven}${r.skipped > 0 ? `, left ${r.skipped} (no readable job data, or already queued)` : ''}\n`,
+      );
+    }),
+  );
+  filterOptions(
+    dlq.command('purge').description('delete records for good').argument('[ids...]', 'record ids; or use filters').option('--yes', 'do not ask'),
+  ).action(async (ids: string[], flags: FilterFlags & { yes?: boolean }) =>
+    withTool(async (tool, m) => {
+      const filter = m.parseFilter(flags, ids);
+      const count = (await tool.list(filter)).length;
+      if (count === 0) {
+        process.stderr.write('no dead-lettered messages match\n');
+        return;
+      }
+      if (flags.yes !== true && !(await m.confirm(`delete ${count} dead-letter record${count === 1 ? '' : 's'} for good?`))) {
+        throw new Error(`not purged: ${count} records match; confirm on a terminal or pass --yes`);
+      }
+      process.stderr.write(`purged ${await tool.purge(filter)}\n`);
+    }),
+  );
 
   program
     .command('resume')

@@ -8,6 +8,7 @@ import {
   coerceError,
   createRedis,
   DeadLetters,
+  keysFor,
   RateLimiter,
   readBudgetOverrides,
   readHold,
@@ -85,22 +86,23 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
     logger: log,
     maxAttempts: config.maxAttempts,
     onEvent: (event) => {
-      countForImport(event);
+      countOutcome(event);
       parts.onEvent?.(event);
     },
     ...(parts.afterLedgerWrite === undefined ? {} : { afterLedgerWrite: parts.afterLedgerWrite }),
   });
   const served = locations;
-  // Per-import progress for `ingest import --wait` and `status`: off the hot path (not awaited).
-  const countForImport = (event: DeliveryEvent) => {
-    if (event.importId === undefined) return;
-    const field = event.outcome === 'dead-lettered' ? 'dead' : event.outcome === 'delivered' || event.outcome === 'skipped' ? 'delivered' : undefined;
+  // Outcomes per location (for `status`) and per import (for `import --wait`): off the hot path,
+  // one pipelined round trip, not awaited.
+  const keys = keysFor(config.queuePrefix);
+  const countOutcome = (event: DeliveryEvent) => {
+    const field =
+      event.outcome === 'dead-lettered' ? 'dead' : event.outcome === 'delivered' ? 'delivered' : event.outcome === 'skipped' ? 'skipped' : undefined;
     if (field === undefined) return;
-    connection.hincrby(`${config.queuePrefix}:import:${event.importId}`, field, 1).catch((error: unknown) => {
-      log.warn({ err: coerceError(error) }, 'could not count import progress');
-    });
+    const p = connection.pipeline().hincrby(keys.stats(event.locationId), field, 1);
+    if (event.importId !== undefined) p.hincrby(keys.importRecord(event.importId), field === 'skipped' ? 'delivered' : field, 1);
+    p.exec().catch((error: unknown) => log.warn({ err: coerceError(error) }, 'could not count an outcome'));
   };
-
   const reloadTokens = async (): Promise<string[]> => {
     let changed: string[];
     try {

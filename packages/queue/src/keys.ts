@@ -25,6 +25,10 @@ export interface Keys {
   state(locationId: string): string;
   /** Rate-limit state of a location (the limiter's own keys start with this). */
   rate(locationId: string): string;
+  /** HASH: a location's outcomes so far (delivered, skipped, dead), for `status`. */
+  stats(locationId: string): string;
+  /** HASH: one import's checkpoint and counts. */
+  importRecord(importId: string): string;
 }
 
 export function keysFor(prefix: string): Keys {
@@ -34,6 +38,8 @@ export function keysFor(prefix: string): Keys {
     ledger: (locationId, key) => `${prefix}:ledger:{${locationId}}:${key}`,
     state: (locationId) => `${prefix}:state:{${locationId}}`,
     rate: (locationId) => `${prefix}:rate:{${locationId}}`,
+    stats: (locationId) => `${prefix}:stats:{${locationId}}`,
+    importRecord: (importId) => `${prefix}:import:${importId}`,
   };
 }
 

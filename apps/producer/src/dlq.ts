@@ -1,0 +1,186 @@
+/**
+ * `ingest dlq <list|show|export|redrive|purge>`: the dead-letter queue for people.
+ * Every command counts what it matches before acting; redrive and purge remove only the records
+ * they acted on. Redrive puts a message back on its location's queue with its attempts reset and
+ * the same key, so it cannot post twice (the delivery ledger still guards it).
+ */
+import { createInterface } from 'node:readline/promises';
+import { DeadLetters, Enqueuer, FAILURE_CLASSES, locationQueueName, type Config, type DeadLetterRecord } from '@ghl-ingest/queue';
+import { toImportRecord } from '@ghl-ingest/schema';
+import { Queue, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { table } from './status.ts';
+
+export interface DlqFilter {
+  location?: string;
+  class?: string;
+  status?: number;
+  /** ISO date-times: the last attempt at or after / before. */
+  since?: string;
+  until?: string;
+  ids?: string[];
+}
+
+export function parseFilter(flags: { location?: string; class?: string; status?: string; since?: string; until?: string }, ids: string[] = []): DlqFilter {
+  const f: DlqFilter = {};
+  if (flags.location !== undefined) f.location = flags.location;
+  if (flags.class !== undefined) {
+    if (!(FAILURE_CLASSES as readonly string[]).includes(flags.class)) throw new Error(`--class must be one of ${FAILURE_CLASSES.join(', ')}`);
+    f.class = flags.class;
+  }
+  if (flags.status !== undefined) {
+    if (!/^\d{3}$/.test(flags.status)) throw new Error(`--status must be an HTTP status such as 422, not "${flags.status}"`);
+    f.status = Number(flags.status);
+  }
+  for (const key of ['since', 'until'] as const) {
+    const v = flags[key];
+    if (v !== undefined) {
+      if (Number.isNaN(Date.parse(v))) throw new Error(`--${key} must be an ISO date-time such as 2026-11-24T10:00:00Z`);
+      f[key] = v;
+    }
+  }
+  if (ids.length > 0) f.ids = ids;
+  return f;
+}
+
+function matches(r: DeadLetterRecord, f: DlqFilter): boolean {
+  if (f.ids !== undefined && !f.ids.includes(r.id)) return false;
+  if (f.location !== undefined && r.locationId !== f.location) return false;
+  if (f.class !== undefined && r.class !== f.class) return false;
+  if (f.status !== undefined && r.httpStatus !== f.status) return false;
+  if (f.since !== undefined && r.lastAttemptAt < Date.parse(f.since)) return false;
+  if (f.until !== undefined && r.lastAttemptAt >= Date.parse(f.until)) return false;
+  return true;
+}
+
+export class DeadLetterTool {
+  #dlq: DeadLetters;
+  #redis: Redis;
+  #config: Config;
+
+  constructor(redis: Redis, config: Config) {
+    this.#redis = redis;
+    this.#config = config;
+    this.#dlq = new DeadLetters(redis, config.queuePrefix);
+  }
+
+  /** Records matching the filter, oldest first, read in pages (a DLQ can hold millions). */
+  async *records(f: DlqFilter): AsyncGenerator<{ job: Job<DeadLetterRecord>; record: DeadLetterRecord }> {
+    if (f.ids !== undefined) {
+      for (const id of f.ids) {
+        const job = await this.#dlq.queue.getJob(id);
+        if (job !== undefined && matches(job.data, f)) yield { job, record: job.data };
+      }
+      return;
+    }
+    const total = await this.#dlq.queue.getWaitingCount();
+    for (let start = total - 1; start >= 0; start -= 1000) {
+      // The wait list holds the newest first: read it from the end for oldest first.
+      const page = await this.#dlq.queue.getJobs(['wait'], Math.max(0, start - 999), start, true);
+      for (const job of page) if (matches(job.data, f)) yield { job, record: job.data };
+    }
+  }
+
+  async list(f: DlqFilter): Promise<DeadLetterRecord[]> {
+    const out: DeadLetterRecord[] = [];
+    for await (const { record } of this.records(f)) out.push(record);
+    return out;
+  }
+
+  async show(id: string): Promise<DeadLetterRecord | undefined> {
+    return this.#dlq.get(id);
+  }
+
+  /** Writes matching records in the import-record format; returns how many (and how many had no job to export). */
+  async export(f: DlqFilter, out: NodeJS.WritableStream): Promise<{ exported: number; unexportable: number }> {
+    let exported = 0;
+    let unexportable = 0;
+    for await (const { record } of this.records(f)) {
+      if (record.job === undefined) {
+        unexportable += 1;
+        continue;
+      }
+      out.write(`${JSON.stringify(toImportRecord(record.job))}\n`);
+      exported += 1;
+    }
+    return { exported, unexportable };
+  }
+
+  /** Puts matching messages back on their queues (attempts reset, same key), then removes their records. */
+  async redrive(f: DlqFilter, dryRun: boolean): Promise<{ matched: number; redriven: number; skipped: number }> {
+    let matched = 0;
+    let redriven = 0;
+    let skipped = 0;
+    const enqueuer = new Enqueuer(this.#redis, this.#config.queuePrefix, this.#config.maxAttempts);
+    const queues = new Map<string, Queue>();
+    try {
+      for await (const { job, record } of this.records(f)) {
+        matched += 1;
+        if (record.job === undefined) {
+          skipped += 1; // its data no longer parses: fix it through export and import instead
+          continue;
+        }
+        if (dryRun) continue;
+        let q = queues.get(record.locationId);
+        if (q === undefined) {
+          q = new Queue(locationQueueName(record.locationId), { connection: this.#redis, prefix: this.#config.queuePrefix });
+          queues.set(record.locationId, q);
+        }
+        // The failed copy holds the job id; a job with that id must be gone for the new one to be added.
+        const old = await q.getJob(record.key);
+        if (old !== undefined) {
+          const state = await old.getState();
+          if (state !== 'failed' && state !== 'completed') {
+            skipped += 1; // it is queued or running already
+            continue;
+          }
+          await old.remove();
+        }
+        await enqueuer.enqueue([record.job]);
+        await job.remove();
+        redriven += 1;
+      }
+    } finally {
+      await enqueuer.close();
+      await Promise.all([...queues.values()].map((q) => q.close()));
+    }
+    return { matched, redriven, skipped };
+  }
+
+  async purge(f: DlqFilter): Promise<number> {
+    let purged = 0;
+    for await (const { job } of this.records(f)) {
+      await job.remove();
+      purged += 1;
+    }
+    return purged;
+  }
+
+  async close(): Promise<void> {
+    await this.#dlq.close();
+  }
+}
+
+export function renderList(records: DeadLetterRecord[]): string {
+  if (records.length === 0) return 'no dead-lettered messages match\n';
+  const rows = records.map((r) => [
+    r.id,
+    r.class,
+    r.httpStatus === undefined ? '-' : String(r.httpStatus),
+    String(r.attempts),
+    new Date(r.lastAttemptAt).toISOString(),
+    r.reason.length > 80 ? `${r.reason.slice(0, 79)}…` : r.reason,
+  ]);
+  return `${table(['id', 'class', 'status', 'attempts', 'last attempt', 'reason'], rows)}\n${records.length} record${records.length === 1 ? '' : 's'}\n`;
+}
+
+/** Asks on a terminal; elsewhere (scripts, CI) the answer must be given with --yes. */
+export async function confirm(question: string): Promise<boolean> {
+  if (!process.stdin.isTTY) return false;
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return /^y(es)?$/i.test((await rl.question(`${question} [y/N] `)).trim());
+  } finally {
+    rl.close();
+  }
+}
