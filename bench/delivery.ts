@@ -48,6 +48,7 @@ async function measure(variant: 'ours' | 'bare', run: number, redisUrl: string, 
           GHL_TOKEN: TOKEN,
           WORKER_CONCURRENCY: String(CONCURRENCY),
           LOG_LEVEL: 'info',
+          ADMIN_PORT: '0',
         })
       : node('bench/bare-worker.ts', {
           REDIS_URL: redisUrl,

@@ -66,6 +66,7 @@ async function run(s: Scenario): Promise<void> {
     GHL_RATE_LIMIT_WINDOW_MS: String(s.windowMs),
     HTTP_TIMEOUT_MS: '10000',
     LOG_LEVEL: 'warn',
+    ADMIN_PORT: '0',
   };
   const workers = Array.from({ length: s.processes }, () => node('apps/worker/src/main.ts', env));
   const rival = s.rival === undefined ? undefined : setInterval(() => void stand.admin('POST', 'spend', { locationId: locations[0], count: s.rival }), s.windowMs);

@@ -70,6 +70,7 @@ async function main(): Promise<void> {
     GHL_RATE_LIMIT_WINDOW_MS: '2000',
     HTTP_TIMEOUT_MS: '1000',
     LOG_LEVEL: 'warn',
+    ADMIN_PORT: '0',
   };
   const workers: ChildProcess[] = [0, 1].map(() =>
     spawn(process.execPath, [resolve(ROOT, 'apps/worker/src/main.ts')], { env, stdio: ['ignore', 'ignore', 'inherit'] }),

@@ -41,6 +41,8 @@ export interface LocationWorkersOptions {
   random?: () => number;
   /** Default: base 1 s, cap 5 min. */
   backoff?: BackoffOptions;
+  /** Told of each location this process starts serving (the dashboard lists its queue). */
+  onServe?: (locationId: string, queue: Queue) => void;
   /** Job lock and stalled-check interval in ms (WORKER_LOCK_MS). */
   lockMs: number;
 }
@@ -82,6 +84,11 @@ export class LocationWorkers implements LocationControl {
 
   get locations(): string[] {
     return [...this.#workers.keys()];
+  }
+
+  /** The queue of each location this process serves. */
+  get queues(): ReadonlyMap<string, Queue> {
+    return this.#queues;
   }
 
   queue(locationId: string): Queue {
@@ -183,6 +190,7 @@ export class LocationWorkers implements LocationControl {
       }
     });
     this.#workers.set(locationId, worker);
+    this.#o.onServe?.(locationId, this.queue(locationId));
     this.#log.info({ locationId }, 'serving location');
   }
 

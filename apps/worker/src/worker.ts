@@ -18,7 +18,9 @@ import {
 import type { Job } from 'bullmq';
 import type { BackoffOptions } from './backoff.ts';
 import { Delivery, type DeliveryEvent } from './deliver.ts';
+import { startAdminServer, type AdminServer } from './admin-server.ts';
 import { HighLevelClient } from './http-client.ts';
+import { WorkerMetrics } from './metrics.ts';
 import { LocationWorkers } from './location-workers.ts';
 import { Semaphore } from './semaphore.ts';
 import { TokenStore } from './tokens.ts';
@@ -32,10 +34,13 @@ export interface WorkerParts {
   afterLedgerWrite?: (job: Job) => Promise<void>;
   scanIntervalMs?: number;
   backoff?: BackoffOptions;
+  /** Serve /metrics, /healthz, /readyz and the dashboard on this port (ADMIN_PORT); undefined: no admin server. */
+  adminPort?: number;
 }
 
 export interface RunningWorker {
   locations: LocationWorkers;
+  admin: AdminServer | undefined;
   /** Re-reads GHL_TOKENS_FILE (resuming locations paused for credentials whose token changed) and GHL_RATE_LIMITS_FILE. */
   reloadTokens(): Promise<string[]>;
   close(deadlineMs?: number): Promise<{ forced: boolean }>;
@@ -75,7 +80,10 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
     logger: log,
     ...(parts.scanIntervalMs === undefined ? {} : { scanIntervalMs: parts.scanIntervalMs }),
     ...(parts.backoff === undefined ? {} : { backoff: parts.backoff }),
+    onServe: (_locationId, queue) => admin?.addQueue(queue),
   });
+  const metrics = new WorkerMetrics(() => locations.queues);
+  let admin: AdminServer | undefined;
   const delivery = new Delivery({
     deadLetters,
     tokens,
@@ -86,6 +94,7 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
     logger: log,
     maxAttempts: config.maxAttempts,
     onEvent: (event) => {
+      metrics.record(event);
       countOutcome(event);
       parts.onEvent?.(event);
     },
@@ -130,16 +139,21 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
     });
   }
 
+  if (parts.adminPort !== undefined) {
+    admin = await startAdminServer({ config, redis: connection, metrics, logger: log, queues: [...served.queues.values()], port: parts.adminPort });
+  }
   await served.start();
   log.info({ concurrency, prefix: config.queuePrefix, api: config.apiBaseUrl }, 'worker started');
 
   return {
     locations: served,
+    admin,
     reloadTokens,
     async close(deadlineMs = config.shutdownTimeoutMs) {
       if (file !== undefined) unwatchFile(file);
       delivery.stop();
       const result = await served.close(deadlineMs);
+      await admin?.close();
       await deadLetters.close();
       client.close();
       await connection.quit().catch(() => connection.disconnect());

@@ -64,6 +64,7 @@ export class Harness {
       HTTP_TIMEOUT_MS: '2000',
       LOG_LEVEL: 'info',
       WORKER_LOCK_MS: '2000',
+      ADMIN_PORT: '0',
       ...options.env,
     };
     this.config = loadConfig(this.env);
