@@ -7,7 +7,7 @@
  * - `GET /healthz` (alive), `GET /readyz` (Redis answers).
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { ConfigError, locationQueueName, type Config, type Logger } from '@ghl-ingest/queue';
+import { ConfigError, locationQueueName, readiness, type Config, type Logger } from '@ghl-ingest/queue';
 import { Queue } from 'bullmq';
 import Fastify from 'fastify';
 import type { Redis } from 'ioredis';
@@ -77,12 +77,9 @@ export async function startIntake(redis: Redis, config: Config, logger: Logger, 
 
   app.get('/healthz', () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {
-    try {
-      await redis.ping();
-      return { status: 'ready' };
-    } catch {
-      return reply.code(503).header('retry-after', '5').send({ status: 'unavailable', message: 'Redis does not answer' });
-    }
+    const r = await readiness(redis);
+    if (r.retryAfter !== undefined) void reply.header('retry-after', String(r.retryAfter));
+    return reply.code(r.status).send(r.body);
   });
 
   await app.listen({ port, host });

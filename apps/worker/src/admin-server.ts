@@ -8,7 +8,7 @@ import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
 import fastifyBasicAuth from '@fastify/basic-auth';
-import type { Config, Logger } from '@ghl-ingest/queue';
+import { readiness, type Config, type Logger } from '@ghl-ingest/queue';
 import type { Queue } from 'bullmq';
 import Fastify from 'fastify';
 import type { Redis } from 'ioredis';
@@ -34,12 +34,9 @@ export async function startAdminServer(options: {
   const app = Fastify({ loggerInstance: options.logger.child({ component: 'admin' }), disableRequestLogging: true });
   app.get('/healthz', () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {
-    try {
-      await redis.ping();
-      return { status: 'ready' };
-    } catch {
-      return reply.code(503).send({ status: 'unavailable', message: 'Redis does not answer' });
-    }
+    const r = await readiness(redis);
+    if (r.retryAfter !== undefined) void reply.header('retry-after', String(r.retryAfter));
+    return reply.code(r.status).send(r.body);
   });
   app.get('/metrics', async (_request, reply) => {
     const text = await metrics.registry.metrics();

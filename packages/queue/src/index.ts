@@ -10,3 +10,4 @@ export * from './logger.ts';
 export * from './enqueue.ts';
 export * from './rate-budget.ts';
 export * from './rate-limiter.ts';
+export * from './health.ts';
