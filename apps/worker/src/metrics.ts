@@ -2,7 +2,9 @@
  * Prometheus metrics of a worker process (prom-client), fed by delivery events. Queue depths are
  * read from Redis when scraped, for the locations this process serves.
  */
+import { keysFor, readHold } from '@ghl-ingest/queue';
 import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { DeliveryEvent } from './deliver.ts';
 
@@ -16,7 +18,7 @@ export class WorkerMetrics {
   readonly #skips: Counter<'location'>;
   readonly #parked: Counter<'location'>;
 
-  constructor(queues: () => ReadonlyMap<string, Queue>) {
+  constructor(queues: () => ReadonlyMap<string, Queue>, redis?: Redis, prefix?: string) {
     collectDefaultMetrics({ register: this.registry, prefix: 'ghl_worker_' });
     const registers = [this.registry];
     this.#deliveries = new Counter({ name: 'ghl_deliveries_total', help: 'Delivery outcomes by location (delivered, skipped, retrying, dead-lettered, rate-limited, paused, waiting).', labelNames: ['outcome', 'location'], registers });
@@ -37,6 +39,42 @@ export class WorkerMetrics {
           const counts = await queue.getJobCounts('wait', 'active', 'delayed', 'failed');
           for (const [state, n] of Object.entries(counts)) this.set({ location, state }, n);
         }
+      },
+    });
+    if (redis === undefined || prefix === undefined) return;
+    new Gauge({
+      name: 'ghl_location_held_seconds',
+      help: 'How long each location served here has been paused (credentials) or parked (daily budget), 0 if neither.',
+      labelNames: ['location', 'state'],
+      registers,
+      async collect() {
+        this.reset();
+        for (const location of queues().keys()) {
+          const hold = await readHold(redis, prefix, location);
+          if (hold !== undefined) this.set({ location, state: hold.state }, (Date.now() - hold.since) / 1000);
+        }
+      },
+    });
+    new Gauge({
+      name: 'ghl_import_messages',
+      help: 'Messages of each import not yet finished, by outcome so far (accepted, delivered, dead, rejected).',
+      labelNames: ['import', 'outcome'],
+      registers,
+      async collect() {
+        this.reset();
+        let cursor = '0';
+        do {
+          const [next, found] = await redis.scan(cursor, 'MATCH', keysFor(prefix).importRecord('*'), 'COUNT', 200);
+          cursor = next;
+          for (const key of found) {
+            const h = await redis.hgetall(key);
+            const accepted = Number(h.accepted ?? 0);
+            const finished = Number(h.delivered ?? 0) + Number(h.dead ?? 0) + Number(h.alreadyDelivered ?? 0);
+            if (h.state === 'done' && finished >= accepted) continue; // finished imports leave the metric
+            const id = key.slice(keysFor(prefix).importRecord('').length);
+            for (const outcome of ['accepted', 'delivered', 'dead', 'rejected'] as const) this.set({ import: id, outcome }, Number(h[outcome] ?? 0));
+          }
+        } while (cursor !== '0');
       },
     });
   }

@@ -82,7 +82,7 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
     ...(parts.backoff === undefined ? {} : { backoff: parts.backoff }),
     onServe: (_locationId, queue) => admin?.addQueue(queue),
   });
-  const metrics = new WorkerMetrics(() => locations.queues);
+  const metrics = new WorkerMetrics(() => locations.queues, connection, config.queuePrefix);
   let admin: AdminServer | undefined;
   const delivery = new Delivery({
     deadLetters,

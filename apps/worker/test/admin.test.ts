@@ -1,7 +1,7 @@
 /** The worker's admin endpoint: metrics after deliveries, health, and the dashboard's auth. */
 import { useRedis } from '@ghl-ingest/testing';
 import { describe, expect, it } from 'vitest';
-import { sms, useHarness } from './harness.ts';
+import { sms, until, useHarness } from './harness.ts';
 
 describe('admin endpoint', () => {
   const redis = useRedis();
@@ -21,6 +21,19 @@ describe('admin endpoint', () => {
     expect(text).toMatch(/ghl_request_duration_seconds_count\{location="locA"\} 3/);
     expect(text).toContain('ghl_queue_depth{location="locA",state="failed"} 1');
     expect(text).toContain('ghl_worker_process_cpu_seconds_total');
+  });
+
+  it('/metrics shows how long a location has been paused, and unfinished imports', async () => {
+    const h = await harness();
+    h.fake.configure({ tokens: { 'secret-token-A-5b1f0c': null } });
+    const worker = await h.worker({ adminPort: 0 });
+    await h.redis.hset(`${h.config.queuePrefix}:import:imp1`, { accepted: '5', delivered: '2', state: 'done' });
+    await h.send([sms(1)]);
+    await until(async () => h.queue('locA').isPaused(), 5_000, 'paused');
+    const text = await (await fetch(`${worker.admin?.url ?? ''}/metrics`)).text();
+    expect(text).toMatch(/ghl_location_held_seconds\{location="locA",state="paused"\} \d/);
+    expect(text).toContain('ghl_import_messages{import="imp1",outcome="accepted"} 5');
+    expect(text).toContain('ghl_import_messages{import="imp1",outcome="delivered"} 2');
   });
 
   it('/healthz and /readyz', async () => {
