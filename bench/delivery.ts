@@ -47,6 +47,10 @@ async function measure(variant: 'ours' | 'bare', run: number, redisUrl: string, 
           GHL_API_BASE_URL: stand.url,
           GHL_TOKEN: TOKEN,
           WORKER_CONCURRENCY: String(CONCURRENCY),
+          // Rate limits off, as for the stand-in: this measures delivery alone.
+          GHL_RATE_LIMIT_MAX: '1000000',
+          GHL_RATE_LIMIT_WINDOW_MS: '1000',
+          GHL_DAILY_LIMIT: '100000000',
           LOG_LEVEL: 'info',
           ADMIN_PORT: '0',
         })
@@ -58,9 +62,13 @@ async function measure(variant: 'ours' | 'bare', run: number, redisUrl: string, 
           TOKEN,
           CONCURRENCY: String(CONCURRENCY),
         });
-  await until(async () => (await stand.stats()).accepted >= WARMUP, 120_000, 'warm-up');
+  const exited = new Promise<never>((_, reject) =>
+    child.once('exit', (code) => reject(new Error(`the ${variant} worker exited with ${String(code)} before the run ended`))),
+  );
+  await Promise.race([until(async () => (await stand.stats()).accepted >= WARMUP, 120_000, 'warm-up'), exited]);
   const started = performance.now();
-  await until(async () => (await stand.stats()).accepted >= MESSAGES, 600_000, 'all deliveries');
+  await Promise.race([until(async () => (await stand.stats()).accepted >= MESSAGES, 600_000, 'all deliveries'), exited]);
+  exited.catch(() => undefined);
   const seconds = (performance.now() - started) / 1000;
   await stopChild(child);
   await deletePrefix(redis, prefix);

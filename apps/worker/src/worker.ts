@@ -74,8 +74,9 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
     processor: (job) => delivery.process(job),
     deadLetters,
     // Active jobs of a location: its burst budget, so one process alone can keep the next window
-    // reserved. Most of them sleep on reservations; requests in flight are bounded by `inFlight`.
-    concurrency: (locationId) => Math.max(1, budgetFor(locationId, config.rateLimit, overrides).max),
+    // reserved (most of them sleep on reservations; requests in flight are bounded by `inFlight`),
+    // but no more than twice the in-flight bound: each active job costs lock renewals.
+    concurrency: (locationId) => Math.max(1, Math.min(budgetFor(locationId, config.rateLimit, overrides).max, 2 * concurrency)),
     lockMs: config.workerLockMs,
     logger: log,
     ...(parts.scanIntervalMs === undefined ? {} : { scanIntervalMs: parts.scanIntervalMs }),

@@ -180,22 +180,22 @@ if ARGV[11] ~= '' then redis.call('SET', KEYS[6], ARGV[11], 'PX', tonumber(ARGV[
 if redis.call('GET', KEYS[7]) == ARGV[1] then redis.call('DEL', KEYS[7]) end
 local hmax, hint, hday = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[10])
 local cmax, cwin, cday = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-if hmax then
-  if hmax < cmax then redis.call('HSET', KEYS[4], 'max', hmax) else redis.call('HDEL', KEYS[4], 'max') end
+-- What the headers teach is written only when it changes: this runs after every answer.
+local l = redis.call('HMGET', KEYS[4], 'max', 'windowMs', 'daily', 'latency')
+local function learn(field, value, stored)
+  if value == stored then return end
+  if value then redis.call('HSET', KEYS[4], field, value) else redis.call('HDEL', KEYS[4], field) end
 end
-if hint then
-  if hint > cwin then redis.call('HSET', KEYS[4], 'windowMs', hint) else redis.call('HDEL', KEYS[4], 'windowMs') end
-end
-if hday then
-  if hday < cday then redis.call('HSET', KEYS[4], 'daily', hday) else redis.call('HDEL', KEYS[4], 'daily') end
-end
+if hmax then learn('max', hmax < cmax and hmax or nil, tonumber(l[1])) end
+if hint then learn('windowMs', hint > cwin and hint or nil, tonumber(l[2])) end
+if hday then learn('daily', hday < cday and hday or nil, tonumber(l[3])) end
 local max, window, daily = budget(KEYS[4], cmax, cwin, cday)
 local sentScore = redis.call('ZSCORE', KEYS[2], ARGV[1])
 if sentScore then
   redis.call('ZREM', KEYS[2], ARGV[1])
   -- Expected latency, for scheduling only (safety never depends on it): a moving average.
   local took = now - (tonumber(sentScore) - tonumber(ARGV[13]))
-  local old = tonumber(redis.call('HGET', KEYS[4], 'latency') or took)
+  local old = tonumber(l[4]) or took
   redis.call('HSET', KEYS[4], 'latency', math.floor(old * 0.8 + took * 0.2))
 end
 redis.call('PEXPIRE', KEYS[4], 7 * ${DAY_MS})
@@ -224,8 +224,9 @@ if remaining then
 end
 local dayRemaining = tonumber(ARGV[9])
 if dayRemaining then
-  local day = math.floor((now - tonumber(ARGV[5])) / ${DAY_MS})
-  redis.call('HSET', KEYS[5], tostring(day), math.max(0, daily - dayRemaining))
+  local day = tostring(math.floor((now - tonumber(ARGV[5])) / ${DAY_MS}))
+  local used = math.max(0, daily - dayRemaining)
+  if tonumber(redis.call('HGET', KEYS[5], day) or '-1') ~= used then redis.call('HSET', KEYS[5], day, used) end
 end
 return 1
 `;
