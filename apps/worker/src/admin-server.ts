@@ -31,7 +31,8 @@ export async function startAdminServer(options: {
   host?: string;
 }): Promise<AdminServer> {
   const { config, redis, metrics } = options;
-  const app = Fastify({ loggerInstance: options.logger.child({ component: 'admin' }), disableRequestLogging: true });
+  // Scrapes and health checks every few seconds are not news: the admin server logs warnings only.
+  const app = Fastify({ loggerInstance: options.logger.child({ component: 'admin' }, { level: 'warn' }) });
   app.get('/healthz', () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {
     const r = await readiness(redis);
