@@ -87,6 +87,13 @@ describe('normalisation', () => {
     expect(bodyOf({ ...sms, colour: 'red' }, { unknownFields: 'drop' })).not.toHaveProperty('colour');
   });
 
+  it('names at most 20 unknown fields, then counts the rest', () => {
+    const many = Object.fromEntries(Array.from({ length: 500 }, (_, i) => [`f${i}`, i]));
+    const issues = issuesOf({ ...sms, ...many });
+    expect(issues).toHaveLength(21);
+    expect(issues.at(-1)).toEqual({ path: '', message: 'and 480 more unknown fields' });
+  });
+
   it('uses the default location for rows without one', () => {
     const r = normalizeRecord({ ...sms, locationId: undefined }, { defaultLocationId: 'fallback' });
     expect(r.ok && r.record.locationId).toBe('fallback');

@@ -55,6 +55,8 @@ export type RecordResult =
   | { ok: false; issues: RecordIssue[]; /** best-effort id of the row, for the rejects report */ key?: string };
 
 const RECORD_FIELDS = new Set<string>([...BODY_FIELDS, 'locationId', 'key']);
+/** Unknown fields named one by one in a rejection; past this, one line counts the rest. */
+const MAX_UNKNOWN_REPORTED = 20;
 const CALL_FIELD_SET = new Set<string>(CALL_FIELDS);
 
 type Parse<T> = (value: unknown) => Normalised<T> & { at?: PropertyKey[] };
@@ -159,9 +161,12 @@ export function normalizeRecord(input: unknown, options: NormalizeOptions = {}):
     failed.add(String(path[0]));
   };
 
-  for (const field of Object.keys(raw)) {
-    if (RECORD_FIELDS.has(field)) continue;
-    if (options.unknownFields !== 'drop') report([field], `unknown field "${clip(field, 40)}"${suggest(field)}`);
+  if (options.unknownFields !== 'drop') {
+    const unknown = Object.keys(raw).filter((field) => !RECORD_FIELDS.has(field));
+    for (const field of unknown.slice(0, MAX_UNKNOWN_REPORTED)) report([field], `unknown field "${clip(field, 40)}"${suggest(field)}`);
+    if (unknown.length > MAX_UNKNOWN_REPORTED) {
+      issues.push({ path: '', message: `and ${unknown.length - MAX_UNKNOWN_REPORTED} more unknown fields` });
+    }
   }
 
   for (const field of Object.keys(FIELD_PARSERS) as (keyof typeof FIELD_PARSERS)[]) {

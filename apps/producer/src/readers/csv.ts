@@ -6,14 +6,25 @@
  */
 import { parse } from 'csv-parse';
 import { LIMITS } from '@ghl-ingest/schema';
-import type { Readable } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 import { clipRaw, type Row } from './row.ts';
+
+/** Columns of a CSV header at most: the record has 19 fields, and nested ones add a few. */
+export const MAX_COLUMNS = 1000;
+
+export class UnreadableCsvError extends Error {
+  override name = 'UnreadableCsvError';
+}
 
 export async function* readCsv(input: Readable): AsyncGenerator<Row> {
   const skipped: Row[] = [];
   const parser = parse({
     bom: true,
-    columns: (header: string[]) => header.map((h) => h.trim()),
+    columns: (header: string[]) => {
+      // A header that wide is not a message file; refusing it keeps memory bounded.
+      if (header.length > MAX_COLUMNS) throw new UnreadableCsvError(`the CSV header has ${header.length} columns; at most ${MAX_COLUMNS} are read`);
+      return header.map((h) => h.trim());
+    },
     skip_empty_lines: true,
     skip_records_with_error: true,
     relax_column_count: false,
@@ -31,14 +42,43 @@ export async function* readCsv(input: Readable): AsyncGenerator<Row> {
       bytes: 0,
     });
   });
-  input.pipe(parser);
+  const guard = lineLengthGuard(LIMITS.recordBytes);
+  input.pipe(guard).pipe(parser);
   input.on('error', (error) => parser.destroy(error));
+  guard.on('error', (error) => parser.destroy(error));
   for await (const item of parser as AsyncIterable<{ record: Record<string, string>; raw: string; info: { lines: number; bytes: number } }>) {
     while (skipped.length > 0) yield { ...(skipped.shift() as Row), bytes: item.info.bytes };
     const lines = item.raw.split('\n').length - (item.raw.endsWith('\n') ? 1 : 0);
     yield { line: item.info.lines - lines + 1, raw: clipRaw(item.raw.replace(/\r?\n$/, '')), value: unflatten(item.record), bytes: item.info.bytes };
   }
   while (skipped.length > 0) yield skipped.shift() as Row;
+}
+
+/**
+ * Fails the import on a physical line longer than `max` bytes, before csv-parse sees it: a record
+ * cannot be that long, and csv-parse would build a row of a million fields in memory first.
+ */
+function lineLengthGuard(max: number): Transform {
+  let run = 0;
+  let line = 1;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      let start = 0;
+      for (;;) {
+        const nl = chunk.indexOf(0x0a, start);
+        run += (nl === -1 ? chunk.length : nl) - start;
+        if (run > max) {
+          done(new UnreadableCsvError(`line ${line} of the CSV is longer than ${max} bytes: not a file of message records`));
+          return;
+        }
+        if (nl === -1) break;
+        run = 0;
+        line += 1;
+        start = nl + 1;
+      }
+      done(null, chunk);
+    },
+  });
 }
 
 /** `{ "call.to": "+1..." }` → `{ call: { to: "+1..." } }`; empty cells are left out. */
