@@ -3,10 +3,9 @@
  * (for `status` and `--wait`; the worker adds `delivered` and `dead`), and the size of its rejects
  * file at the last commit (a resumed import cuts the file back to it, so no row is reported twice).
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { keysFor } from '@ghl-ingest/queue';
 import type { Redis } from 'ioredis';
 

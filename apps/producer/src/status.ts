@@ -5,13 +5,16 @@
 import {
   budgetFor,
   dayIndex,
+  effectiveBudget,
   keysFor,
   listLocations,
   locationQueueName,
   rateKeys,
   readBudgetOverrides,
   readHold,
+  readImports,
   type Config,
+  type ImportCounts,
 } from '@ghl-ingest/queue';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -37,17 +40,8 @@ export interface LocationStatus {
   etaSeconds: number | null;
 }
 
-export interface ImportStatus {
-  importId: string;
-  file: string;
-  state: string;
-  accepted: number;
-  rejected: number;
-  alreadyDelivered: number;
-  delivered: number;
-  deadLettered: number;
-  pending: number;
-}
+/** An import as `status` shows it: `dead` named as in the location rows. */
+export type ImportStatus = Omit<ImportCounts, 'dead'> & { deadLettered: number };
 
 export async function readStatus(redis: Redis, config: Config, only?: string): Promise<{ locations: LocationStatus[]; imports: ImportStatus[] }> {
   const overrides = readBudgetOverrides(config.rateLimitsFile);
@@ -65,10 +59,14 @@ export async function readStatus(redis: Redis, config: Config, only?: string): P
       const hold = await readHold(redis, prefix, locationId);
       const stats = await redis.hgetall(keys.stats(locationId));
       const rk = rateKeys(prefix, locationId);
-      const b = budgetFor(locationId, config.rateLimit, overrides);
       const learned = await redis.hgetall(rk.learned);
-      const max = Math.min(b.max, Number(learned.max ?? b.max));
-      const daily = Math.min(b.daily, Number(learned.daily ?? b.daily));
+      const n = (v: string | undefined) => (v === undefined ? undefined : Number(v));
+      const b = effectiveBudget(budgetFor(locationId, config.rateLimit, overrides), {
+        max: n(learned.max),
+        windowMs: n(learned.windowMs),
+        daily: n(learned.daily),
+      });
+      const { max, daily } = b;
       const sentInWindow = (await redis.zcount(rk.answered, `(${now}`, '+inf')) + (await redis.zcount(rk.inflight, `(${now}`, '+inf'));
       const dailyUsed = Number((await redis.hget(rk.daily, String(dayIndex(now, config.dailyResetOffsetMs)))) ?? 0);
       const blocked = Number((await redis.get(rk.block)) ?? 0) > now;
@@ -80,7 +78,7 @@ export async function readStatus(redis: Redis, config: Config, only?: string): P
         : blocked || sentInWindow >= max ? 'waiting for the burst window'
         : pending + inFlight > 0 ? 'running'
         : 'idle';
-      const perSecond = (max * 1000) / Math.max(b.windowMs, Number(learned.windowMs ?? 0));
+      const perSecond = (max * 1000) / b.windowMs;
       const s: LocationStatus = {
         locationId,
         state,
@@ -91,7 +89,7 @@ export async function readStatus(redis: Redis, config: Config, only?: string): P
         skipped: Number(stats.skipped ?? 0),
         deadLettered: Number(stats.dead ?? 0),
         sentInWindow,
-        budget: { max, windowMs: b.windowMs, daily },
+        budget: b,
         dailyUsed,
         dailyLeft: Math.max(0, daily - dailyUsed),
         etaSeconds: pending + inFlight === 0 ? 0 : eta(pending + inFlight, perSecond, Math.max(0, daily - dailyUsed), daily),
@@ -103,32 +101,10 @@ export async function readStatus(redis: Redis, config: Config, only?: string): P
       await queue.close();
     }
   }
-  const imports: ImportStatus[] = [];
-  if (only === undefined) {
-    let cursor = '0';
-    do {
-      const [next, found] = await redis.scan(cursor, 'MATCH', `${prefix}:import:*`, 'COUNT', 500);
-      cursor = next;
-      for (const key of found) {
-        const h = await redis.hgetall(key);
-        const accepted = Number(h.accepted ?? 0);
-        const alreadyDelivered = Number(h.alreadyDelivered ?? 0);
-        const delivered = Number(h.delivered ?? 0);
-        const dead = Number(h.dead ?? 0);
-        imports.push({
-          importId: key.slice(`${prefix}:import:`.length),
-          file: h.file ?? '',
-          state: h.state ?? '',
-          accepted,
-          rejected: Number(h.rejected ?? 0),
-          alreadyDelivered,
-          delivered,
-          deadLettered: dead,
-          pending: Math.max(0, accepted - alreadyDelivered - delivered - dead),
-        });
-      }
-    } while (cursor !== '0');
-  }
+  const imports: ImportStatus[] =
+    only === undefined
+      ? (await readImports(redis, prefix)).map(({ dead, ...i }) => ({ ...i, deadLettered: dead }))
+      : [];
   return { locations, imports };
 }
 

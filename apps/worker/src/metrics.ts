@@ -2,7 +2,7 @@
  * Prometheus metrics of a worker process (prom-client), fed by delivery events. Queue depths are
  * read from Redis when scraped, for the locations this process serves.
  */
-import { keysFor, readHold } from '@ghl-ingest/queue';
+import { readHold, readImports } from '@ghl-ingest/queue';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
@@ -62,19 +62,12 @@ export class WorkerMetrics {
       registers,
       async collect() {
         this.reset();
-        let cursor = '0';
-        do {
-          const [next, found] = await redis.scan(cursor, 'MATCH', keysFor(prefix).importRecord('*'), 'COUNT', 200);
-          cursor = next;
-          for (const key of found) {
-            const h = await redis.hgetall(key);
-            const accepted = Number(h.accepted ?? 0);
-            const finished = Number(h.delivered ?? 0) + Number(h.dead ?? 0) + Number(h.alreadyDelivered ?? 0);
-            if (h.state === 'done' && finished >= accepted) continue; // finished imports leave the metric
-            const id = key.slice(keysFor(prefix).importRecord('').length);
-            for (const outcome of ['accepted', 'delivered', 'dead', 'rejected'] as const) this.set({ import: id, outcome }, Number(h[outcome] ?? 0));
+        for (const i of await readImports(redis, prefix)) {
+          if (i.state === 'done' && i.pending === 0) continue; // finished imports leave the metric
+          for (const [outcome, n] of [['accepted', i.accepted], ['delivered', i.delivered], ['dead', i.dead], ['rejected', i.rejected]] as const) {
+            this.set({ import: i.importId, outcome }, n);
           }
-        } while (cursor !== '0');
+        }
       },
     });
   }

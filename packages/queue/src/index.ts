@@ -11,3 +11,4 @@ export * from './enqueue.ts';
 export * from './rate-budget.ts';
 export * from './rate-limiter.ts';
 export * from './health.ts';
+export * from './imports.ts';

@@ -24,7 +24,8 @@ export class DeliveryLedger {
   }
 
   async get(locationId: string, key: string): Promise<LedgerEntry | undefined> {
-    return parse(await this.#redis.get(this.#keys.ledger(locationId, key)));
+    const value = await this.#redis.get(this.#keys.ledger(locationId, key));
+    return value === null ? undefined : parseLedgerEntry(value);
   }
 
   async record(locationId: string, key: string, entry: LedgerEntry): Promise<void> {
@@ -44,8 +45,7 @@ export function formatLedgerEntry(entry: LedgerEntry): string {
   return `${entry.messageId} ${entry.at}`;
 }
 
-function parse(value: string | null): LedgerEntry | undefined {
-  if (value === null) return undefined;
+export function parseLedgerEntry(value: string): LedgerEntry {
   const [messageId = '', at = '0'] = value.split(' ');
   return { messageId, at: Number(at) };
 }

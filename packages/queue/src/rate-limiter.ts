@@ -14,7 +14,7 @@
  * spending the same location); `X-RateLimit-Daily-Remaining` corrects the day's count.
  */
 import type { Redis, Result } from 'ioredis';
-import { formatLedgerEntry, type LedgerEntry } from './ledger.ts';
+import { formatLedgerEntry, parseLedgerEntry, type LedgerEntry } from './ledger.ts';
 import { keysFor } from './keys.ts';
 import type { Budget } from './rate-budget.ts';
 
@@ -319,10 +319,8 @@ export class RateLimiter {
       slot, b.max, b.windowMs, b.daily, this.#o.inflightMs, this.#o.resetOffsetMs, horizon, DEFAULT_LATENCY_MS,
     );
     switch (r[0]) {
-      case 1: {
-        const [messageId = '', at = '0'] = String(r[1]).split(' ');
-        return { kind: 'delivered', entry: { messageId, at: Number(at) } };
-      }
+      case 1:
+        return { kind: 'delivered', entry: parseLedgerEntry(String(r[1])) };
       case 0:
         return { kind: 'reserved', slot, sendInMs: Number(r[1]) };
       case 3:

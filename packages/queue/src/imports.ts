@@ -1,0 +1,45 @@
+/** Reading imports' records (`<prefix>:import:<id>`), for `status` and the worker's metrics. */
+import type { Redis } from 'ioredis';
+import { keysFor } from './keys.ts';
+
+export interface ImportCounts {
+  importId: string;
+  file: string;
+  state: string;
+  accepted: number;
+  rejected: number;
+  /** Valid rows the ledger already knew: not enqueued again. */
+  alreadyDelivered: number;
+  /** Counted by the workers. */
+  delivered: number;
+  dead: number;
+  /** Accepted, and neither delivered nor dead-lettered yet. */
+  pending: number;
+}
+
+export async function readImports(redis: Redis, prefix: string): Promise<ImportCounts[]> {
+  const pattern = keysFor(prefix).importRecord('*');
+  const idStart = pattern.length - 1;
+  const out: ImportCounts[] = [];
+  let cursor = '0';
+  do {
+    const [next, found] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
+    cursor = next;
+    for (const key of found) {
+      const h = await redis.hgetall(key);
+      const n = (field: string) => Number(h[field] ?? 0);
+      out.push({
+        importId: key.slice(idStart),
+        file: h.file ?? '',
+        state: h.state ?? '',
+        accepted: n('accepted'),
+        rejected: n('rejected'),
+        alreadyDelivered: n('alreadyDelivered'),
+        delivered: n('delivered'),
+        dead: n('dead'),
+        pending: Math.max(0, n('accepted') - n('alreadyDelivered') - n('delivered') - n('dead')),
+      });
+    }
+  } while (cursor !== '0');
+  return out;
+}
