@@ -46,7 +46,7 @@ export async function importCommand(file: string, flags: ImportFlags, out: NodeJ
     }
     report(summary, out, flags.json === true, delivered, dead);
     if (summary.interrupted) {
-      process.stderr.write(`run the same command again to resume after line ${summary.rows === 0 ? 0 : 'the last one committed'}\n`);
+      process.stderr.write('stopped after the last full batch: run the same command again to resume from there\n');
       return 130;
     }
     return summary.rejected > 0 || dead > 0 ? 2 : 0;
