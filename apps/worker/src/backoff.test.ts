@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { backoffDelay, parseRetryAfter } from './backoff.ts';
+import { backoffDelay, outageWait, parseRetryAfter } from './backoff.ts';
 
 const top = () => 0.999_999;
 const zero = () => 0;
@@ -45,5 +45,19 @@ describe('parseRetryAfter', () => {
     [undefined, undefined],
   ])('%s -> %s', (value, expected) => {
     expect(parseRetryAfter(value, now)).toBe(expected);
+  });
+});
+
+describe('outageWait', () => {
+  it.each([
+    [1, undefined],
+    [4, undefined], // below the threshold: the message's own attempt
+    [5, 1_000],
+    [6, 2_000],
+    [9, 16_000],
+    [10, 30_000], // capped
+    [1_000, 30_000],
+  ])('%i failures in a row: %s', (failures, expected) => {
+    expect(outageWait(failures)).toBe(expected);
   });
 });

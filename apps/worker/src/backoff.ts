@@ -37,3 +37,19 @@ export function parseRetryAfter(value: string | undefined, nowMs: number): numbe
   if (Number.isNaN(at) || !/[a-z]/i.test(text)) return undefined;
   return Math.max(0, at - nowMs);
 }
+
+/** HighLevel failures in a row at a location (see `apiHealth`) from which it counts as down. */
+export const OUTAGE_THRESHOLD = 5;
+const OUTAGE_FIRST_WAIT_MS = 1_000;
+const OUTAGE_MAX_WAIT_MS = 30_000;
+
+/**
+ * While HighLevel is down, a location's messages stop spending attempts: the location waits
+ * (1 s, 2 s, 4 s … at most 30 s), then one request probes. Undefined below the threshold: the
+ * failure is the message's attempt, retried with `backoffDelay`.
+ * @param failures consecutive failures at the location, this one included
+ */
+export function outageWait(failures: number): number | undefined {
+  if (failures < OUTAGE_THRESHOLD) return undefined;
+  return Math.min(OUTAGE_MAX_WAIT_MS, OUTAGE_FIRST_WAIT_MS * 2 ** Math.min(failures - OUTAGE_THRESHOLD, 20));
+}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CAPPED_ATTEMPTS, classify, type Outcome } from './classify.ts';
+import { apiHealth, CAPPED_ATTEMPTS, classify, type Outcome } from './classify.ts';
 
 const now = Date.parse('2026-11-24T10:00:00Z');
 const answer = (status: number, body: unknown = '', retryAfter?: string): Outcome => ({
@@ -42,5 +42,22 @@ describe('classify', () => {
   it('keeps long API messages short in the reason', () => {
     const c = classify(answer(422, { message: 'x'.repeat(5000) }), now);
     expect(c.class === 'permanent' && c.reason.length).toBeLessThan(400);
+  });
+});
+
+describe('apiHealth', () => {
+  it.each([
+    [{ kind: 'network', code: 'ECONNREFUSED', message: 'refused' } as const, 'down'],
+    [{ kind: 'network', code: 'ETIMEDOUT', message: 'timeout' } as const, 'down'],
+    [answer(502), 'down'],
+    [answer(503), 'down'],
+    [answer(504), 'down'],
+    [answer(500), undefined], // HighLevel answers 500 to some malformed messages
+    [answer(201, { messageId: 'm1' }), 'up'],
+    [answer(201, ''), 'up'],
+    [answer(422), 'up'],
+    [answer(408), 'up'],
+  ])('%o is %s', (outcome, expected) => {
+    expect(apiHealth(outcome)).toBe(expected);
   });
 });

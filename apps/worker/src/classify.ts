@@ -57,6 +57,16 @@ export function classify(outcome: Outcome, nowMs: number): Classification {
   return { class: 'permanent', reason: `HighLevel refused the message (${status})${said}` };
 }
 
+/**
+ * Whether an outcome says HighLevel itself is failing (`down`: unreachable, timed out, 502/503/504)
+ * or answering for itself (`up`: any answer below 500). A 500 says neither: HighLevel answers 500
+ * to some malformed messages. Counted per location by the limiter to tell an outage from bad luck.
+ */
+export function apiHealth(outcome: Outcome): 'up' | 'down' | undefined {
+  if (outcome.kind === 'network' || TRANSIENT_5XX.has(outcome.status)) return 'down';
+  return outcome.status < 500 ? 'up' : undefined;
+}
+
 function parseJson(text: string): unknown {
   try {
     return JSON.parse(text);

@@ -18,7 +18,8 @@ import {
   type RateLimiter,
 } from '@ghl-ingest/queue';
 import { RateLimitError, UnrecoverableError, type Job } from 'bullmq';
-import { classify, type Classification } from './classify.ts';
+import { outageWait } from './backoff.ts';
+import { apiHealth, classify, type Classification } from './classify.ts';
 import type { HighLevelClient } from './http-client.ts';
 import type { Semaphore } from './semaphore.ts';
 import type { TokenStore } from './tokens.ts';
@@ -40,7 +41,8 @@ export type DeliveryOutcome =
   | 'dead-lettered'
   | 'rate-limited'
   | 'paused'
-  | 'waiting';
+  | 'waiting'
+  | 'api-down';
 
 export interface DeliveryEvent {
   outcome: DeliveryOutcome;
@@ -159,10 +161,12 @@ export class Delivery {
     const verdict = classify(outcome, this.#o.now());
     const fields = { key: data.key, status, code: outcome.kind === 'network' ? outcome.code : undefined, latencyMs: Math.round(latencyMs) };
 
+    const health = apiHealth(outcome);
+
     switch (verdict.class) {
       case 'delivered': {
         // Ledger entry and slot accounting in one call, before the job completes.
-        await this.#o.limiter.settle(data.locationId, data.key, slot, result.rate, { messageId: verdict.messageId, at: this.#o.now() });
+        await this.#o.limiter.settle(data.locationId, data.key, slot, result.rate, { messageId: verdict.messageId, at: this.#o.now() }, health);
         await this.#o.afterLedgerWrite?.(job);
         log.info({ ...fields, messageId: verdict.messageId }, 'delivered');
         this.#emit({ outcome: 'delivered', locationId: data.locationId, status, latencyMs, ...importOf(data) });
@@ -175,20 +179,29 @@ export class Delivery {
         return this.#waitLocation(data.locationId, waitMs);
       }
       case 'credentials': {
-        await this.#o.limiter.settle(data.locationId, data.key, slot, result.rate);
+        await this.#o.limiter.settle(data.locationId, data.key, slot, result.rate, undefined, health);
         await this.#o.control.pause(data.locationId, verdict.reason);
         log.error({ ...fields, reason: verdict.reason }, 'paused: credentials rejected');
         this.#emit({ outcome: 'paused', locationId: data.locationId, status, latencyMs });
         throw new RateLimitError();
       }
       case 'permanent':
-        await this.#o.limiter.settle(data.locationId, data.key, slot, result.rate);
+        await this.#o.limiter.settle(data.locationId, data.key, slot, result.rate, undefined, health);
         log.warn({ ...fields, reason: verdict.reason }, 'dead-lettered');
         return this.#deadLetter(job, data, 'permanent', verdict.reason, { status, body: outcome.kind === 'answer' ? outcome.body : undefined, latencyMs });
       case 'suspect':
-      case 'transient':
-        await this.#o.limiter.settle(data.locationId, data.key, slot, result.rate);
+      case 'transient': {
+        const failures = await this.#o.limiter.settle(data.locationId, data.key, slot, result.rate, undefined, health);
+        const waitMs = outageWait(failures);
+        if (waitMs !== undefined) {
+          // HighLevel is down, not this message: no attempt spent; the location waits, then one probes.
+          const waited = await this.#o.limiter.refuse(data.locationId, slot, waitMs);
+          log.warn({ ...fields, failures, waitMs: waited, reason: verdict.reason }, 'HighLevel down: location waits');
+          this.#emit({ outcome: 'api-down', locationId: data.locationId, ...(status === undefined ? {} : { status }), latencyMs });
+          return this.#waitLocation(data.locationId, waited);
+        }
         return this.#retryOrDeadLetter(job, data, verdict, { ...fields, outcome }, log);
+      }
     }
   };
 

@@ -21,7 +21,7 @@ export class WorkerMetrics {
   constructor(queues: () => ReadonlyMap<string, Queue>, redis?: Redis, prefix?: string) {
     collectDefaultMetrics({ register: this.registry, prefix: 'ghl_worker_' });
     const registers = [this.registry];
-    this.#deliveries = new Counter({ name: 'ghl_deliveries_total', help: 'Delivery outcomes by location (delivered, skipped, retrying, dead-lettered, rate-limited, paused, waiting).', labelNames: ['outcome', 'location'], registers });
+    this.#deliveries = new Counter({ name: 'ghl_deliveries_total', help: 'Delivery outcomes by location (delivered, skipped, retrying, dead-lettered, rate-limited, paused, waiting, api-down).', labelNames: ['outcome', 'location'], registers });
     this.#statuses = new Counter({ name: 'ghl_http_responses_total', help: 'Answers from HighLevel by HTTP status (or network error).', labelNames: ['status'], registers });
     this.#latency = new Histogram({ name: 'ghl_request_duration_seconds', help: 'Latency of POST /conversations/messages/inbound.', labelNames: ['location'], buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers });
     this.#rateLimited = new Counter({ name: 'ghl_rate_limited_total', help: '429 answers from HighLevel by location.', labelNames: ['location'], registers });

@@ -135,6 +135,8 @@ describe('delivery by answer', () => {
     await h.worker();
     await h.send([sms(1), sms(2)]);
     await until(() => h.fake.stats().rateLimited >= 1, 5_000, 'a 429');
+    // The worker reads the answer a moment after the stand-in counted it.
+    await until(async () => (await h.queue('locA').getRateLimitTtl()) > 0, 5_000, 'the location to wait');
     // HighLevel asked for ~60 s: the queue is rate-limited for that long, not for our 100 ms window.
     expect(await h.queue('locA').getRateLimitTtl()).toBeGreaterThan(50_000);
     expect(h.fake.stats().rateLimited).toBe(1);
@@ -190,8 +192,27 @@ describe('delivery by answer', () => {
     expect((await h.deadLettered())[0]).toMatchObject({ class: 'transient', httpStatus: 500, attempts: 3 });
   });
 
+  it('HighLevel down for longer than every attempt: the location waits and probes, nothing is dead-lettered', async () => {
+    const h = await harness({ env: { GHL_MAX_ATTEMPTS: '3', WORKER_CONCURRENCY: '4' } });
+    await h.worker();
+    h.fake.outage(3_500, 503);
+    await h.send(Array.from({ length: 20 }, (_, i) => sms(i)));
+    await until(() => h.logs.join('').includes('HighLevel down: location waits'), 5_000, 'the location to count as down');
+    await h.settled(['locA'], 30_000);
+    expect(await h.deadLettered()).toEqual([]);
+    expect(h.fake.stats().accepted).toBe(20);
+    const refused = h.fake.stats().byStatus['503'] ?? 0;
+    // Five failures in a row (four in flight when the first came back, so up to eight), then one
+    // probe per wait (1 s, 2 s): not 20 messages x 3 attempts.
+    expect(refused).toBeGreaterThanOrEqual(5);
+    expect(refused).toBeLessThanOrEqual(12);
+    const completed = await h.queue('locA').getCompleted();
+    expect(Math.max(...completed.map((j) => j.attemptsMade))).toBeLessThanOrEqual(3);
+  });
+
   it('nothing ends in the failed set without a dead-letter record', async () => {
-    const h = await harness({ fake: { faults: { status503: 1 } }, env: { GHL_MAX_ATTEMPTS: '2' } });
+    // 500s: capped attempts, and not an outage (HighLevel answers 500 to some bad messages).
+    const h = await harness({ fake: { faults: { status500: 1 } }, env: { GHL_MAX_ATTEMPTS: '2' } });
     await h.worker();
     await h.send([1, 2, 3].map((i) => sms(i)));
     await h.settled(['locA']);

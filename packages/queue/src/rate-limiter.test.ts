@@ -175,4 +175,15 @@ describe('RateLimiter (Lua, on a real Redis)', () => {
     expect(sendIn(await l.acquire('b', 'k1', 's2'))).toBe(0);
     expect(sendIn(await l.acquire('a', 'k2', 's3'))).toBeGreaterThan(0);
   });
+
+  it('counts HighLevel failures in a row across callers; an answer of its own clears them', async () => {
+    const l = limiter({ max: 100, windowMs: 1000, daily: 1000 });
+    const down = async () => l.settle('loc', 'k', randomUUID(), undefined, undefined, 'down');
+    expect([await down(), await down(), await down()]).toEqual([1, 2, 3]);
+    expect(await l.settle('loc', 'k', randomUUID(), undefined)).toBe(0); // a 500: neither
+    expect(await down()).toBe(4);
+    expect(await l.settle('loc', 'k', randomUUID(), undefined, undefined, 'up')).toBe(0);
+    expect(await down()).toBe(1);
+    expect(await l.settle('other', 'k', randomUUID(), undefined, undefined, 'down')).toBe(1);
+  });
 });

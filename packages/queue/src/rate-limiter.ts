@@ -29,6 +29,8 @@ declare module 'ioredis' {
 }
 
 const DAY_MS = 86_400_000;
+/** How long a location remembers HighLevel failing (see `settle`): a quiet spell forgets it. */
+const OUTAGE_MEMORY_MS = 10 * 60_000;
 /**
  * Expected latency until a location's first answers teach us better (scheduling only). Zero:
  * a job that wakes too early is told by the gate exactly how much longer to wait, while one that
@@ -171,12 +173,20 @@ return {1, waitMs}
 
 /**
  * An answer came (or the request failed without one): the request counts until one window from now.
- * KEYS: answered, inflight, others, learned, daily, ledger, probe
+ * KEYS: answered, inflight, others, learned, daily, ledger, probe, outage
  * ARGV: slotId, max, windowMs, daily, resetOffsetMs, remaining, headerMax, headerInterval,
- *       dailyRemaining, headerDaily, ledgerValue, ledgerTtlMs, inflightMs   ('' where absent)
+ *       dailyRemaining, headerDaily, ledgerValue, ledgerTtlMs, inflightMs, health   ('' where absent)
+ * → the location's consecutive failures of HighLevel itself (health 'down'), 0 after an 'up'
  */
 const SETTLE = `${PRELUDE}
 if ARGV[11] ~= '' then redis.call('SET', KEYS[6], ARGV[11], 'PX', tonumber(ARGV[12])) end
+local failures = 0
+if ARGV[14] == 'up' then
+  redis.call('DEL', KEYS[8])
+elseif ARGV[14] == 'down' then
+  failures = redis.call('INCR', KEYS[8])
+  redis.call('PEXPIRE', KEYS[8], ${OUTAGE_MEMORY_MS})
+end
 if redis.call('GET', KEYS[7]) == ARGV[1] then redis.call('DEL', KEYS[7]) end
 local hmax, hint, hday = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[10])
 local cmax, cwin, cday = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -228,7 +238,7 @@ if dayRemaining then
   local used = math.max(0, daily - dayRemaining)
   if tonumber(redis.call('HGET', KEYS[5], day) or '-1') ~= used then redis.call('HSET', KEYS[5], day, used) end
 end
-return 1
+return failures
 `;
 
 /**
@@ -303,7 +313,7 @@ export class RateLimiter {
     if (typeof (redis as Partial<Redis>).ghlAcquire !== 'function') {
       redis.defineCommand('ghlAcquire', { numberOfKeys: 9, lua: ACQUIRE });
       redis.defineCommand('ghlProceed', { numberOfKeys: 7, lua: PROCEED });
-      redis.defineCommand('ghlSettle', { numberOfKeys: 7, lua: SETTLE });
+      redis.defineCommand('ghlSettle', { numberOfKeys: 8, lua: SETTLE });
       redis.defineCommand('ghlRefuse', { numberOfKeys: 3, lua: REFUSE });
       redis.defineCommand('ghlRelease', { numberOfKeys: 4, lua: RELEASE });
     }
@@ -345,20 +355,35 @@ export class RateLimiter {
     return { kind: code === 1 ? 'later' : 'wait', waitMs };
   }
 
-  /** The answer of a slot's request (or its failure): learns from the headers, writes the ledger when delivered. */
-  async settle(locationId: string, key: string, slot: string, rate: RateHeaders | undefined, delivered?: LedgerEntry): Promise<void> {
+  /**
+   * The answer of a slot's request (or its failure): learns from the headers, writes the ledger
+   * when delivered, and keeps count of HighLevel's own failures in a row at this location: `down`
+   * (unreachable, 502/503/504, timeout) adds one and returns the count, `up` (it answered for
+   * itself) forgets them. Returns the count, 0 when not `down`.
+   */
+  async settle(
+    locationId: string,
+    key: string,
+    slot: string,
+    rate: RateHeaders | undefined,
+    delivered?: LedgerEntry,
+    health?: 'up' | 'down',
+  ): Promise<number> {
     const k = this.#keys(locationId);
     const b = this.#o.budget(locationId);
     const v = (n: number | undefined) => (n === undefined ? '' : n);
-    await this.#redis.ghlSettle(
-      k.answered, k.inflight, k.others, k.learned, k.daily, keysFor(this.#o.prefix).ledger(locationId, key), k.probe,
+    return this.#redis.ghlSettle(
+      k.answered, k.inflight, k.others, k.learned, k.daily, keysFor(this.#o.prefix).ledger(locationId, key), k.probe, k.outage,
       slot, b.max, b.windowMs, b.daily, this.#o.resetOffsetMs,
       v(rate?.remaining), v(rate?.max), v(rate?.intervalMs), v(rate?.dailyRemaining), v(rate?.daily),
-      delivered === undefined ? '' : formatLedgerEntry(delivered), this.#o.ledgerTtlMs, this.#o.inflightMs,
+      delivered === undefined ? '' : formatLedgerEntry(delivered), this.#o.ledgerTtlMs, this.#o.inflightMs, health ?? '',
     );
   }
 
-  /** HighLevel answered 429: the slot is given back and the location waits `retryAfterMs`, else one window. */
+  /**
+   * HighLevel answered 429 (or is down): the slot is given back and the location waits in every
+   * process `retryAfterMs`, else one window; then one request probes before the rest go.
+   */
   async refuse(locationId: string, slot: string, retryAfterMs: number | undefined): Promise<number> {
     const k = this.#keys(locationId);
     const wait = retryAfterMs ?? this.#o.budget(locationId).windowMs;
@@ -386,6 +411,7 @@ export function rateKeys(prefix: string, locationId: string) {
     others: `${base}:others`,
     block: `${base}:block`,
     probe: `${base}:probe`,
+    outage: `${base}:outage`,
     daily: `${base}:daily`,
     learned: `${base}:learned`,
   };
