@@ -144,7 +144,7 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
     admin = await startAdminServer({ config, redis: connection, metrics, logger: log, queues: [...served.queues.values()], port: parts.adminPort });
   }
   await served.start();
-  log.info({ concurrency, prefix: config.queuePrefix, api: config.apiBaseUrl }, 'worker started');
+  log.info({ concurrency, prefix: config.queuePrefix, api: config.apiBaseUrl, admin: admin?.url }, 'worker started');
 
   return {
     locations: served,

@@ -197,7 +197,21 @@ describe('fault knobs', () => {
   it('dropAfterAccept records the message, then resets the connection', async () => {
     await start({ faults: { dropAfterAccept: 1 } });
     await expect(post(sms)).rejects.toThrow();
-    expect((fake as FakeHighLevel).stats()).toMatchObject({ accepted: 1, dropped: 1 });
+    expect((fake as FakeHighLevel).stats()).toMatchObject({ accepted: 1, dropped: 1, acceptedUnanswered: 1 });
+  });
+
+  it('records a message whose client gave up waiting, and counts it as unanswered', async () => {
+    await start({ latency: { minMs: 300, maxMs: 300 } });
+    await expect(
+      fetch(`${(fake as FakeHighLevel).url}${INBOUND_PATH}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: 'Bearer tok-a', version: API_VERSION },
+        body: JSON.stringify(sms),
+        signal: AbortSignal.timeout(50),
+      }),
+    ).rejects.toThrow();
+    await new Promise((r) => setTimeout(r, 400));
+    expect((fake as FakeHighLevel).stats()).toMatchObject({ accepted: 1, acceptedUnanswered: 1 });
   });
 
   it('empty201 answers 201 with no body and creates nothing', async () => {

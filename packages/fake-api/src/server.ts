@@ -42,6 +42,11 @@ export interface FakeStats {
   duplicateAltIds: number;
   /** Accepted messages whose (location, body) had been accepted before. */
   duplicateBodies: number;
+  /**
+   * Accepted messages whose answer never reached the client: the connection was reset on purpose
+   * (`dropAfterAccept`) or the client had gone (timed out, killed). Each may be posted again.
+   */
+  acceptedUnanswered: number;
 }
 
 export interface FakeHighLevelOptions extends ConfigPatch {
@@ -264,7 +269,11 @@ export class FakeHighLevel {
     stats.accepted += 1;
     stats.acceptedByLocation[locationId] = (stats.acceptedByLocation[locationId] ?? 0) + 1;
 
-    if (this.#chance(faults.dropAfterAccept)) return this.#drop(reply);
+    if (this.#chance(faults.dropAfterAccept)) {
+      stats.acceptedUnanswered += 1;
+      return this.#drop(reply);
+    }
+    if (request.raw.socket.destroyed) stats.acceptedUnanswered += 1;
     const conversationId = typeof body.conversationId === 'string' ? body.conversationId : randomId(20);
     return this.#answer(reply, 201, {
       success: true,
@@ -311,6 +320,7 @@ function emptyStats(): FakeStats {
     dropped: 0,
     duplicateAltIds: 0,
     duplicateBodies: 0,
+    acceptedUnanswered: 0,
   };
 }
 
