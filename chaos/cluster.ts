@@ -1,0 +1,324 @@
+/**
+ * The whole product as users run it, for the chaos suite: a Redis of the scenario's own (AOF on
+ * when asked), the HighLevel stand-in as its own process (driven through its admin API), `pnpm
+ * worker` processes, `ingest import` and `ingest serve`. Every process logs into a file in the
+ * scenario's directory, so the logs can be searched for secrets afterwards. `stop()` ends all of it.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { createWriteStream, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { ConfigPatch, FakeStats, ReceivedMessage } from '@ghl-ingest/fake-api';
+import { createRedis, DeadLetters, locationQueueName, type DeadLetterRecord } from '@ghl-ingest/queue';
+import { RedisServer, type RedisServerOptions } from '@ghl-ingest/testing';
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+
+const ROOT = resolve(import.meta.dirname, '..');
+const WORKER_MAIN = join(ROOT, 'apps/worker/src/main.ts');
+const INGEST_MAIN = join(ROOT, 'apps/producer/src/main.ts');
+const FAKE_MAIN = join(ROOT, 'packages/fake-api/src/main.ts');
+/** What `pnpm ingest` runs with (package.json): the importer is held to its production heap. */
+const INGEST_FLAGS = ['--max-old-space-size=128', '--max-semi-space-size=16'];
+
+export const PREFIX = 'chaos';
+
+export interface ClusterOptions {
+  locations: string[];
+  /** Redis with an append-only file and this fsync policy (default: none, as in the unit tests). */
+  appendfsync?: RedisServerOptions['appendfsync'];
+  /** The stand-in's behaviour from the start (limits, latency, faults). */
+  api?: ConfigPatch;
+  /** Settings for every product process, over the defaults below. */
+  env?: Record<string, string>;
+}
+
+/** A child process of the scenario, with its log file. */
+export interface Proc {
+  readonly name: string;
+  readonly child: ChildProcess;
+  readonly log: string;
+  /** Resolves with the exit code (or signal name) once it has exited. */
+  readonly exited: Promise<number | string>;
+}
+
+export class Cluster {
+  readonly dir: string;
+  readonly redis: RedisServer;
+  readonly api: StandIn;
+  readonly locations: string[];
+  /** Location → its HighLevel token (the secrets that must not leak). */
+  readonly tokens: Record<string, string>;
+  /** Tokens replaced by `rotateToken` (still secrets). */
+  readonly retiredTokens: string[] = [];
+  readonly tokensFile: string;
+  readonly env: Record<string, string>;
+  /** The test's own connection (waits out Redis restarts, like a worker's). */
+  readonly client: Redis;
+  readonly procs: Proc[] = [];
+  #queues = new Map<string, Queue>();
+  #dlq: DeadLetters;
+  #seq = 0;
+
+  private constructor(dir: string, redis: RedisServer, api: StandIn, options: ClusterOptions, tokens: Record<string, string>) {
+    this.dir = dir;
+    this.redis = redis;
+    this.api = api;
+    this.locations = options.locations;
+    this.tokens = tokens;
+    this.tokensFile = join(dir, 'tokens.json');
+    writeFileSync(this.tokensFile, JSON.stringify(tokens));
+    this.env = {
+      REDIS_URL: redis.url,
+      QUEUE_PREFIX: PREFIX,
+      GHL_API_BASE_URL: api.url,
+      GHL_TOKENS_FILE: this.tokensFile,
+      GHL_RATE_LIMIT_MAX: '100',
+      GHL_RATE_LIMIT_WINDOW_MS: '1000',
+      HTTP_TIMEOUT_MS: '1000',
+      WORKER_LOCK_MS: '2000',
+      SHUTDOWN_TIMEOUT_MS: '5000',
+      LOG_LEVEL: 'info',
+      ADMIN_PORT: '0',
+      DASHBOARD_USER: 'ops',
+      DASHBOARD_PASSWORD: 'chaos-dashboard-password',
+      INTAKE_TOKEN: 'chaos-intake-token-7f3e1d',
+      ...options.env,
+    };
+    this.client = createRedis(redis.url, 'worker', `${PREFIX}:chaos-test`);
+    this.client.on('error', () => undefined);
+    this.#dlq = new DeadLetters(this.client, PREFIX);
+  }
+
+  static async start(options: ClusterOptions): Promise<Cluster> {
+    const dir = mkdtempSync(join(tmpdir(), 'ghl-chaos-'));
+    const tokens = Object.fromEntries(options.locations.map((l, i) => [l, `ghl-secret-${l}-${(0x5eed00 + i * 7919).toString(16)}`]));
+    const redis = await RedisServer.start({
+      // No AOF rewrites during a scenario: the file that a crash cuts short stays the one file.
+      ...(options.appendfsync === undefined ? {} : { appendfsync: options.appendfsync, args: ['--auto-aof-rewrite-percentage', '0'] }),
+    });
+    // HighLevel's budget as the workers are told it (GHL_RATE_LIMIT_* below), unless a scenario says otherwise.
+    const apiConfig: ConfigPatch = { ...options.api, limits: { max: 100, windowMs: 1000, ...options.api?.limits } };
+    const api = await StandIn.start(dir, Object.fromEntries(Object.entries(tokens).map(([l, t]) => [t, l])), apiConfig);
+    return new Cluster(dir, redis, api, options, tokens);
+  }
+
+  /**
+   * A new token for a location, as an operator would roll it out: HighLevel knows it (and no
+   * longer the old one), the tokens file holds it, and every worker is sent SIGHUP to reload.
+   */
+  async rotateToken(locationId: string, token: string): Promise<void> {
+    const old = this.tokens[locationId];
+    if (old !== undefined) this.retiredTokens.push(old);
+    this.tokens[locationId] = token;
+    await this.api.configure({ tokens: { ...(old === undefined ? {} : { [old]: null }), [token]: locationId } });
+    writeFileSync(this.tokensFile, JSON.stringify(this.tokens));
+    for (const w of this.workers()) w.child.kill('SIGHUP');
+  }
+
+  /** `pnpm worker`. */
+  spawnWorker(env: Record<string, string> = {}): Proc {
+    return this.#spawn('worker', [WORKER_MAIN], env);
+  }
+
+  /** `pnpm ingest <args>`, running. */
+  ingest(args: string[], env: Record<string, string> = {}): Proc {
+    return this.#spawn(`ingest-${args[0] ?? ''}`, [...INGEST_FLAGS, INGEST_MAIN, ...args], env);
+  }
+
+  /** `pnpm ingest <args>` to its end: exit code and output. */
+  async ingestToEnd(args: string[], env: Record<string, string> = {}): Promise<{ code: number | string; output: string }> {
+    const p = this.ingest(args, env);
+    const code = await p.exited;
+    return { code, output: readFileSync(p.log, 'utf8') };
+  }
+
+  /** `ingest serve` on a free port; resolves with its URL once it listens. */
+  async startIntake(): Promise<{ proc: Proc; url: string }> {
+    const proc = this.ingest(['serve', '--port', '0']);
+    const url = await firstMatch(proc, /intake listening on (\S+)/);
+    return { proc, url };
+  }
+
+  /** SIGKILL (or another signal), and waits for the exit. */
+  async kill(proc: Proc, signal: NodeJS.Signals = 'SIGKILL'): Promise<number | string> {
+    if (proc.child.exitCode === null && proc.child.signalCode === null) proc.child.kill(signal);
+    return proc.exited;
+  }
+
+  /** Running workers. */
+  workers(): Proc[] {
+    return this.procs.filter((p) => p.name.startsWith('worker') && p.child.exitCode === null && p.child.signalCode === null);
+  }
+
+  /** A worker's admin URL (it logs it when started). */
+  async adminUrl(proc: Proc): Promise<string> {
+    const pattern = /"admin":"([^"]+)"/;
+    const logged = pattern.exec(readFileSync(proc.log, 'utf8'))?.[1];
+    return logged ?? firstMatch(proc, pattern);
+  }
+
+  queue(locationId: string): Queue {
+    let q = this.#queues.get(locationId);
+    if (q === undefined) {
+      q = new Queue(locationQueueName(locationId), { connection: this.client, prefix: PREFIX });
+      this.#queues.set(locationId, q);
+    }
+    return q;
+  }
+
+  /** Jobs of the location not finished: waiting (while paused too), active, delayed, prioritized. */
+  async pending(locationId: string): Promise<number> {
+    const c = await this.queue(locationId).getJobCounts('wait', 'active', 'delayed', 'prioritized', 'waiting-children');
+    return Object.values(c).reduce((a, b) => a + b, 0);
+  }
+
+  /** Waits until the locations have nothing pending. */
+  async settled(locationIds: string[] = this.locations, timeoutMs = 90_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const counts = await Promise.all(locationIds.map((id) => this.pending(id)));
+      if (counts.every((n) => n === 0)) return;
+      if (Date.now() > deadline) {
+        throw new Error(`still pending after ${timeoutMs} ms: ${JSON.stringify(Object.fromEntries(locationIds.map((l, i) => [l, counts[i]])))}`);
+      }
+      await sleep(100);
+    }
+  }
+
+  async deadLetters(): Promise<DeadLetterRecord[]> {
+    return (await this.#dlq.queue.getJobs(['wait', 'prioritized'], 0, -1)).map((j) => j.data);
+  }
+
+  /** Stops the workers with SIGTERM (they must exit 0), then everything else. */
+  async stopWorkers(): Promise<(number | string)[]> {
+    return Promise.all(this.workers().map((w) => this.kill(w, 'SIGTERM')));
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.procs.map((p) => this.kill(p)));
+    for (const q of this.#queues.values()) await q.close().catch(() => undefined);
+    await this.#dlq.close().catch(() => undefined);
+    this.client.disconnect();
+    await this.api.stop();
+    await this.redis.stop();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  #spawn(name: string, args: string[], env: Record<string, string>): Proc {
+    this.#seq += 1;
+    const log = join(this.dir, `${String(this.#seq).padStart(2, '0')}-${name}.log`);
+    const child = spawn(process.execPath, args, { env: { ...process.env, ...this.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], cwd: ROOT });
+    const file = createWriteStream(log);
+    child.stdout.pipe(file, { end: false });
+    child.stderr.pipe(file, { end: false });
+    const exited = once(child, 'exit').then(async (args) => {
+      const [code, signal] = args as [number | null, NodeJS.Signals | null];
+      await new Promise((r) => file.end(r));
+      return code ?? signal ?? 'unknown';
+    });
+    const proc: Proc = { name, child, log, exited };
+    this.procs.push(proc);
+    return proc;
+  }
+
+  /** Every log file the scenario's processes wrote. */
+  logFiles(): string[] {
+    return readdirSync(this.dir).filter((f) => f.endsWith('.log')).map((f) => join(this.dir, f));
+  }
+}
+
+/** The stand-in, as a process of its own (`pnpm fake-api`), driven over its admin API. */
+export class StandIn {
+  readonly url: string;
+  readonly #proc: ChildProcess;
+
+  private constructor(url: string, proc: ChildProcess) {
+    this.url = url;
+    this.#proc = proc;
+  }
+
+  static async start(dir: string, tokens: Record<string, string>, config: ConfigPatch): Promise<StandIn> {
+    const tokensFile = join(dir, 'api-tokens.json');
+    writeFileSync(tokensFile, JSON.stringify(tokens));
+    const child = spawn(process.execPath, [FAKE_MAIN, '--port', '0', '--tokens', tokensFile], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const proc: Proc = { name: 'fake-api', child, log: '', exited: once(child, 'exit').then(([c]) => c as number) };
+    const url = await firstMatch(proc, /fake-api listening on (\S+)/);
+    const api = new StandIn(url, child);
+    await api.configure(config);
+    return api;
+  }
+
+  async configure(patch: ConfigPatch): Promise<void> {
+    await this.#call('PATCH', 'config', patch);
+  }
+
+  /** HighLevel answers `status` to everything for `ms`. */
+  async outage(ms: number, status = 503): Promise<void> {
+    await this.#call('POST', 'outage', { ms, status });
+  }
+
+  /** Another app spends `count` of the location's window. */
+  async spend(locationId: string, count: number): Promise<number> {
+    return ((await this.#call('POST', 'spend', { locationId, count })) as { spent: number }).spent;
+  }
+
+  async stats(): Promise<FakeStats> {
+    return (await this.#call('GET', 'stats')) as FakeStats;
+  }
+
+  async messages(): Promise<ReceivedMessage[]> {
+    return (await this.#call('GET', 'messages?limit=10000000')) as ReceivedMessage[];
+  }
+
+  async stop(): Promise<void> {
+    if (this.#proc.exitCode !== null || this.#proc.signalCode !== null) return;
+    const exited = once(this.#proc, 'exit');
+    this.#proc.kill('SIGTERM');
+    await exited;
+  }
+
+  async #call(method: string, path: string, body?: unknown): Promise<unknown> {
+    const res = await fetch(`${this.url}/__admin/${path}`, {
+      method,
+      ...(body === undefined ? {} : { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }),
+    });
+    if (!res.ok) throw new Error(`stand-in ${method} ${path}: ${res.status} ${await res.text()}`);
+    return res.json();
+  }
+}
+
+/** The first capture of `pattern` in a process's output (stdout and stderr). */
+async function firstMatch(proc: Proc, pattern: RegExp, timeoutMs = 20_000): Promise<string> {
+  const { child } = proc;
+  const streams = [child.stdout, child.stderr].filter((s) => s !== null);
+  return new Promise<string>((resolvePromise, reject) => {
+    let seen = '';
+    const done = () => {
+      clearTimeout(timer);
+      child.off('exit', onExit);
+      for (const stream of streams) stream.off('data', onData);
+    };
+    const timer = setTimeout(() => {
+      done();
+      reject(new Error(`${proc.name}: no line matching ${String(pattern)} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const onExit = (code: number | null) => {
+      done();
+      reject(new Error(`${proc.name} exited (${String(code)}) before printing ${String(pattern)}:\n${seen.slice(-2000)}`));
+    };
+    // A listener beside the pipe into the log file (readline would pause the stream when closed).
+    const onData = (chunk: Buffer) => {
+      seen = (seen + chunk.toString()).slice(-64_000);
+      const m = pattern.exec(seen);
+      if (m?.[1] !== undefined) {
+        done();
+        resolvePromise(m[1]);
+      }
+    };
+    child.once('exit', onExit);
+    for (const stream of streams) stream.on('data', onData);
+  });
+}

@@ -1,0 +1,63 @@
+/** What the chaos scenarios share: a cluster per test, stopped after it; waiting; the closing checks. */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterEach, expect } from 'vitest';
+import { account, balanced, figuresOf, record, scanForSecrets, type Accounting, type Dataset, type Figures } from './accounting.ts';
+import { Cluster, type ClusterOptions } from './cluster.ts';
+
+export function useCluster(): (options: ClusterOptions) => Promise<Cluster> {
+  let current: Cluster | undefined;
+  afterEach(async () => {
+    await current?.stop();
+    current = undefined;
+  });
+  return async (options) => {
+    current = await Cluster.start(options);
+    return current;
+  };
+}
+
+export async function until(check: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+/** A whole number in [min, max]. */
+export function randomInt(min: number, max: number): number {
+  return min + Math.floor(Math.random() * (max - min + 1));
+}
+
+/**
+ * The end of every scenario: the accounting balances (rows in = delivered + dead-lettered +
+ * rejected, nothing lost, every ledger entry names a message the stand-in holds), workers stop
+ * cleanly on SIGTERM, and no secret is in Redis, the logs, the dead letters or /metrics.
+ * Records the figures and returns the accounting for the scenario's own checks.
+ */
+export async function closeScenario(
+  cluster: Cluster,
+  datasets: Dataset[],
+  rejected: number,
+  figures: { scenario: string; started: number } & Partial<Figures>,
+): Promise<Accounting> {
+  const metrics = await Promise.all(
+    cluster.workers().map(async (w) => {
+      const res = await fetch(`${await cluster.adminUrl(w)}/metrics`);
+      return res.text();
+    }),
+  );
+  const a = await account(cluster, datasets, rejected);
+  const { scenario, started, ...extra } = figures;
+  record(figuresOf(scenario, a, { ...extra, seconds: Math.round((Date.now() - started) / 1000) }));
+  expect(a.lost, 'messages neither delivered nor dead-lettered').toEqual([]);
+  expect(a.ledgerUnknown, 'ledger entries the stand-in cannot confirm').toEqual([]);
+  expect(balanced(a), `rows in ${a.rowsIn} = delivered ${a.delivered} + dead ${a.deadLettered} + rejected ${a.rejected}`).toBe(true);
+  const running = cluster.workers().length;
+  expect(await cluster.stopWorkers(), 'workers exit 0 on SIGTERM').toEqual(Array.from({ length: running }, () => 0));
+  const scan = await scanForSecrets(cluster, metrics);
+  expect(scan.findings).toEqual([]);
+  expect(scan.keys).toBeGreaterThan(0);
+  expect(scan.logLines).toBeGreaterThan(0);
+  return a;
+}
