@@ -90,6 +90,7 @@ export class Cluster {
     this.client = createRedis(redis.url, 'worker', `${PREFIX}:chaos-test`);
     this.client.on('error', () => undefined);
     this.#dlq = new DeadLetters(this.client, PREFIX);
+    this.#dlq.queue.on('error', () => undefined);
   }
 
   static async start(options: ClusterOptions): Promise<Cluster> {
@@ -164,6 +165,7 @@ export class Cluster {
     let q = this.#queues.get(locationId);
     if (q === undefined) {
       q = new Queue(locationQueueName(locationId), { connection: this.client, prefix: PREFIX });
+      q.on('error', () => undefined); // Redis restarts are part of the scenarios
       this.#queues.set(locationId, q);
     }
     return q;

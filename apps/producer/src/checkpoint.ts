@@ -25,6 +25,11 @@ export interface Checkpoint {
   startedAt: number;
   updatedAt: number;
   locations: string;
+  /**
+   * The Redis server's run id when this was written. Another run id means Redis restarted since,
+   * and may have lost the last writes (appendfsync everysec): the checkpoint is not trusted then.
+   */
+  redisRunId: string;
 }
 
 export function importKey(prefix: string, importId: string): string {
@@ -57,9 +62,16 @@ export async function readCheckpoint(redis: Redis, prefix: string, importId: str
     startedAt: n('startedAt'),
     updatedAt: n('updatedAt'),
     locations: h.locations ?? '',
+    redisRunId: h.redisRunId ?? '',
   };
 }
 
 export async function writeCheckpoint(redis: Redis, prefix: string, importId: string, c: Checkpoint): Promise<void> {
   await redis.hset(importKey(prefix, importId), Object.fromEntries(Object.entries(c).map(([k, v]) => [k, String(v)])));
+}
+
+/** The Redis server's run id: new at every start of redis-server. */
+export async function redisRunId(redis: Redis): Promise<string> {
+  const info = await redis.info('server');
+  return /^run_id:(\w+)/m.exec(info)?.[1] ?? '';
 }

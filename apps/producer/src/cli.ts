@@ -56,7 +56,7 @@ export async function run(argv: string[], out: NodeJS.WritableStream = process.s
     .action(async (flags: { port?: string }) => {
       const config = loadConfig();
       const logger = createLogger(config.logLevel, 'intake');
-      const redis = await connectProducer(config, 'intake');
+      const redis = await connectProducer(config, 'intake', 'service');
       const port = flags.port === undefined ? config.intake.port : Number(flags.port);
       if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new ConfigError(`--port must be a port number, not "${flags.port ?? ''}"`);
       const { startIntake } = await import('./intake.ts');

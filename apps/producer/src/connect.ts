@@ -1,9 +1,9 @@
 /** A producer's Redis connection, checked at once: nothing is read or accepted without Redis. */
-import { coerceError, ConfigError, createRedis, type Config } from '@ghl-ingest/queue';
+import { coerceError, ConfigError, createRedis, type Config, type ConnectionRole } from '@ghl-ingest/queue';
 import type { Redis } from 'ioredis';
 
-export async function connectProducer(config: Config, name: string): Promise<Redis> {
-  const redis = createRedis(config.redisUrl, 'producer', `${config.queuePrefix}:${name}`);
+export async function connectProducer(config: Config, name: string, role: ConnectionRole = 'producer'): Promise<Redis> {
+  const redis = createRedis(config.redisUrl, role, `${config.queuePrefix}:${name}`);
   let lastError: Error | undefined;
   // Connection errors surface through the commands that fail; without a listener ioredis prints them.
   redis.on('error', (error: unknown) => {

@@ -7,6 +7,9 @@ import { importKey } from './checkpoint.ts';
 import { runImport, type Format, type ImportSummary } from './import.ts';
 import { progressView } from './progress.ts';
 
+/** Times an import is read again because Redis restarted while it ran. */
+const MAX_RERUNS = 3;
+
 export interface ImportFlags {
   location?: string;
   format?: Format;
@@ -29,15 +32,26 @@ export async function importCommand(file: string, flags: ImportFlags, out: NodeJ
   process.on('SIGINT', onSigint);
   const view = progressView();
   try {
-    const summary = await runImport(redis, config, {
-      file,
-      ...(flags.format === undefined ? {} : { format: flags.format }),
-      ...(flags.location === undefined ? {} : { location: flags.location }),
-      ...(flags.rejects === undefined ? {} : { rejectsFile: flags.rejects }),
-      dryRun: flags.dryRun === true,
-      signal: controller.signal,
-      onProgress: (p) => view.update(p),
-    });
+    const run = () =>
+      runImport(redis, config, {
+        file,
+        ...(flags.format === undefined ? {} : { format: flags.format }),
+        ...(flags.location === undefined ? {} : { location: flags.location }),
+        ...(flags.rejects === undefined ? {} : { rejectsFile: flags.rejects }),
+        dryRun: flags.dryRun === true,
+        signal: controller.signal,
+        onProgress: (p) => view.update(p),
+      });
+    let summary = await run();
+    if (summary.startedOver) {
+      process.stderr.write('\nRedis restarted since the interrupted run, so its checkpoint may be ahead of what Redis kept: started from the top\n');
+    }
+    // Redis restarted while we wrote: with appendfsync everysec it may have lost our last second of
+    // batches, though it had acknowledged them. Reading the file again enqueues only what is missing.
+    for (let again = 0; summary.redisRestarted && !summary.interrupted && again < MAX_RERUNS; again += 1) {
+      process.stderr.write('\nRedis restarted during the import and may have lost its last writes: reading the file again (nothing doubles)\n');
+      summary = await run();
+    }
     view.stop();
     let dead = 0;
     let delivered: number | undefined;

@@ -10,7 +10,7 @@ import type { Readable } from 'node:stream';
 import { DeliveryLedger, Enqueuer, type Config } from '@ghl-ingest/queue';
 import { normalizeRecord, toJobData, type JobData, type RecordIssue } from '@ghl-ingest/schema';
 import type { Redis } from 'ioredis';
-import { importIdFor, readCheckpoint, writeCheckpoint, type Checkpoint } from './checkpoint.ts';
+import { importIdFor, readCheckpoint, redisRunId, writeCheckpoint, type Checkpoint } from './checkpoint.ts';
 import { readCsv } from './readers/csv.ts';
 import { readJsonArray } from './readers/json-array.ts';
 import { readNdjson } from './readers/ndjson.ts';
@@ -56,6 +56,10 @@ export interface ImportSummary extends ImportProgress {
   rejectsFile: string;
   /** Set when this run picked up an earlier, interrupted one. */
   resumedAfterLine: number | undefined;
+  /** An earlier run was interrupted, but Redis restarted since: this one started from the top. */
+  startedOver: boolean;
+  /** Redis restarted while this ran: batches written just before may be lost; run it again. */
+  redisRestarted: boolean;
   interrupted: boolean;
   dryRun: boolean;
   locations: string[];
@@ -79,7 +83,11 @@ export async function runImport(redis: Redis | undefined, config: Config, option
   const batchSize = options.batchSize ?? 1000;
 
   const previous = dryRun ? undefined : await readCheckpoint(redis as Redis, config.queuePrefix, importId);
-  const resume = previous !== undefined && previous.state !== 'done' ? previous : undefined;
+  const runId = dryRun ? '' : await redisRunId(redis as Redis);
+  // An interrupted import resumes from its checkpoint, unless Redis restarted since: then the last
+  // batches before the checkpoint may be gone with it, and the import starts over (idempotent).
+  const unfinished = previous !== undefined && previous.state !== 'done' ? previous : undefined;
+  const resume = unfinished?.redisRunId === runId ? unfinished : undefined;
   // Start the rejects report anew, or cut it back to what the resumed run had committed.
   const fd = openSync(rejectsFile, 'a');
   ftruncateSync(fd, resume?.rejectsBytes ?? 0);
@@ -100,8 +108,10 @@ export async function runImport(redis: Redis | undefined, config: Config, option
     startedAt: Date.now(),
     updatedAt: Date.now(),
     locations: '',
+    redisRunId: runId,
   };
   cp.state = 'running';
+  cp.redisRunId = runId;
   const locations = new Set(cp.locations === '' ? [] : cp.locations.split(','));
   const enqueuer = dryRun ? undefined : new Enqueuer(redis as Redis, config.queuePrefix, config.maxAttempts);
   const ledger = dryRun ? undefined : new DeliveryLedger(redis as Redis, config.queuePrefix, config.ledgerTtlMs);
@@ -161,17 +171,17 @@ export async function runImport(redis: Redis | undefined, config: Config, option
         if (r.ok) {
           cp.accepted += 1;
           batch.push({ data: toJobData(r.record, 'backfill', { importId, line: row.line }), line: row.line });
-        batchBytes += row.raw.length;
+          batchBytes += row.raw.length;
         } else {
           cp.rejected += 1;
           rejects.push(rejectLine(row, r.key, r.issues));
         }
       }
       // Rows of up to 1 MiB each: a batch is bounded by bytes too, so memory stays flat.
-    if (batch.length >= batchSize || rejects.length >= batchSize || batchBytes >= BATCH_BYTES) {
-      await flush();
-      batchBytes = 0;
-    }
+      if (batch.length >= batchSize || rejects.length >= batchSize || batchBytes >= BATCH_BYTES) {
+        await flush();
+        batchBytes = 0;
+      }
       if (options.signal?.aborted === true) {
         interrupted = true;
         break;
@@ -187,7 +197,10 @@ export async function runImport(redis: Redis | undefined, config: Config, option
   cp.state = interrupted ? 'interrupted' : 'done';
   await flush();
   await enqueuer?.close();
+  const redisRestarted = !dryRun && (await redisRunId(redis as Redis)) !== runId;
   return {
+    redisRestarted,
+    startedOver: unfinished !== undefined && resume === undefined,
     importId,
     file: options.file,
     format,

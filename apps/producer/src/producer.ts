@@ -34,7 +34,7 @@ export interface Producer {
 
 export async function createProducer(options: ProducerOptions = {}): Promise<Producer> {
   const config = options.config ?? loadConfig();
-  const redis = await connectProducer(config, 'producer');
+  const redis = await connectProducer(config, 'producer', 'service');
   return producerOn(redis, config, options, true);
 }
 

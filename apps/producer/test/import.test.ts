@@ -138,6 +138,23 @@ describe('ingest import', () => {
     expect(await queued('locC')).toEqual(['k-a7']);
   });
 
+  it('an interrupted import whose checkpoint predates a Redis restart starts from the top', async () => {
+    const path = file('restart.ndjson', ndjson([sms(1), sms(2), sms(3)]));
+    expect(ingest(['import', path]).status).toBe(0);
+    // As a Redis that lost its last second would leave it: the checkpoint says line 2 of a run that
+    // never finished, written by another Redis server run; the jobs after it are gone.
+    const [key] = await redis.admin.keys(`${redis.prefix}:import:*`);
+    await redis.admin.hset(key as string, { state: 'running', line: 2, redisRunId: 'an-earlier-run' });
+    const q = new Queue(locationQueueName('locA'), { connection: redis.client(), prefix: redis.prefix });
+    await q.remove('k-a2');
+    await q.remove('k-a3');
+    await q.close();
+    const r = ingest(['import', path, '--json']);
+    expect(r.stderr).toContain('Redis restarted since the interrupted run');
+    expect(JSON.parse(r.stdout)).toMatchObject({ accepted: 3, resumedAfterLine: null });
+    expect(await queued('locA')).toEqual(['k-a1', 'k-a2', 'k-a3']);
+  });
+
   it('bad options fail with exit 1 and a clear message', () => {
     expect(ingest(['import', '/no/such/file.ndjson']).stderr).toContain('no such file');
     const r = ingest(['import', 'x.ndjson', '--format', 'xml']);

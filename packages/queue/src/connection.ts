@@ -1,11 +1,13 @@
 /**
  * Redis connections with roles. Workers wait out a Redis outage (`maxRetriesPerRequest: null`,
  * as BullMQ requires for them); producers fail fast so a person or a sync process hears at once
- * that nothing was accepted. Every connection is named `<prefix>:<role>` for `CLIENT LIST`.
+ * that nothing was accepted. A `service` is a long-running producer (the intake, the library in a
+ * sync process) that must outlive an outage: each call fails fast while Redis is away (the intake
+ * answers 503), but the connection keeps reconnecting, so it works again once Redis is back. Every connection is named `<prefix>:<role>` for `CLIENT LIST`.
  */
 import { Redis, type RedisOptions } from 'ioredis';
 
-export type ConnectionRole = 'worker' | 'producer';
+export type ConnectionRole = 'worker' | 'producer' | 'service';
 
 /**
  * `autoPipelining` batches the commands issued in one tick into one write: with dozens of jobs in
@@ -13,14 +15,12 @@ export type ConnectionRole = 'worker' | 'producer';
  * connections that block or subscribe.
  */
 export function createRedis(url: string, role: ConnectionRole, name: string, extra: RedisOptions = {}): Redis {
+  const failFast: RedisOptions = { maxRetriesPerRequest: 1, connectTimeout: 5_000, enableOfflineQueue: true };
   const options: RedisOptions =
     role === 'worker'
       ? { maxRetriesPerRequest: null, enableReadyCheck: true }
-      : {
-          maxRetriesPerRequest: 1,
-          connectTimeout: 5_000,
-          enableOfflineQueue: true,
-          retryStrategy: (times) => (times > 3 ? null : 200 * times),
-        };
+      : role === 'service'
+        ? { ...failFast, retryStrategy: (times) => Math.min(200 * times, 2_000) }
+        : { ...failFast, retryStrategy: (times) => (times > 3 ? null : 200 * times) };
   return new Redis(url, { ...options, connectionName: name, ...extra });
 }

@@ -3,6 +3,7 @@
  * no REDIS_URL is given, and by tests that must kill or restart Redis (with AOF on, say).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -53,6 +54,23 @@ export class RedisServer {
   /** Kills it the hard way (SIGKILL): what a crash looks like; the AOF keeps what it had synced. */
   async kill(): Promise<void> {
     await this.#stop('SIGKILL');
+  }
+
+  /**
+   * The append-only file Redis is writing now (Redis 7 keeps a base file and increments, named in
+   * a manifest): what a crash can cut short. Undefined without AOF.
+   */
+  appendOnlyFile(): string | undefined {
+    const dir = join(this.dir, 'appendonlydir');
+    let manifest: string;
+    try {
+      manifest = readFileSync(join(dir, 'appendonly.aof.manifest'), 'utf8');
+    } catch {
+      return undefined;
+    }
+    const incr = manifest.split('\n').filter((l) => / type i\b/.test(l)).at(-1);
+    const name = /^file (\S+)/.exec(incr ?? '')?.[1];
+    return name === undefined ? undefined : join(dir, name);
   }
 
   /** Starts it again on the same port and dir (so it reloads its AOF if it has one). */
