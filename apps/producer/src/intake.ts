@@ -16,6 +16,8 @@ import { producerOn } from './producer.ts';
 export const MAX_RECORDS_PER_REQUEST = 1000;
 /** Bytes of one request: room for 1,000 records of a few KB each. */
 export const BODY_LIMIT = 10 * 1024 * 1024;
+/** Bytes of all requests in progress (each parsed body takes a few times its size in memory). */
+export const MAX_INFLIGHT_BYTES = 4 * BODY_LIMIT;
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 
 export interface Intake {
@@ -37,12 +39,39 @@ export async function startIntake(redis: Redis, config: Config, logger: Logger, 
     if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
       return reply.code(413).send({ error: 'payload_too_large', message: `the body is over ${BODY_LIMIT} bytes; send fewer records per request` });
     }
+    if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+      return reply.code(415).send({ error: 'unsupported_media_type', message: 'send the records as JSON (content-type: application/json)' });
+    }
+    if (error.code === 'FST_ERR_CTP_EMPTY_JSON_BODY') return reply.code(400).send({ error: 'bad_request', message: 'the body is empty: send a record or an array of records' });
     if (error.statusCode === 400) return reply.code(400).send({ error: 'bad_request', message: `the body is not valid JSON: ${error.message}` });
+    if (error.statusCode !== undefined && error.statusCode > 400 && error.statusCode < 500) {
+      return reply.code(error.statusCode).send({ error: 'bad_request', message: error.message });
+    }
     if (isRedisDown(error)) {
       return reply.code(503).header('retry-after', '5').send({ error: 'unavailable', message: 'the queue (Redis) cannot be reached; retry later' });
     }
     logger.error({ err: error }, 'intake error');
     return reply.code(500).send({ error: 'internal', message: 'internal error' });
+  });
+
+  // Bodies being read or handled at once, in bytes (a body of unknown length counts as the limit):
+  // past MAX_INFLIGHT_BYTES a request waits its turn with a 503, so memory stays bounded.
+  let inflightBytes = 0;
+  const counted = new WeakMap<object, number>();
+  app.addHook('onRequest', async (request, reply) => {
+    if (request.method !== 'POST') return;
+    const length = Number(request.headers['content-length'] ?? BODY_LIMIT);
+    const bytes = Number.isFinite(length) ? Math.min(length, BODY_LIMIT) : BODY_LIMIT;
+    if (inflightBytes > 0 && inflightBytes + bytes > MAX_INFLIGHT_BYTES) {
+      await reply.code(503).header('retry-after', '1').send({ error: 'busy', message: 'too much data in flight at once; retry in a second' });
+      return;
+    }
+    inflightBytes += bytes;
+    counted.set(request, bytes);
+  });
+  app.addHook('onResponse', async (request) => {
+    inflightBytes -= counted.get(request) ?? 0;
+    counted.delete(request);
   });
 
   app.addHook('onRequest', async (request, reply) => {
@@ -69,11 +98,19 @@ export async function startIntake(redis: Redis, config: Config, logger: Logger, 
         .header('retry-after', '30')
         .send({ error: 'backpressure', message: `location ${full} has over ${highWater} messages waiting; retry later` });
     }
+    const accepted = results.filter((r) => r.ok).length;
+    if (accepted === 0) {
+      // Nothing to enqueue: a 4xx, so a sender that only looks at the status still hears it.
+      return reply.code(400).send({ error: 'invalid_records', message: 'no record is valid; each one\'s errors are in results', accepted, rejected: results.length, results });
+    }
     await producer.send(records.filter((_, i) => results[i]?.ok === true));
     for (const job of jobs) depth.added(job.locationId);
-    const accepted = results.filter((r) => r.ok).length;
     return reply.code(202).send({ accepted, rejected: results.length - accepted, results });
   });
+
+  app.setNotFoundHandler((request, reply) =>
+    reply.code(404).send({ error: 'not_found', message: `no ${request.method} ${request.url.split('?')[0] ?? ''} here: records go to POST /v1/messages` }),
+  );
 
   app.get('/healthz', () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {
