@@ -69,9 +69,10 @@ export async function startIntake(redis: Redis, config: Config, logger: Logger, 
     inflightBytes += bytes;
     counted.set(request, bytes);
   });
-  app.addHook('onResponse', async (request) => {
+  app.addHook('onResponse', (request, _reply, done) => {
     inflightBytes -= counted.get(request) ?? 0;
     counted.delete(request);
+    done();
   });
 
   app.addHook('onRequest', async (request, reply) => {
