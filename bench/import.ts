@@ -5,11 +5,11 @@
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { createWriteStream, mkdtempSync, readFileSync } from 'node:fs';
+import { createWriteStream, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createRedis } from '@ghl-ingest/queue';
-import { RedisServer } from '@ghl-ingest/testing';
+import { followPeakRss, RedisServer } from '@ghl-ingest/testing';
 import { fmt, median, ROOT } from './support.ts';
 
 const ROWS = Number(process.env.BENCH_IMPORT_ROWS ?? 200_000);
@@ -37,19 +37,11 @@ async function generate(path: string): Promise<void> {
 async function timed(args: string[], env: Record<string, string>): Promise<{ seconds: number; peakMb: number }> {
   const started = performance.now();
   const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit'] });
-  let peak = 0;
-  const timer = setInterval(() => {
-    try {
-      const status = readFileSync(`/proc/${String(child.pid)}/status`, 'utf8');
-      peak = Math.max(peak, Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0));
-    } catch {
-      // The process has just exited.
-    }
-  }, 100);
+  const memory = followPeakRss(child.pid ?? 0, 100);
   const [code] = (await once(child, 'exit')) as [number | null];
-  clearInterval(timer);
+  const peakMb = memory.stop();
   if (code !== 0 && code !== 2) throw new Error(`${args.join(' ')} exited with ${String(code)}`);
-  return { seconds: (performance.now() - started) / 1000, peakMb: peak / 1024 };
+  return { seconds: (performance.now() - started) / 1000, peakMb };
 }
 
 export async function importBench(): Promise<void> {

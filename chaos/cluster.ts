@@ -9,10 +9,9 @@ import { once } from 'node:events';
 import { createWriteStream, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { ConfigPatch, FakeStats, ReceivedMessage } from '@ghl-ingest/fake-api';
 import { createRedis, DeadLetters, locationQueueName, type DeadLetterRecord } from '@ghl-ingest/queue';
-import { RedisServer, type RedisServerOptions } from '@ghl-ingest/testing';
+import { pendingJobs, RedisServer, settled, type RedisServerOptions } from '@ghl-ingest/testing';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 
@@ -173,25 +172,16 @@ export class Cluster {
 
   /** Jobs of the location not finished: waiting (while paused too), active, delayed, prioritized. */
   async pending(locationId: string): Promise<number> {
-    const c = await this.queue(locationId).getJobCounts('wait', 'active', 'delayed', 'prioritized', 'waiting-children');
-    return Object.values(c).reduce((a, b) => a + b, 0);
+    return pendingJobs(this.queue(locationId));
   }
 
   /** Waits until the locations have nothing pending. */
   async settled(locationIds: string[] = this.locations, timeoutMs = 90_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const counts = await Promise.all(locationIds.map((id) => this.pending(id)));
-      if (counts.every((n) => n === 0)) return;
-      if (Date.now() > deadline) {
-        throw new Error(`still pending after ${timeoutMs} ms: ${JSON.stringify(Object.fromEntries(locationIds.map((l, i) => [l, counts[i]])))}`);
-      }
-      await sleep(100);
-    }
+    await settled(locationIds, (id) => this.pending(id), timeoutMs, 100);
   }
 
   async deadLetters(): Promise<DeadLetterRecord[]> {
-    return (await this.#dlq.queue.getJobs(['wait', 'prioritized'], 0, -1)).map((j) => j.data);
+    return this.#dlq.all();
   }
 
   /** Stops the workers with SIGTERM (they must exit 0), then everything else. */

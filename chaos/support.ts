@@ -1,5 +1,5 @@
 /** What the chaos scenarios share: a cluster per test, stopped after it; waiting; the closing checks. */
-import { setTimeout as sleep } from 'node:timers/promises';
+import { until as waitUntil } from '@ghl-ingest/testing';
 import { afterEach, expect } from 'vitest';
 import { account, balanced, figuresOf, record, scanForSecrets, type Accounting, type Dataset, type Figures } from './accounting.ts';
 import { Cluster, type ClusterOptions } from './cluster.ts';
@@ -16,12 +16,9 @@ export function useCluster(): (options: ClusterOptions) => Promise<Cluster> {
   };
 }
 
+/** Waits for a condition, polling every 50 ms (each poll may ask the stand-in over HTTP). */
 export async function until(check: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(50);
-  }
+  await waitUntil(check, timeoutMs, what, 50);
 }
 
 /** A whole number in [min, max]. */

@@ -89,7 +89,7 @@ async function main(): Promise<void> {
 
   const connection = createRedis(redis.url, 'producer', `${prefix}:demo`);
   const dlq = new DeadLetters(connection, prefix);
-  const dead = (await dlq.queue.getJobs(['wait'], 0, -1)).map((j) => j.data);
+  const dead = await dlq.all();
   const byReason = new Map<string, number>();
   for (const d of dead) {
     const reason = `${d.class} (${d.httpStatus ?? 'no answer'}): ${d.reason.replace(/\(after \d+ attempts?\)/, '').trim()}`;

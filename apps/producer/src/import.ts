@@ -111,7 +111,6 @@ export async function runImport(redis: Redis | undefined, config: Config, option
     redisRunId: runId,
   };
   cp.state = 'running';
-  cp.redisRunId = runId;
   const locations = new Set(cp.locations === '' ? [] : cp.locations.split(','));
   const enqueuer = dryRun ? undefined : new Enqueuer(redis as Redis, config.queuePrefix, config.maxAttempts);
   const ledger = dryRun ? undefined : new DeliveryLedger(redis as Redis, config.queuePrefix, config.ledgerTtlMs);

@@ -5,9 +5,10 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { followPeakRss } from '@ghl-ingest/testing';
 import { describe, expect, it } from 'vitest';
 
 const MAIN = resolve(import.meta.dirname, '../src/main.ts');
@@ -24,17 +25,10 @@ async function dryRun(name: string, content: string | Buffer): Promise<{ code: n
   let stderr = '';
   child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
   child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-  let peak = 0;
-  const timer = setInterval(() => {
-    try {
-      peak = Math.max(peak, Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${String(child.pid)}/status`, 'utf8'))?.[1] ?? 0));
-    } catch {
-      // exited
-    }
-  }, 20);
+  const memory = followPeakRss(child.pid ?? 0, 20);
   const [code] = (await once(child, 'exit')) as [number | null];
-  clearInterval(timer);
-  return { code, stderr, peakMb: peak / 1024, summary: stdout === '' ? undefined : (JSON.parse(stdout) as Record<string, unknown>) };
+  const peakMb = memory.stop();
+  return { code, stderr, peakMb, summary: stdout === '' ? undefined : (JSON.parse(stdout) as Record<string, unknown>) };
 }
 
 describe('hostile import files', () => {

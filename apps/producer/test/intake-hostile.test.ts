@@ -6,9 +6,8 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { useRedis } from '@ghl-ingest/testing';
+import { peakRssMb, useRedis } from '@ghl-ingest/testing';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 
@@ -52,7 +51,7 @@ describe('hostile intake requests', () => {
         fail(new Error(`intake exited ${String(code)}: ${output}`));
       });
     });
-    const peakMb = () => Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${String(c.pid)}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+    const peakMb = () => peakRssMb(c.pid ?? 0);
     return { url, peakMb, output: () => output };
   }
 

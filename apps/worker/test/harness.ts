@@ -8,7 +8,6 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { FakeHighLevel, type FakeHighLevelOptions } from '@ghl-ingest/fake-api';
 import {
   createLogger,
@@ -21,7 +20,7 @@ import {
   type DeadLetterRecord,
 } from '@ghl-ingest/queue';
 import { normalizeRecord, toJobData, type JobData, type JobSource } from '@ghl-ingest/schema';
-import type { RedisTestContext } from '@ghl-ingest/testing';
+import { pendingJobs, settled, type RedisTestContext } from '@ghl-ingest/testing';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { afterEach } from 'vitest';
@@ -130,24 +129,16 @@ export class Harness {
 
   /** Jobs of the location not finished yet (waiting, active, delayed, prioritized). */
   async pending(locationId: string): Promise<number> {
-    const c = await this.queue(locationId).getJobCounts('wait', 'active', 'delayed', 'prioritized', 'waiting-children');
-    return Object.values(c).reduce((a, b) => a + b, 0);
+    return pendingJobs(this.queue(locationId));
   }
 
   /** Waits until the given locations have nothing pending. */
   async settled(locationIds: string[], timeoutMs = 20_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const counts = await Promise.all(locationIds.map((id) => this.pending(id)));
-      if (counts.every((n) => n === 0)) return;
-      if (Date.now() > deadline) throw new Error(`still pending after ${timeoutMs} ms: ${JSON.stringify(counts)}`);
-      await sleep(25);
-    }
+    await settled(locationIds, (id) => this.pending(id), timeoutMs);
   }
 
   async deadLettered(): Promise<DeadLetterRecord[]> {
-    const jobs = await this.deadLetters.queue.getJobs(['wait', 'prioritized'], 0, -1);
-    return jobs.map((j) => j.data);
+    return this.deadLetters.all();
   }
 
   async close(): Promise<void> {
@@ -185,10 +176,4 @@ export function sms(i: number, locationId = 'locA', extra: Record<string, unknow
   return { locationId, type: 'SMS', contactId: `contact-${i}`, message: `message ${i}`, altId: `${locationId}-m${i}`, ...extra };
 }
 
-export async function until(check: () => Promise<boolean> | boolean, timeoutMs = 10_000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
+export { until } from '@ghl-ingest/testing';

@@ -3,7 +3,8 @@
  * as BullMQ requires for them); producers fail fast so a person or a sync process hears at once
  * that nothing was accepted. A `service` is a long-running producer (the intake, the library in a
  * sync process) that must outlive an outage: each call fails fast while Redis is away (the intake
- * answers 503), but the connection keeps reconnecting, so it works again once Redis is back. Every connection is named `<prefix>:<role>` for `CLIENT LIST`.
+ * answers 503), but the connection keeps reconnecting, so it works again once Redis is back.
+ * Every connection is named `<prefix>:<role>` for `CLIENT LIST`.
  */
 import { Redis, type RedisOptions } from 'ioredis';
 

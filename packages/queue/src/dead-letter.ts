@@ -53,6 +53,11 @@ export class DeadLetters {
     return job.data.lastAttemptAt === full.lastAttemptAt && job.data.worker === full.worker;
   }
 
+  /** Every record, oldest first (tests and the demo's report; `ingest dlq` pages through them). */
+  async all(): Promise<DeadLetterRecord[]> {
+    return (await this.queue.getJobs(['wait'], 0, -1, true)).map((j) => j.data);
+  }
+
   async get(id: string): Promise<DeadLetterRecord | undefined> {
     const job = await this.queue.getJob(id);
     return job?.data;

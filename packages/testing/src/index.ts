@@ -1,2 +1,4 @@
 export { freePort, RedisServer, waitForPing, type RedisServerOptions } from './redis-server.ts';
 export { useRedis, type RedisTestContext } from './use-redis.ts';
+export { pendingJobs, settled, until, type CountsJobs } from './wait.ts';
+export { followPeakRss, peakRssMb } from './memory.ts';
