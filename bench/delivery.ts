@@ -29,8 +29,18 @@ function jobs(run: string): JobData[] {
   });
 }
 
-/** Delivers MESSAGES with one worker process; returns deliveries per second after warm-up. */
-async function measure(variant: 'ours' | 'bare', run: number, redisUrl: string, stand: Stand): Promise<number> {
+/** Redis's CPU seconds so far (user + sys). */
+async function redisCpu(redis: ReturnType<typeof createRedis>): Promise<number> {
+  const info = await redis.info('cpu');
+  const field = (name: string) => Number(new RegExp(`${name}:([\\d.]+)`).exec(info)?.[1] ?? 0);
+  return field('used_cpu_user') + field('used_cpu_sys');
+}
+
+/**
+ * Delivers MESSAGES with one worker process; returns deliveries per second after warm-up, and
+ * Redis's CPU per delivered message (µs) over the whole delivery.
+ */
+async function measure(variant: 'ours' | 'bare', run: number, redisUrl: string, stand: Stand): Promise<{ rate: number; cpuUs: number }> {
   const prefix = `bench-d${run}-${variant}`;
   const redis = createRedis(redisUrl, 'worker', `${prefix}:bench`);
   const enqueuer = new Enqueuer(redis, prefix, 10);
@@ -38,6 +48,7 @@ async function measure(variant: 'ours' | 'bare', run: number, redisUrl: string, 
   for (let i = 0; i < MESSAGES; i += 1000) await enqueuer.enqueue(all.slice(i, i + 1000));
   await enqueuer.close();
   await stand.admin('POST', 'reset');
+  const cpuBefore = await redisCpu(redis);
 
   const child =
     variant === 'ours'
@@ -70,10 +81,11 @@ async function measure(variant: 'ours' | 'bare', run: number, redisUrl: string, 
   await Promise.race([until(async () => (await stand.stats()).accepted >= MESSAGES, 600_000, 'all deliveries'), exited]);
   exited.catch(() => undefined);
   const seconds = (performance.now() - started) / 1000;
+  const cpuUs = (((await redisCpu(redis)) - cpuBefore) * 1e6) / MESSAGES;
   await stopChild(child);
   await deletePrefix(redis, prefix);
   await redis.quit();
-  return (MESSAGES - WARMUP) / seconds;
+  return { rate: (MESSAGES - WARMUP) / seconds, cpuUs };
 }
 
 async function deletePrefix(redis: ReturnType<typeof createRedis>, prefix: string): Promise<void> {
@@ -89,12 +101,14 @@ export async function deliveryBench(): Promise<void> {
   const redis = await benchRedis();
   const stand = await standIn(['--rate-max', '1000000000', '--daily-limit', '1000000000', '--no-record-bodies']);
   const rates: Record<'ours' | 'bare', number[]> = { ours: [], bare: [] };
+  const cpu: Record<'ours' | 'bare', number[]> = { ours: [], bare: [] };
   try {
     for (let run = 1; run <= ROUNDS; run += 1) {
       for (const variant of run % 2 === 1 ? (['ours', 'bare'] as const) : (['bare', 'ours'] as const)) {
-        const rate = await measure(variant, run, redis.url, stand);
+        const { rate, cpuUs } = await measure(variant, run, redis.url, stand);
         rates[variant].push(rate);
-        process.stdout.write(`  round ${run} ${variant.padEnd(4)} ${fmt(rate)} deliveries/s\n`);
+        cpu[variant].push(cpuUs);
+        process.stdout.write(`  round ${run} ${variant.padEnd(4)} ${fmt(rate)} deliveries/s, Redis ${fmt(cpuUs)} µs CPU per message\n`);
       }
     }
   } finally {
@@ -105,6 +119,7 @@ export async function deliveryBench(): Promise<void> {
   const bare = median(rates.bare);
   process.stdout.write(
     `delivery: ${MESSAGES} messages, concurrency ${CONCURRENCY}, ${ROUNDS} rounds, medians: ` +
-      `ours ${fmt(ours)}/s, bare BullMQ+got ${fmt(bare)}/s, ratio ${fmt(ours / bare, 2)} (goal >= 0.80)\n`,
+      `ours ${fmt(ours)}/s, bare BullMQ+got ${fmt(bare)}/s, ratio ${fmt(ours / bare, 2)} (goal >= 0.80); ` +
+      `Redis CPU per message ours ${fmt(median(cpu.ours))} µs, bare ${fmt(median(cpu.bare))} µs, ratio ${fmt(median(cpu.ours) / median(cpu.bare), 2)} (goal <= 1.3)\n`,
   );
 }

@@ -76,14 +76,15 @@ export async function run(argv: string[], out: NodeJS.WritableStream = process.s
     .command('status')
     .description('per-location and per-import progress')
     .option('--location <id>', 'one location only')
-    .option('--json', 'JSON on stdout')
-    .action(async (flags: { location?: string; json?: boolean }) => {
+    .option('--all', 'every location, not only the busiest and those needing attention')
+    .option('--json', 'JSON on stdout (totals, every location, imports)')
+    .action(async (flags: { location?: string; all?: boolean; json?: boolean }) => {
       const config = loadConfig();
       const redis = await connectProducer(config, 'ingest-status');
       try {
         const { readStatus, renderStatus } = await import('./status.ts');
         const status = await readStatus(redis, config, flags.location);
-        out.write(flags.json === true ? `${JSON.stringify(status, null, 2)}\n` : renderStatus(status));
+        out.write(flags.json === true ? `${JSON.stringify(status, null, 2)}\n` : renderStatus(status, { all: flags.all === true }));
       } finally {
         await redis.quit().catch(() => redis.disconnect());
       }

@@ -1,27 +1,18 @@
 /**
- * `ingest status [--location ID] [--json]`: where every location and import stands, read from
- * Redis: queue counts, outcomes, the rate limiter's state, holds (paused, parked), and an ETA.
+ * `ingest status [--location ID] [--all] [--json]`: where every location and import stands.
+ * Everything comes from one read of each location's state (`LocationState.snapshot`, pipelined),
+ * so it answers in about a second with thousands of locations. The text opens with totals and the
+ * locations that need a person (paused, parked, dead letters, due long without a worker), then the
+ * busiest few; `--all` lists every location, `--json` gives everything.
  */
-import {
-  budgetFor,
-  dayIndex,
-  effectiveBudget,
-  keysFor,
-  listLocations,
-  locationQueueName,
-  rateKeys,
-  readBudgetOverrides,
-  readHold,
-  readImports,
-  type Config,
-  type ImportCounts,
-} from '@ghl-ingest/queue';
-import { Queue } from 'bullmq';
+import { budgetFor, LocationState, readBudgetOverrides, readImports, type Config, type ImportCounts, type LocationSnapshot } from '@ghl-ingest/queue';
 import type { Redis } from 'ioredis';
+
+export type LocationStateName = 'running' | 'idle' | 'waiting for the burst window' | 'parked' | 'paused';
 
 export interface LocationStatus {
   locationId: string;
-  state: 'running' | 'idle' | 'waiting for the burst window' | 'parked' | 'paused';
+  state: LocationStateName;
   /** Why, for paused and parked. */
   reason?: string;
   parkedUntil?: string;
@@ -31,81 +22,117 @@ export interface LocationStatus {
   delivered: number;
   skipped: number;
   deadLettered: number;
-  /** Requests answered in the last window, against the budget. */
+  /** Requests counted in the current window (answered and in flight), against the budget. */
   sentInWindow: number;
   budget: { max: number; windowMs: number; daily: number };
   dailyUsed: number;
   dailyLeft: number;
   /** Seconds until what is pending is sent, at the location's budget. */
   etaSeconds: number | null;
+  /** Seconds it has been due with no worker taking it (0 if held or not due). */
+  dueForSeconds: number;
 }
 
 /** An import as `status` shows it: `dead` named as in the location rows. */
 export type ImportStatus = Omit<ImportCounts, 'dead'> & { deadLettered: number };
 
-export async function readStatus(redis: Redis, config: Config, only?: string): Promise<{ locations: LocationStatus[]; imports: ImportStatus[] }> {
+/** Summed over every location: the message counts and requests in the current windows. */
+export type StatusTotals = Pick<LocationStatus, 'pending' | 'inFlight' | 'delayedForRetry' | 'delivered' | 'skipped' | 'deadLettered' | 'sentInWindow' | 'etaSeconds'> & {
+  locations: number;
+  byState: Record<LocationStateName, number>;
+  /** What the budgets of the locations with messages pending allow per second. */
+  budgetPerSecond: number;
+  /** Locations with work that no worker holds now, and how long the longest has been due. */
+  dueUnheld: number;
+  longestDueSeconds: number;
+};
+
+export interface Status {
+  totals: StatusTotals;
+  locations: LocationStatus[];
+  imports: ImportStatus[];
+}
+
+/** A location due this long with no worker taking it needs attention: are workers running? */
+const DUE_TOO_LONG_S = 60;
+
+export async function readStatus(redis: Redis, config: Config, only?: string): Promise<Status> {
   const overrides = readBudgetOverrides(config.rateLimitsFile);
-  const prefix = config.queuePrefix;
-  const keys = keysFor(prefix);
-  const ids = only === undefined ? await listLocations(redis, prefix) : [only];
-  const [seconds, micros] = (await redis.time()) as [number | string, number | string];
-  const now = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
-  const locations: LocationStatus[] = [];
-  for (const locationId of ids) {
-    const queue = new Queue(locationQueueName(locationId), { connection: redis, prefix });
-    try {
-      const counts = await queue.getJobCounts('wait', 'active', 'delayed', 'prioritized');
-      const paused = await queue.isPaused();
-      const hold = await readHold(redis, prefix, locationId);
-      const stats = await redis.hgetall(keys.stats(locationId));
-      const rk = rateKeys(prefix, locationId);
-      const learned = await redis.hgetall(rk.learned);
-      const n = (v: string | undefined) => (v === undefined ? undefined : Number(v));
-      const b = effectiveBudget(budgetFor(locationId, config.rateLimit, overrides), {
-        max: n(learned.max),
-        windowMs: n(learned.windowMs),
-        daily: n(learned.daily),
-      });
-      const { max, daily } = b;
-      const sentInWindow = (await redis.zcount(rk.answered, `(${now}`, '+inf')) + (await redis.zcount(rk.inflight, `(${now}`, '+inf'));
-      const dailyUsed = Number((await redis.hget(rk.daily, String(dayIndex(now, config.dailyResetOffsetMs)))) ?? 0);
-      const blocked = Number((await redis.get(rk.block)) ?? 0) > now;
-      const pending = (counts.wait ?? 0) + (counts.prioritized ?? 0) + (counts.delayed ?? 0);
-      const inFlight = counts.active ?? 0;
-      const state: LocationStatus['state'] =
-        paused || hold?.state === 'paused' ? 'paused'
-        : hold?.state === 'parked' ? 'parked'
-        : blocked || sentInWindow >= max ? 'waiting for the burst window'
-        : pending + inFlight > 0 ? 'running'
-        : 'idle';
-      const perSecond = (max * 1000) / b.windowMs;
-      const s: LocationStatus = {
-        locationId,
-        state,
-        pending,
-        inFlight,
-        delayedForRetry: counts.delayed ?? 0,
-        delivered: Number(stats.delivered ?? 0),
-        skipped: Number(stats.skipped ?? 0),
-        deadLettered: Number(stats.dead ?? 0),
-        sentInWindow,
-        budget: b,
-        dailyUsed,
-        dailyLeft: Math.max(0, daily - dailyUsed),
-        etaSeconds: pending + inFlight === 0 ? 0 : eta(pending + inFlight, perSecond, Math.max(0, daily - dailyUsed), daily),
-      };
-      if (hold !== undefined) s.reason = hold.reason;
-      if (hold?.state === 'parked') s.parkedUntil = new Date(hold.until).toISOString();
-      locations.push(s);
-    } finally {
-      await queue.close();
+  const budget = (id: string) => budgetFor(id, config.rateLimit, overrides);
+  const state = new LocationState(redis, { prefix: config.queuePrefix, budget, resetOffsetMs: config.dailyResetOffsetMs });
+  const ids = only === undefined ? await state.known() : [only];
+  const now = Date.now();
+  const locations = (await state.snapshot(ids)).map((s) => toStatus(s, now));
+  const imports: ImportStatus[] =
+    only === undefined ? (await readImports(redis, config.queuePrefix)).map(({ dead, ...i }) => ({ ...i, deadLettered: dead })) : [];
+  return { totals: totalsOf(locations), locations, imports };
+}
+
+function toStatus(s: LocationSnapshot, now: number): LocationStatus {
+  const { max, daily, windowMs } = s.budget;
+  const pending = s.waiting + s.delayed;
+  const state: LocationStateName =
+    s.paused || s.hold?.state === 'paused' ? 'paused'
+    : s.hold?.state === 'parked' ? 'parked'
+    : s.blockedUntil > now || (s.sentInWindow >= max && pending > 0) ? 'waiting for the burst window'
+    : pending + s.active > 0 ? 'running'
+    : 'idle';
+  const dailyLeft = Math.max(0, daily - s.dailyUsed);
+  const out: LocationStatus = {
+    locationId: s.locationId,
+    state,
+    pending,
+    inFlight: s.active,
+    delayedForRetry: s.delayed,
+    delivered: s.delivered,
+    skipped: s.skipped,
+    deadLettered: s.dead,
+    sentInWindow: s.sentInWindow,
+    budget: s.budget,
+    dailyUsed: s.dailyUsed,
+    dailyLeft,
+    etaSeconds: pending + s.active === 0 ? 0 : eta(pending + s.active, (max * 1000) / windowMs, dailyLeft, daily),
+    dueForSeconds: !s.held && s.dueAt !== undefined && s.dueAt < now && state !== 'paused' ? Math.floor((now - s.dueAt) / 1000) : 0,
+  };
+  if (s.hold !== undefined) out.reason = s.hold.reason;
+  if (s.hold?.state === 'parked') out.parkedUntil = new Date(s.hold.until).toISOString();
+  return out;
+}
+
+function totalsOf(locations: LocationStatus[]): StatusTotals {
+  const t: StatusTotals = {
+    locations: locations.length,
+    byState: { running: 0, 'waiting for the burst window': 0, parked: 0, paused: 0, idle: 0 },
+    pending: 0,
+    inFlight: 0,
+    delayedForRetry: 0,
+    delivered: 0,
+    skipped: 0,
+    deadLettered: 0,
+    sentInWindow: 0,
+    budgetPerSecond: 0,
+    etaSeconds: 0,
+    dueUnheld: 0,
+    longestDueSeconds: 0,
+  };
+  for (const l of locations) {
+    t.byState[l.state] += 1;
+    t.pending += l.pending;
+    t.inFlight += l.inFlight;
+    t.delayedForRetry += l.delayedForRetry;
+    t.delivered += l.delivered;
+    t.skipped += l.skipped;
+    t.deadLettered += l.deadLettered;
+    t.sentInWindow += l.sentInWindow;
+    if (l.pending + l.inFlight > 0) t.budgetPerSecond += (l.budget.max * 1000) / l.budget.windowMs;
+    if (l.etaSeconds === null || t.etaSeconds === null) t.etaSeconds = null;
+    else t.etaSeconds = Math.max(t.etaSeconds, l.etaSeconds);
+    if (l.dueForSeconds > 0) {
+      t.dueUnheld += 1;
+      t.longestDueSeconds = Math.max(t.longestDueSeconds, l.dueForSeconds);
     }
   }
-  const imports: ImportStatus[] =
-    only === undefined
-      ? (await readImports(redis, prefix)).map(({ dead, ...i }) => ({ ...i, deadLettered: dead }))
-      : [];
-  return { locations, imports };
+  return t;
 }
 
 /** Seconds to send `n` at `perSecond`, allowing for the daily budget: what today leaves, then whole days. */
@@ -115,10 +142,64 @@ function eta(n: number, perSecond: number, leftToday: number, daily: number): nu
   return Math.ceil(days * 86_400 + (n - leftToday - (days - 1) * daily) / perSecond);
 }
 
-export function renderStatus(status: { locations: LocationStatus[]; imports: ImportStatus[] }): string {
-  const dur = (s: number | null) =>
-    s === null ? '?' : s === 0 ? '-' : s < 120 ? `${s}s` : s < 7200 ? `${Math.round(s / 60)}m` : s < 172_800 ? `${Math.round(s / 3600)}h` : `${Math.round(s / 86_400)}d`;
-  const rows = status.locations.map((l) => [
+/** Why a location needs a person, or undefined. */
+function attention(l: LocationStatus): string | undefined {
+  if (l.state === 'paused') return `paused: ${l.reason ?? 'queue paused'}`;
+  if (l.state === 'parked') return `parked until ${l.parkedUntil ?? '?'}: ${l.reason ?? ''}`;
+  if (l.dueForSeconds >= DUE_TOO_LONG_S) return `due for ${dur(l.dueForSeconds)} and no worker has taken it: are workers running?`;
+  if (l.deadLettered > 0) return `${l.deadLettered} dead-lettered (ingest dlq list --location ${l.locationId})`;
+  return undefined;
+}
+
+const n = (x: number) => x.toLocaleString('en-US');
+const dur = (s: number | null) =>
+  s === null ? '?' : s === 0 ? '-' : s < 120 ? `${s}s` : s < 7200 ? `${Math.round(s / 60)}m` : s < 172_800 ? `${Math.round(s / 3600)}h` : `${Math.round(s / 86_400)}d`;
+
+/** The busiest rows shown without --all. */
+const BUSIEST = 10;
+/** Locations needing attention listed without --all (the count is always given). */
+const ATTENTION = 20;
+
+export function renderStatus(status: Status, options: { all?: boolean } = {}): string {
+  const { totals: t, locations } = status;
+  const out: string[] = [];
+  if (locations.length === 0) {
+    out.push('no locations yet: nothing has been enqueued under this QUEUE_PREFIX');
+  } else {
+    const states = (Object.entries(t.byState) as [LocationStateName, number][]).filter(([, c]) => c > 0).map(([s, c]) => `${n(c)} ${s}`);
+    out.push(
+      `locations: ${n(t.locations)} (${states.join(', ')})`,
+      `messages: ${n(t.pending)} pending, ${n(t.inFlight)} in flight, ${n(t.delayedForRetry)} retrying, ${n(t.delivered)} delivered, ${n(t.skipped)} skipped, ${n(t.deadLettered)} dead-lettered`,
+      `rate: ${n(t.sentInWindow)} requests in the current windows; budget of the busy locations ${n(Math.round(t.budgetPerSecond))}/s; eta ${dur(t.etaSeconds)}`,
+    );
+    if (t.dueUnheld > 0) out.push(`waiting for a worker: ${n(t.dueUnheld)} locations, the longest for ${dur(t.longestDueSeconds)}`);
+    const needy = locations.filter((l) => attention(l) !== undefined);
+    if (needy.length > 0) {
+      const shown = options.all === true ? needy : needy.slice(0, ATTENTION);
+      out.push('', `needs attention: ${n(needy.length)}${shown.length < needy.length ? ` (first ${shown.length}; --all for every one)` : ''}`);
+      for (const l of shown) out.push(`  ${l.locationId}: ${attention(l) ?? ''}`);
+    }
+    const rows = options.all === true ? locations : [...locations].filter((l) => l.pending + l.inFlight > 0).sort((a, b) => b.pending + b.inFlight - (a.pending + a.inFlight)).slice(0, BUSIEST);
+    const heading =
+      options.all === true ? `every location (${n(locations.length)}):`
+      : rows.length === 0 ? 'no location has messages pending'
+      : `busiest ${rows.length} of ${n(locations.filter((l) => l.pending + l.inFlight > 0).length)} with messages pending (--all for every location):`;
+    out.push('', heading);
+    if (rows.length > 0) out.push(locationTable(rows));
+    // A single location asked for, or very few: its row whatever its state.
+    if (options.all !== true && rows.length === 0 && locations.length <= BUSIEST) out.push(locationTable(locations));
+  }
+  if (status.imports.length > 0) {
+    out.push('', table(
+      ['import', 'file', 'state', 'accepted', 'rejected', 'delivered', 'dead', 'pending'],
+      status.imports.map((i) => [i.importId, i.file, i.state, String(i.accepted), String(i.rejected), String(i.delivered + i.alreadyDelivered), String(i.deadLettered), String(i.pending)]),
+    ));
+  }
+  return `${out.join('\n')}\n`;
+}
+
+function locationTable(locations: LocationStatus[]): string {
+  const rows = locations.map((l) => [
     l.locationId,
     l.state === 'parked' ? `parked until ${l.parkedUntil ?? '?'}` : l.state,
     String(l.pending),
@@ -131,16 +212,7 @@ export function renderStatus(status: { locations: LocationStatus[]; imports: Imp
     `${l.dailyLeft}`,
     dur(l.etaSeconds),
   ]);
-  const out = [table(['location', 'state', 'pending', 'in flight', 'retrying', 'delivered', 'skipped', 'dead', 'rate', 'daily left', 'eta'], rows)];
-  for (const l of status.locations) if (l.reason !== undefined) out.push(`  ${l.locationId}: ${l.reason}`);
-  if (status.imports.length > 0) {
-    out.push('', table(
-      ['import', 'file', 'state', 'accepted', 'rejected', 'delivered', 'dead', 'pending'],
-      status.imports.map((i) => [i.importId, i.file, i.state, String(i.accepted), String(i.rejected), String(i.delivered + i.alreadyDelivered), String(i.deadLettered), String(i.pending)]),
-    ));
-  }
-  if (status.locations.length === 0) out.push('no locations yet: nothing has been enqueued under this QUEUE_PREFIX');
-  return `${out.join('\n')}\n`;
+  return table(['location', 'state', 'pending', 'in flight', 'retrying', 'delivered', 'skipped', 'dead', 'rate', 'daily left', 'eta'], rows);
 }
 
 export function table(header: string[], rows: string[][]): string {

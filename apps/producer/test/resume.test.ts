@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { resolve } from 'node:path';
-import { locationQueueName, readHold, writeHold } from '@ghl-ingest/queue';
+import { keysFor, LocationState, locationQueueName } from '@ghl-ingest/queue';
 import { useRedis } from '@ghl-ingest/testing';
 import { Queue } from 'bullmq';
 import { describe, expect, it } from 'vitest';
@@ -19,14 +19,16 @@ describe('ingest resume', () => {
 
   it('resumes a paused location and clears its reason', async () => {
     const queue = new Queue(locationQueueName('locA'), { connection: redis.client(), prefix: redis.prefix });
-    await queue.pause();
-    await writeHold(redis.admin, redis.prefix, 'locA', { state: 'paused', reason: 'token rejected (401)', since: 1 });
+    const state = new LocationState(redis.client(), { prefix: redis.prefix });
+    await state.pause('locA', 'token rejected (401)');
     const r = ingest('resume', 'locA');
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     expect(r.stdout).toContain('location locA resumed (it was paused: token rejected (401))');
     expect(await queue.isPaused()).toBe(false);
-    expect(await readHold(redis.admin, redis.prefix, 'locA')).toBeUndefined();
+    expect(await state.hold('locA')).toBeUndefined();
+    // Due again in the ready set, so a worker takes it.
+    expect(await redis.admin.zscore(keysFor(redis.prefix).ready, 'locA')).not.toBeNull();
     await queue.close();
   });
 

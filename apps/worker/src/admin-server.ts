@@ -8,26 +8,32 @@ import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
 import fastifyBasicAuth from '@fastify/basic-auth';
-import { readiness, type Config, type Logger } from '@ghl-ingest/queue';
-import type { Queue } from 'bullmq';
+import { ConfigError, locationQueueName, readiness, type Config, type Logger } from '@ghl-ingest/queue';
+import { Queue } from 'bullmq';
 import Fastify from 'fastify';
 import type { Redis } from 'ioredis';
 import type { WorkerMetrics } from './metrics.ts';
 
 export interface AdminServer {
   url: string;
-  /** A location this process now serves: shown on the dashboard. */
-  addQueue(queue: Queue): void;
+  /** A location this process now serves: shown on the dashboard (the first DASHBOARD_QUEUES of them). */
+  addLocation(locationId: string): void;
   close(): Promise<void>;
 }
+
+/** Queues one process's dashboard lists at most: a page of thousands helps nobody. */
+const DASHBOARD_QUEUES = 200;
+/** With the default ADMIN_PORT, the ports tried after it when it is taken (several workers on one host). */
+const DEFAULT_PORT_TRIES = 64;
 
 export async function startAdminServer(options: {
   config: Config;
   redis: Redis;
   metrics: WorkerMetrics;
   logger: Logger;
-  queues: Queue[];
   port?: number;
+  /** ADMIN_PORT was set: a taken port is an error. Otherwise the next free port after it is used. */
+  explicitPort?: boolean;
   host?: string;
 }): Promise<AdminServer> {
   const { config, redis, metrics } = options;
@@ -44,6 +50,7 @@ export async function startAdminServer(options: {
     return reply.header('content-type', metrics.registry.contentType).send(text);
   });
 
+  const queues: Queue[] = [];
   let addQueue: (queue: Queue) => void = () => undefined;
   const dashboard = config.dashboard;
   if (dashboard !== undefined) {
@@ -62,18 +69,45 @@ export async function startAdminServer(options: {
       scope.addHook('onRequest', scope.basicAuth);
       const serverAdapter = new FastifyAdapter();
       serverAdapter.setBasePath('/dashboard');
-      const board = createBullBoard({ queues: options.queues.map((q) => new BullMQAdapter(q)), serverAdapter });
+      const board = createBullBoard({ queues: [], serverAdapter });
       addQueue = (queue) => board.addQueue(new BullMQAdapter(queue));
       await scope.register(serverAdapter.registerPlugin(), { prefix: '/dashboard' });
     });
   }
-  await app.listen({ port: options.port ?? config.adminPort, host: options.host ?? '0.0.0.0' });
+  const host = options.host ?? '0.0.0.0';
+  const first = options.port ?? config.adminPort;
+  const tries = options.explicitPort === true || first === 0 ? 1 : DEFAULT_PORT_TRIES;
+  for (let i = 0; ; i += 1) {
+    try {
+      await app.listen({ port: first + i, host });
+      break;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw error;
+      if (i + 1 >= tries) {
+        await app.close();
+        throw new ConfigError(
+          tries === 1
+            ? `ADMIN_PORT ${first} is already in use on ${host}: choose another port, or leave ADMIN_PORT unset to take the next free one from 9464`
+            : `ports ${first} to ${first + tries - 1} are all in use on ${host}: set ADMIN_PORT to a free port`,
+        );
+      }
+    }
+  }
   const address = app.server.address();
-  const port = typeof address === 'object' && address !== null ? address.port : options.port;
+  const port = typeof address === 'object' && address !== null ? address.port : first;
   return {
     url: `http://127.0.0.1:${String(port)}`,
-    addQueue: (queue) => addQueue(queue),
-    close: () => app.close(),
+    addLocation: (locationId) => {
+      if (dashboard === undefined || queues.length >= DASHBOARD_QUEUES) return;
+      const queue = new Queue(locationQueueName(locationId), { connection: redis, prefix: config.queuePrefix });
+      queue.on('error', () => undefined);
+      queues.push(queue);
+      addQueue(queue);
+    },
+    close: async () => {
+      await app.close();
+      await Promise.all(queues.map((q) => q.close()));
+    },
   };
 }
 

@@ -14,25 +14,16 @@ import {
   type DeadLetterRecord,
   type DeadLetters,
   type FailureClass,
+  type LocationState,
   type Logger,
-  type RateLimiter,
 } from '@ghl-ingest/queue';
-import { RateLimitError, UnrecoverableError, type Job } from 'bullmq';
+import type { Job } from 'bullmq';
 import { outageWait } from './backoff.ts';
 import { apiHealth, classify, type Classification } from './classify.ts';
 import type { HighLevelClient } from './http-client.ts';
 import type { Semaphore } from './semaphore.ts';
 import type { TokenStore } from './tokens.ts';
-
-/** What a location-wide answer does to the location's queue (in every worker process). */
-export interface LocationControl {
-  /** No job of the location is taken for `ms`. */
-  rateLimit(locationId: string, ms: number): Promise<void>;
-  /** The location stops until resumed (credentials rejected, or none configured). */
-  pause(locationId: string, reason: string): Promise<void>;
-  /** The location is parked until `until` (epoch ms): its daily budget is spent. */
-  park(locationId: string, until: number, reason: string): Promise<void>;
-}
+import { DeadLettered, LocationPaused, LocationWait, WorkerStopping } from './signals.ts';
 
 export type DeliveryOutcome =
   | 'delivered'
@@ -59,9 +50,13 @@ export interface DeliveryOptions {
   deadLetters: DeadLetters;
   tokens: TokenStore;
   client: HighLevelClient;
-  /** Rate budget and delivery ledger, in Redis. */
-  limiter: RateLimiter;
-  control: LocationControl;
+  /** The locations' rate budgets, delivery ledger and holds, in Redis. */
+  state: LocationState;
+  /**
+   * A slot reserved further ahead than this (ms) is given back and the location waits its turn
+   * instead, so a job does not hold one of the process's places while it sleeps. Default 2,000.
+   */
+  holdSlotMs?: number;
   /** Process-wide bound on requests in flight (WORKER_CONCURRENCY). */
   inFlight: Semaphore;
   logger: Logger;
@@ -98,7 +93,7 @@ export class Delivery {
   #o: Required<Omit<DeliveryOptions, 'afterLedgerWrite' | 'onEvent'>> & Pick<DeliveryOptions, 'afterLedgerWrite' | 'onEvent'>;
 
   constructor(options: DeliveryOptions) {
-    this.#o = { workerId: `${hostname()}:${process.pid}`, now: Date.now, ...options };
+    this.#o = { workerId: `${hostname()}:${process.pid}`, now: Date.now, holdSlotMs: 2_000, ...options };
   }
 
   /** The BullMQ processor. */
@@ -115,30 +110,35 @@ export class Delivery {
 
     const token = this.#o.tokens.forLocation(data.locationId);
     if (token === undefined) {
-      await this.#o.control.pause(data.locationId, 'no token configured for this location (GHL_TOKENS_FILE or GHL_TOKEN)');
+      await this.#o.state.pause(data.locationId, 'no token configured for this location (GHL_TOKENS_FILE or GHL_TOKEN)');
       log.error({}, 'paused: no token configured');
       this.#emit({ outcome: 'paused', locationId: data.locationId });
-      throw new RateLimitError();
+      throw new LocationPaused();
     }
 
     // One Redis call: the ledger (already delivered?) and the location's budget (a slot, now or later).
     const slot = randomUUID();
-    const acquired = await this.#o.limiter.acquire(data.locationId, data.key, slot);
+    const acquired = await this.#o.state.acquire(data.locationId, data.key, slot);
     switch (acquired.kind) {
       case 'delivered':
         log.info({ key: data.key, messageId: acquired.entry.messageId }, 'skipped: already delivered');
         this.#emit({ outcome: 'skipped', locationId: data.locationId, ...importOf(data) });
         return { messageId: acquired.entry.messageId, skipped: true };
       case 'parked':
-        await this.#o.control.park(data.locationId, acquired.until, 'daily budget spent');
+        await this.#o.state.park(data.locationId, acquired.until, 'daily budget spent');
         log.warn({ until: new Date(acquired.until).toISOString() }, 'parked: daily budget spent');
         this.#emit({ outcome: 'waiting', locationId: data.locationId });
-        return this.#waitLocation(data.locationId, acquired.waitMs);
+        throw new LocationWait(acquired.waitMs);
       case 'wait':
         this.#o.logger.debug({ jobId: job.id, locationId: data.locationId, waitMs: acquired.waitMs }, 'location waits');
         this.#emit({ outcome: 'waiting', locationId: data.locationId });
-        return this.#waitLocation(data.locationId, acquired.waitMs);
+        throw new LocationWait(acquired.waitMs);
       case 'reserved':
+        if (acquired.sendInMs > this.#o.holdSlotMs) {
+          // Far ahead: give the slot back and let the location wait its turn, holding nothing here.
+          await this.#o.state.release(data.locationId, slot);
+          throw new LocationWait(acquired.sendInMs);
+        }
         if (acquired.sendInMs > 0) await this.#awaitSlot(data.locationId, slot, acquired.sendInMs);
     }
 
@@ -147,8 +147,8 @@ export class Delivery {
       release = await this.#o.inFlight.acquire(this.#stopping.signal);
     } catch {
       // The worker is stopping: this job goes back to the queue, its slot back to the location.
-      await this.#o.limiter.release(data.locationId, slot);
-      throw new RateLimitError();
+      await this.#o.state.release(data.locationId, slot);
+      throw new WorkerStopping();
     }
     let result;
     try {
@@ -166,39 +166,39 @@ export class Delivery {
     switch (verdict.class) {
       case 'delivered': {
         // Ledger entry and slot accounting in one call, before the job completes.
-        await this.#o.limiter.settle(data.locationId, data.key, slot, result.rate, { messageId: verdict.messageId, at: this.#o.now() }, health);
+        await this.#o.state.settle(data.locationId, data.key, slot, result.rate, { messageId: verdict.messageId, at: this.#o.now() }, health);
         await this.#o.afterLedgerWrite?.(job);
         log.info({ ...fields, messageId: verdict.messageId }, 'delivered');
         this.#emit({ outcome: 'delivered', locationId: data.locationId, status, latencyMs, ...importOf(data) });
         return { messageId: verdict.messageId };
       }
       case 'rate-limited': {
-        const waitMs = await this.#o.limiter.refuse(data.locationId, slot, verdict.retryAfterMs);
+        const waitMs = await this.#o.state.refuse(data.locationId, slot, verdict.retryAfterMs);
         log.warn({ ...fields, waitMs }, 'rate limited: location waits');
         this.#emit({ outcome: 'rate-limited', locationId: data.locationId, status, latencyMs });
-        return this.#waitLocation(data.locationId, waitMs);
+        throw new LocationWait(waitMs);
       }
       case 'credentials': {
-        await this.#o.limiter.settle(data.locationId, data.key, slot, result.rate, undefined, health);
-        await this.#o.control.pause(data.locationId, verdict.reason);
+        await this.#o.state.settle(data.locationId, data.key, slot, result.rate, undefined, health);
+        await this.#o.state.pause(data.locationId, verdict.reason);
         log.error({ ...fields, reason: verdict.reason }, 'paused: credentials rejected');
         this.#emit({ outcome: 'paused', locationId: data.locationId, status, latencyMs });
-        throw new RateLimitError();
+        throw new LocationPaused();
       }
       case 'permanent':
-        await this.#o.limiter.settle(data.locationId, data.key, slot, result.rate, undefined, health);
+        await this.#o.state.settle(data.locationId, data.key, slot, result.rate, undefined, health);
         log.warn({ ...fields, reason: verdict.reason }, 'dead-lettered');
         return this.#deadLetter(job, data, 'permanent', verdict.reason, { status, body: outcome.kind === 'answer' ? outcome.body : undefined, latencyMs });
       case 'suspect':
       case 'transient': {
-        const failures = await this.#o.limiter.settle(data.locationId, data.key, slot, result.rate, undefined, health);
+        const failures = await this.#o.state.settle(data.locationId, data.key, slot, result.rate, undefined, health);
         const waitMs = outageWait(failures);
         if (waitMs !== undefined) {
           // HighLevel is down, not this message: no attempt spent; the location waits, then one probes.
-          const waited = await this.#o.limiter.refuse(data.locationId, slot, waitMs);
+          const waited = await this.#o.state.refuse(data.locationId, slot, waitMs);
           log.warn({ ...fields, failures, waitMs: waited, reason: verdict.reason }, 'HighLevel down: location waits');
           this.#emit({ outcome: 'api-down', locationId: data.locationId, ...(status === undefined ? {} : { status }), latencyMs });
-          return this.#waitLocation(data.locationId, waited);
+          throw new LocationWait(waited);
         }
         return this.#retryOrDeadLetter(job, data, verdict, { ...fields, outcome }, log);
       }
@@ -221,23 +221,14 @@ export class Delivery {
       try {
         await sleep(waitMs, undefined, { signal: this.#stopping.signal });
       } catch {
-        await this.#o.limiter.release(locationId, slot);
-        throw new RateLimitError();
+        await this.#o.state.release(locationId, slot);
+        throw new WorkerStopping();
       }
-      const gate = await this.#o.limiter.proceed(locationId, slot);
+      const gate = await this.#o.state.proceed(locationId, slot);
       if (gate.kind === 'go') return;
-      if (gate.kind === 'wait') await this.#waitLocation(locationId, gate.waitMs);
-      else waitMs = gate.waitMs;
+      if (gate.kind === 'wait') throw new LocationWait(gate.waitMs);
+      waitMs = gate.waitMs;
     }
-  }
-
-  /**
-   * The whole location waits `ms`: the queue's rate limit, seen by every process, so none spins
-   * through the backlog. This job goes back to the front of the wait list; that is not an attempt.
-   */
-  async #waitLocation(locationId: string, ms: number): Promise<never> {
-    await this.#o.control.rateLimit(locationId, Math.max(1, Math.ceil(ms)));
-    throw new RateLimitError();
   }
 
   async #retryOrDeadLetter(
@@ -297,8 +288,8 @@ export class Delivery {
       ...(answer.status === undefined ? {} : { status: answer.status }),
       ...(answer.latencyMs === undefined ? {} : { latencyMs: answer.latencyMs }),
     });
-    // The one place the product throws UnrecoverableError: the record is written, so failing is safe.
-    throw new UnrecoverableError(`dead-lettered (${failureClass}): ${reason}`);
+    // The record is written, so failing for good is safe.
+    throw new DeadLettered(`dead-lettered (${failureClass}): ${reason}`);
   }
 
   async #rememberFirstAttempt(job: Job): Promise<void> {

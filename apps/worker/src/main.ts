@@ -17,7 +17,7 @@ async function main(): Promise<void> {
   const logger = createLogger(config.logLevel, 'worker');
   let worker;
   try {
-    worker = await startWorker(config, { logger, adminPort: config.adminPort, ...testSeams() });
+    worker = await startWorker(config, { logger, admin: { port: config.adminPort, explicit: config.adminPortExplicit }, ...testSeams() });
   } catch (error) {
     if (error instanceof ConfigError || (error instanceof IngestError && error.code === 'CONFIG')) {
       process.stderr.write(`worker: ${error.message}\n`);

@@ -2,8 +2,7 @@
  * Prometheus metrics of a worker process (prom-client), fed by delivery events. Queue depths are
  * read from Redis when scraped, for the locations this process serves.
  */
-import { readHold, readImports } from '@ghl-ingest/queue';
-import type { Queue } from 'bullmq';
+import { readImports, type LocationState } from '@ghl-ingest/queue';
 import type { Redis } from 'ioredis';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { DeliveryEvent } from './deliver.ts';
@@ -18,7 +17,8 @@ export class WorkerMetrics {
   readonly #skips: Counter<'location'>;
   readonly #parked: Counter<'location'>;
 
-  constructor(queues: () => ReadonlyMap<string, Queue>, redis?: Redis, prefix?: string) {
+  /** `served`: the locations this process served lately, whose depths and holds it reports. */
+  constructor(served: () => string[], state: LocationState, redis: Redis, prefix: string) {
     collectDefaultMetrics({ register: this.registry, prefix: 'ghl_worker_' });
     const registers = [this.registry];
     this.#deliveries = new Counter({ name: 'ghl_deliveries_total', help: 'Delivery outcomes by location (delivered, skipped, retrying, dead-lettered, rate-limited, paused, waiting, api-down).', labelNames: ['outcome', 'location'], registers });
@@ -35,13 +35,13 @@ export class WorkerMetrics {
       registers,
       async collect() {
         this.reset();
-        for (const [location, queue] of queues()) {
-          const counts = await queue.getJobCounts('wait', 'active', 'delayed', 'failed');
-          for (const [state, n] of Object.entries(counts)) this.set({ location, state }, n);
+        for (const s of await state.snapshot(served())) {
+          for (const [name, n] of [['wait', s.waiting], ['active', s.active], ['delayed', s.delayed], ['failed', s.failed]] as const) {
+            this.set({ location: s.locationId, state: name }, n);
+          }
         }
       },
     });
-    if (redis === undefined || prefix === undefined) return;
     new Gauge({
       name: 'ghl_location_held_seconds',
       help: 'How long each location served here has been paused (credentials) or parked (daily budget), 0 if neither.',
@@ -49,9 +49,8 @@ export class WorkerMetrics {
       registers,
       async collect() {
         this.reset();
-        for (const location of queues().keys()) {
-          const hold = await readHold(redis, prefix, location);
-          if (hold !== undefined) this.set({ location, state: hold.state }, (Date.now() - hold.since) / 1000);
+        for (const s of await state.snapshot(served())) {
+          if (s.hold !== undefined) this.set({ location: s.locationId, state: s.hold.state }, (Date.now() - s.hold.since) / 1000);
         }
       },
     });

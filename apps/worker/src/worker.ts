@@ -8,10 +8,10 @@ import {
   coerceError,
   createRedis,
   DeadLetters,
+  flushLogs,
   keysFor,
-  RateLimiter,
+  LocationState,
   readBudgetOverrides,
-  readHold,
   type Config,
   type Logger,
 } from '@ghl-ingest/queue';
@@ -21,7 +21,7 @@ import { Delivery, type DeliveryEvent } from './deliver.ts';
 import { startAdminServer, type AdminServer } from './admin-server.ts';
 import { HighLevelClient } from './http-client.ts';
 import { WorkerMetrics } from './metrics.ts';
-import { LocationWorkers } from './location-workers.ts';
+import { Dispatcher } from './dispatcher.ts';
 import { Semaphore } from './semaphore.ts';
 import { TokenStore } from './tokens.ts';
 
@@ -32,14 +32,16 @@ export interface WorkerParts {
   logger: Logger;
   onEvent?: (event: DeliveryEvent) => void;
   afterLedgerWrite?: (job: Job) => Promise<void>;
-  scanIntervalMs?: number;
   backoff?: BackoffOptions;
-  /** Serve /metrics, /healthz, /readyz and the dashboard on this port (ADMIN_PORT); undefined: no admin server. */
-  adminPort?: number;
+  /** How long a process keeps a busy location before others get their turn (ms). Default 1,000. */
+  sliceMs?: number;
+  /** Serve /metrics, /healthz, /readyz and the dashboard (ADMIN_PORT); undefined: no admin server. */
+  admin?: { port: number; explicit: boolean };
 }
 
 export interface RunningWorker {
-  locations: LocationWorkers;
+  dispatcher: Dispatcher;
+  state: LocationState;
   admin: AdminServer | undefined;
   /** Re-reads GHL_TOKENS_FILE (resuming locations paused for credentials whose token changed) and GHL_RATE_LIMITS_FILE. */
   reloadTokens(): Promise<string[]>;
@@ -55,42 +57,50 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
   connection.on('error', (error: unknown) => log.warn({ err: coerceError(error) }, 'redis connection error'));
   const deadLetters = new DeadLetters(connection, config.queuePrefix);
   const client = new HighLevelClient({ baseUrl: config.apiBaseUrl, timeoutMs: config.httpTimeoutMs, maxSockets: concurrency });
-  const limiter = new RateLimiter(connection, {
+  const budget = (locationId: string) => budgetFor(locationId, config.rateLimit, overrides);
+  const state = new LocationState(connection, {
     prefix: config.queuePrefix,
-    budget: (locationId) => budgetFor(locationId, config.rateLimit, overrides),
-    // A request may still reach HighLevel until its timeout: its slot counts at least that long.
-    inflightMs: config.httpTimeoutMs + 1_000,
+    budget,
     resetOffsetMs: config.dailyResetOffsetMs,
-    // Reservations are bounded by concurrency; this only stops a sleep of minutes.
-    horizonMs: (b) => Math.max(2 * b.windowMs, 30_000),
-    ledgerTtlMs: config.ledgerTtlMs,
+    limiter: {
+      budget,
+      // A request may still reach HighLevel until its timeout: its slot counts at least that long.
+      inflightMs: config.httpTimeoutMs + 1_000,
+      resetOffsetMs: config.dailyResetOffsetMs,
+      // Reservations are bounded by concurrency; this only stops a sleep of minutes.
+      horizonMs: (b) => Math.max(2 * b.windowMs, 30_000),
+      ledgerTtlMs: config.ledgerTtlMs,
+    },
   });
-  // The workers run the delivery, and the delivery steers the workers' queues: built in this order,
-  // `delivery` is defined before any worker can take a job (start() below).
-  const locations: LocationWorkers = new LocationWorkers({
+  const subscriber = createRedis(config.redisUrl, 'worker', `${config.queuePrefix}:worker-subscriber`);
+  subscriber.on('error', (error: unknown) => log.warn({ err: coerceError(error) }, 'subscriber connection error'));
+  // The dispatcher runs the delivery: built in this order, `delivery` is defined before the
+  // dispatcher takes a job (start() below).
+  const dispatcher: Dispatcher = new Dispatcher({
     connection,
-    redisUrl: config.redisUrl,
+    subscriber,
     prefix: config.queuePrefix,
+    state,
     processor: (job) => delivery.process(job),
     deadLetters,
-    // Active jobs of a location: its burst budget, so one process alone can keep the next window
-    // reserved (most of them sleep on reservations; requests in flight are bounded by `inFlight`),
-    // but no more than twice the in-flight bound: each active job costs lock renewals.
-    concurrency: (locationId) => Math.max(1, Math.min(budgetFor(locationId, config.rateLimit, overrides).max, 2 * concurrency)),
+    // Active jobs: twice the requests in flight, as some sleep on reserved slots.
+    maxActive: 2 * concurrency,
+    // A location's active jobs here: its burst budget, so one process alone can keep the next
+    // window reserved, within the process's bound.
+    perLocation: (locationId) => Math.max(1, Math.min(budget(locationId).max, 2 * concurrency)),
     lockMs: config.workerLockMs,
     logger: log,
-    ...(parts.scanIntervalMs === undefined ? {} : { scanIntervalMs: parts.scanIntervalMs }),
+    ...(parts.sliceMs === undefined ? {} : { sliceMs: parts.sliceMs }),
     ...(parts.backoff === undefined ? {} : { backoff: parts.backoff }),
-    onServe: (_locationId, queue) => admin?.addQueue(queue),
+    onServe: (locationId) => admin?.addLocation(locationId),
   });
-  const metrics = new WorkerMetrics(() => locations.queues, connection, config.queuePrefix);
+  const metrics = new WorkerMetrics(() => dispatcher.servedLately, state, connection, config.queuePrefix);
   let admin: AdminServer | undefined;
   const delivery = new Delivery({
     deadLetters,
     tokens,
     client,
-    limiter,
-    control: locations,
+    state,
     inFlight: new Semaphore(concurrency),
     logger: log,
     maxAttempts: config.maxAttempts,
@@ -101,16 +111,17 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
     },
     ...(parts.afterLedgerWrite === undefined ? {} : { afterLedgerWrite: parts.afterLedgerWrite }),
   });
-  const served = locations;
-  // Outcomes per location (for `status`) and per import (for `import --wait`): off the hot path,
-  // one pipelined round trip, not awaited.
+  // Outcomes per import (for `import --wait`) and dead letters per location (for `status`): off
+  // the hot path, one pipelined round trip, not awaited. Deliveries and skips are counted per
+  // location by the limiter's own scripts, in the same call that writes or reads the ledger.
   const keys = keysFor(config.queuePrefix);
   const countOutcome = (event: DeliveryEvent) => {
     const field =
-      event.outcome === 'dead-lettered' ? 'dead' : event.outcome === 'delivered' ? 'delivered' : event.outcome === 'skipped' ? 'skipped' : undefined;
-    if (field === undefined) return;
-    const p = connection.pipeline().hincrby(keys.stats(event.locationId), field, 1);
-    if (event.importId !== undefined) p.hincrby(keys.importRecord(event.importId), field === 'skipped' ? 'delivered' : field, 1);
+      event.outcome === 'dead-lettered' ? 'dead' : event.outcome === 'delivered' || event.outcome === 'skipped' ? 'delivered' : undefined;
+    if (field === undefined || (field !== 'dead' && event.importId === undefined)) return;
+    const p = connection.pipeline();
+    if (field === 'dead') p.hincrby(keys.stats(event.locationId), 'dead', 1);
+    if (event.importId !== undefined) p.hincrby(keys.importRecord(event.importId), field, 1);
     p.exec().catch((error: unknown) => log.warn({ err: coerceError(error) }, 'could not count an outcome'));
   };
   const reloadTokens = async (): Promise<string[]> => {
@@ -124,9 +135,8 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
     }
     const resumed: string[] = [];
     for (const id of changed) {
-      const hold = await readHold(connection, config.queuePrefix, id);
-      if (hold?.state === 'paused') {
-        await served.resume(id);
+      if ((await state.hold(id))?.state === 'paused') {
+        await state.resume(id);
         resumed.push(id);
       }
     }
@@ -140,20 +150,27 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
     });
   }
 
-  if (parts.adminPort !== undefined) {
-    admin = await startAdminServer({ config, redis: connection, metrics, logger: log, queues: [...served.queues.values()], port: parts.adminPort });
+  if (parts.admin !== undefined) {
+    admin = await startAdminServer({ config, redis: connection, metrics, logger: log, port: parts.admin.port, explicitPort: parts.admin.explicit });
   }
-  await served.start();
   log.info({ concurrency, prefix: config.queuePrefix, api: config.apiBaseUrl, admin: admin?.url }, 'worker started');
+  // Logs are written in 4 KB batches: the first line (the admin URL) is shown now, and a quiet
+  // worker's lines within a second.
+  flushLogs(log);
+  const flusher = setInterval(() => flushLogs(log), 1_000);
+  flusher.unref();
+  await dispatcher.start();
 
   return {
-    locations: served,
+    dispatcher,
+    state,
     admin,
     reloadTokens,
     async close(deadlineMs = config.shutdownTimeoutMs) {
       if (file !== undefined) unwatchFile(file);
+      clearInterval(flusher);
       delivery.stop();
-      const result = await served.close(deadlineMs);
+      const result = await dispatcher.close(deadlineMs);
       await admin?.close();
       await deadLetters.close();
       client.close();

@@ -9,7 +9,7 @@ describe('admin endpoint', () => {
 
   it('/metrics counts deliveries by outcome and location, statuses, latency, dead letters and queue depth', async () => {
     const h = await harness({ fake: { maxMessageChars: 20 } });
-    const worker = await h.worker({ adminPort: 0 });
+    const worker = await h.worker({ admin: { port: 0, explicit: true } });
     await h.send([sms(1), sms(2), sms(3, 'locB'), sms(4, 'locA', { message: 'far too long for the stand-in today' })]);
     await h.settled(['locA', 'locB']);
     const text = await (await fetch(`${worker.admin?.url ?? ''}/metrics`)).text();
@@ -26,7 +26,7 @@ describe('admin endpoint', () => {
   it('/metrics shows how long a location has been paused, and unfinished imports', async () => {
     const h = await harness();
     h.fake.configure({ tokens: { 'secret-token-A-5b1f0c': null } });
-    const worker = await h.worker({ adminPort: 0 });
+    const worker = await h.worker({ admin: { port: 0, explicit: true } });
     await h.redis.hset(`${h.config.queuePrefix}:import:imp1`, { accepted: '5', delivered: '2', state: 'done' });
     await h.send([sms(1)]);
     await until(async () => h.queue('locA').isPaused(), 5_000, 'paused');
@@ -38,7 +38,7 @@ describe('admin endpoint', () => {
 
   it('/healthz and /readyz', async () => {
     const h = await harness();
-    const worker = await h.worker({ adminPort: 0 });
+    const worker = await h.worker({ admin: { port: 0, explicit: true } });
     const base = worker.admin?.url ?? '';
     expect(await (await fetch(`${base}/healthz`)).json()).toEqual({ status: 'ok' });
     expect(await (await fetch(`${base}/readyz`)).json()).toEqual({ status: 'ready' });
@@ -47,7 +47,7 @@ describe('admin endpoint', () => {
 
   it('the dashboard answers 401 without credentials or with wrong ones, and serves with them', async () => {
     const h = await harness({ env: { DASHBOARD_USER: 'ops', DASHBOARD_PASSWORD: 'dash-secret' } });
-    const worker = await h.worker({ adminPort: 0 });
+    const worker = await h.worker({ admin: { port: 0, explicit: true } });
     await h.send([sms(1)]);
     await h.settled(['locA']);
     const base = `${worker.admin?.url ?? ''}/dashboard`;

@@ -15,6 +15,7 @@ import {
   DeadLetters,
   Enqueuer,
   loadConfig,
+  LocationState,
   locationQueueName,
   type Config,
   type DeadLetterRecord,
@@ -45,6 +46,8 @@ export class Harness {
   readonly redis: Redis;
   readonly enqueuer: Enqueuer;
   readonly deadLetters: DeadLetters;
+  /** The locations' state, as `status` reads it. */
+  readonly state: LocationState;
   #workers: RunningWorker[] = [];
   #children: ChildProcess[] = [];
   #queues = new Map<string, Queue>();
@@ -70,6 +73,7 @@ export class Harness {
     this.redis = createRedis(redisCtx.url, 'worker', `${redisCtx.prefix}:harness`);
     this.enqueuer = new Enqueuer(this.redis, this.config.queuePrefix, this.config.maxAttempts);
     this.deadLetters = new DeadLetters(this.redis, this.config.queuePrefix);
+    this.state = new LocationState(this.redis, { prefix: this.config.queuePrefix });
   }
 
   static async create(redisCtx: RedisTestContext, options: HarnessOptions = {}): Promise<Harness> {
@@ -88,23 +92,31 @@ export class Harness {
     const worker = await startWorker(this.config, {
       logger: createLogger('info', 'worker', sink),
       backoff: { baseMs: 20, capMs: 200 },
-      scanIntervalMs: 200,
       ...parts,
     });
     this.#workers.push(worker);
     return worker;
   }
 
-  /** `pnpm worker` as a child process on these settings; its stdout goes into `logs`. */
-  spawnWorker(env: Record<string, string> = {}): ChildProcess {
+  /** `pnpm worker` as a child process on these settings (less those named in `unset`); its stdout goes into `logs`. */
+  spawnWorker(env: Record<string, string> = {}, unset: string[] = []): ChildProcess {
+    const all = Object.fromEntries(Object.entries({ ...process.env, ...this.env, ...env }).filter(([name]) => !unset.includes(name)));
     const child = spawn(process.execPath, [WORKER_MAIN], {
-      env: { ...process.env, ...this.env, ...env },
+      env: all,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     child.stdout.on('data', (chunk: Buffer) => this.logs.push(chunk.toString()));
     child.stderr.on('data', (chunk: Buffer) => this.logs.push(chunk.toString()));
     this.#children.push(child);
     return child;
+  }
+
+  /**
+   * Gives each of these locations a token of its own, equal to its id, in the tokens file (read
+   * when a worker starts); run the stand-in with `tokens: null`, which takes a token as its location.
+   */
+  tokenPerLocation(locationIds: string[]): void {
+    writeFileSync(this.tokensFile, JSON.stringify(Object.fromEntries(locationIds.map((id) => [id, id]))));
   }
 
   /** Normalises and enqueues records (all must be valid). */

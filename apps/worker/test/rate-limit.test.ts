@@ -3,7 +3,7 @@
  * stand-in counting in a strict rolling window.
  */
 import { once } from 'node:events';
-import { readHold, rateKeys } from '@ghl-ingest/queue';
+import { rateKeys } from '@ghl-ingest/queue';
 import type { ReceivedMessage } from '@ghl-ingest/fake-api';
 import { useRedis } from '@ghl-ingest/testing';
 import { describe, expect, it } from 'vitest';
@@ -69,18 +69,20 @@ describe('per-location rate limiting', () => {
     const h = await harness({ env: { GHL_DAILY_LIMIT: '3' } });
     await h.worker();
     await h.send(Array.from({ length: 5 }, (_, i) => sms(i)));
-    await until(async () => (await readHold(h.redis, h.config.queuePrefix, 'locA'))?.state === 'parked', 5_000, 'parked');
-    const hold = await readHold(h.redis, h.config.queuePrefix, 'locA');
+    await until(async () => (await h.state.hold('locA'))?.state === 'parked', 5_000, 'parked');
+    const hold = await h.state.hold('locA');
     expect(hold?.state === 'parked' && new Date(hold.until).toISOString()).toMatch(/T00:00:00\.000Z$/);
+    // The jobs taken with the first ones go back to the queue as the location parks.
+    await until(async () => (await h.queue('locA').getActiveCount()) === 0, 5_000, 'jobs back in the queue');
     expect(h.fake.stats().accepted).toBe(3);
     expect(await h.pending('locA')).toBe(2);
     expect((await h.queue('locA').getJobs(['wait'])).map((j) => j.attemptsMade)).toEqual([0, 0]);
-    expect(await h.queue('locA').getRateLimitTtl()).toBeGreaterThan(60_000);
+    expect(await h.state.dueInMs('locA')).toBeGreaterThan(60_000);
     expect(await h.deadLettered()).toEqual([]);
 
-    // The day turns: a new day's count, and the queue's wait ends.
+    // The day turns: a new day's count; a person resumes the location rather than wait for midnight.
     await redis.admin.del(rateKeys(redis.prefix, 'locA').daily);
-    await h.queue('locA').removeRateLimitKey();
+    await h.state.resume('locA');
     await h.settled(['locA'], 15_000);
     expect(h.fake.stats().accepted).toBe(5);
   });

@@ -48,7 +48,7 @@ const envSchema = z.object({
   INTAKE_TOKEN: text().optional(),
   INTAKE_HOST: text().optional(),
   INTAKE_HIGH_WATER: int(1, 1_000_000_000).default(100_000),
-  ADMIN_PORT: int(0, 65_535).default(9464),
+  ADMIN_PORT: int(0, 65_535).optional(),
   DASHBOARD_USER: text().optional(),
   DASHBOARD_PASSWORD: text().optional(),
   LOG_LEVEL: z.preprocess(blankIsUnset, z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')),
@@ -85,7 +85,10 @@ export interface Config {
   defaultPhoneRegion: CountryCode;
   /** `ingest serve`. `host` defaults to 0.0.0.0 with a token and 127.0.0.1 without one. */
   intake: { port: number; token: string | undefined; host: string; highWater: number };
+  /** ADMIN_PORT, default 9464. */
   adminPort: number;
+  /** ADMIN_PORT was set: a taken port stops the worker. Unset, workers on one host take the next free port. */
+  adminPortExplicit: boolean;
   dashboard: { user: string; password: string } | undefined;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   ledgerTtlMs: number;
@@ -125,7 +128,8 @@ export function loadConfig(env: Record<string, string | undefined> = readEnv()):
       host: e.INTAKE_HOST ?? (e.INTAKE_TOKEN === undefined ? '127.0.0.1' : '0.0.0.0'),
       highWater: e.INTAKE_HIGH_WATER,
     }),
-    adminPort: e.ADMIN_PORT,
+    adminPort: e.ADMIN_PORT ?? 9464,
+    adminPortExplicit: e.ADMIN_PORT !== undefined,
     dashboard:
       e.DASHBOARD_USER !== undefined && e.DASHBOARD_PASSWORD !== undefined
         ? Object.freeze({ user: e.DASHBOARD_USER, password: e.DASHBOARD_PASSWORD })

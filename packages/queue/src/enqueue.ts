@@ -7,7 +7,7 @@ import type { JobData } from '@ghl-ingest/schema';
 import { Queue, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { locationQueueName } from './keys.ts';
-import { registerLocations } from './locations.ts';
+import { LocationState } from './location-state.ts';
 
 /** The worker's backoff strategy (exponential, full jitter; see apps/worker/src/backoff.ts). */
 export const BACKOFF_TYPE = 'ghl-full-jitter';
@@ -32,11 +32,13 @@ export class Enqueuer {
   #maxAttempts: number;
   #queues = new Map<string, Queue<JobData>>();
   #registered = new Set<string>();
+  #state: LocationState;
 
   constructor(connection: Redis, prefix: string, maxAttempts: number) {
     this.#connection = connection;
     this.#prefix = prefix;
     this.#maxAttempts = maxAttempts;
+    this.#state = new LocationState(connection, { prefix });
   }
 
   queue(locationId: string): Queue<JobData> {
@@ -50,7 +52,10 @@ export class Enqueuer {
     return queue;
   }
 
-  /** Adds the jobs (one `addBulk` per location) and makes their locations known to the workers. */
+  /**
+   * Adds the jobs (one `addBulk` per location), then makes their locations due in the ready set
+   * (after the jobs exist, so a worker that takes the location finds them) and known to `status`.
+   */
   async enqueue(items: readonly JobData[]): Promise<void> {
     const byLocation = new Map<string, JobData[]>();
     for (const item of items) {
@@ -63,9 +68,12 @@ export class Enqueuer {
         this.queue(locationId).addBulk(list.map((data) => ({ name: JOB_NAME, data, opts: jobOptions(data, this.#maxAttempts) }))),
       ),
     );
+    const live = [...byLocation].filter(([, list]) => list.some((d) => d.source === 'live')).map(([id]) => id);
+    const backfill = [...byLocation.keys()].filter((id) => !live.includes(id));
+    await Promise.all([this.#state.markReady(live, true), this.#state.markReady(backfill, false)]);
     const fresh = [...byLocation.keys()].filter((id) => !this.#registered.has(id));
     if (fresh.length > 0) {
-      await registerLocations(this.#connection, this.#prefix, fresh);
+      await this.#state.register(fresh);
       for (const id of fresh) this.#registered.add(id);
     }
   }

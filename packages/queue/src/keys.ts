@@ -17,8 +17,14 @@ export function locationOfQueue(queueName: string): string | undefined {
 export interface Keys {
   /** SET of every location that ever had a message enqueued. */
   locations: string;
-  /** Pub/sub channel announcing a new location to the workers. */
-  locationsChannel: string;
+  /** ZSET: locations with work, scored by when one may be taken (see `commands/claim.lua`). */
+  ready: string;
+  /** ZSET: due locations with live messages, taken before the others. */
+  readyLive: string;
+  /** HASH: location -> the score of the lease a worker holds on it. */
+  leases: string;
+  /** Pub/sub channel: locations became due; idle dispatchers wake up. */
+  wakeChannel: string;
   /** Delivery ledger entry of one message: `{ messageId, at }`, kept GHL_LEDGER_TTL_DAYS. */
   ledger(locationId: string, key: string): string;
   /** HASH: why a location is paused or parked (state, reason, since, until). */
@@ -34,7 +40,12 @@ export interface Keys {
 export function keysFor(prefix: string): Keys {
   return {
     locations: `${prefix}:locations`,
-    locationsChannel: `${prefix}:locations:new`,
+    // One hash slot for the dispatcher's structures, by design: its scripts touch them together
+    // and nothing else (no location's keys), so they run on Redis Cluster.
+    ready: `${prefix}:{ready}`,
+    readyLive: `${prefix}:{ready}:live`,
+    leases: `${prefix}:{ready}:leases`,
+    wakeChannel: `${prefix}:wake`,
     ledger: (locationId, key) => `${prefix}:ledger:{${locationId}}:${key}`,
     state: (locationId) => `${prefix}:state:{${locationId}}`,
     rate: (locationId) => `${prefix}:rate:{${locationId}}`,

@@ -1,31 +1,288 @@
 /**
- * Why a location is not sending: paused because HighLevel rejected its credentials, or parked
- * until its daily budget resets. The BullMQ queue's own pause and rate limit do the stopping;
- * this hash keeps the reason, for `status` and for people.
+ * A location's state has one owner: this module. Every per-location key and transition goes
+ * through it: its place in the dispatcher's ready set (mark, claim, end or renew a lease), its rate
+ * budget and delivery ledger (acquire, proceed, settle, refuse, release: `rate-limiter.ts` holds the
+ * arithmetic), and its holds (pause for credentials, park for the daily budget, resume). `status`
+ * and metrics read `snapshot()`, never the keys themselves.
+ *
+ * A held location is not in a worker's memory: it is a score in Redis, so a location that is
+ * known but idle costs no process anything (no connection, timer or poll).
  */
+import { QueueKeys, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { keysFor } from './keys.ts';
+import { dayIndex, effectiveBudget, type Budget } from './rate-budget.ts';
+import { keysFor, locationQueueName, type Keys } from './keys.ts';
+import type { LedgerEntry } from './ledger.ts';
+import { RateLimiter, rateKeys, type Acquired, type RateHeaders, type RateLimiterOptions } from './rate-limiter.ts';
+import { defineScripts } from './scripts.ts';
 
 export type LocationHold =
   | { state: 'paused'; reason: string; since: number }
   | { state: 'parked'; reason: string; since: number; until: number };
 
-export async function readHold(redis: Redis, prefix: string, locationId: string): Promise<LocationHold | undefined> {
-  const h = await redis.hgetall(keysFor(prefix).state(locationId));
+/** A worker's hold on a location, for one turn. */
+export interface Lease {
+  locationId: string;
+  /** The lease's score in the ready set: it ends then unless renewed. */
+  lease: string;
+}
+
+/**
+ * How a turn ends: `idle` (nothing left to take; `ms` >= 0 makes it due again after that long:
+ * a retry's backoff, another process's active jobs to check for stalls), `turn` (its time slice is
+ * over and it has more), `wait` (the whole location waits `ms`).
+ */
+export type TurnEnd = { mode: 'idle'; ms?: number } | { mode: 'turn' } | { mode: 'wait'; ms: number };
+
+export interface LocationSnapshot {
+  locationId: string;
+  /** BullMQ's counts: waiting (incl. paused and prioritized), active, delayed (retries), failed. */
+  waiting: number;
+  active: number;
+  delayed: number;
+  failed: number;
+  paused: boolean;
+  hold: LocationHold | undefined;
+  delivered: number;
+  skipped: number;
+  dead: number;
+  /** Requests counted in the current window (answered and in flight). */
+  sentInWindow: number;
+  /** The budget after what HighLevel's headers taught. */
+  budget: Budget;
+  dailyUsed: number;
+  /** A 429's or an outage's wait: epoch ms, 0 if none. */
+  blockedUntil: number;
+  /** Its place in the ready set: epoch ms when it may be taken (a lease's end while held), undefined if it has no work. */
+  dueAt: number | undefined;
+  held: boolean;
+}
+
+export interface LocationStateOptions {
+  prefix: string;
+  /** Worker side only: the rate limiter's settings. */
+  limiter?: Omit<RateLimiterOptions, 'prefix'>;
+  /** For `snapshot()`: the budget before learning (settings and overrides). */
+  budget?: (locationId: string) => Budget;
+  /** GHL_DAILY_RESET as ms after midnight UTC (for `snapshot()`'s day). */
+  resetOffsetMs?: number;
+}
+
+export class LocationState {
+  readonly #redis: Redis;
+  readonly #o: LocationStateOptions;
+  readonly #keys: Keys;
+  readonly #limiter: RateLimiter | undefined;
+
+  constructor(redis: Redis, options: LocationStateOptions) {
+    this.#redis = redis;
+    this.#o = options;
+    this.#keys = keysFor(options.prefix);
+    defineScripts(redis);
+    this.#limiter = options.limiter === undefined ? undefined : new RateLimiter(redis, { prefix: options.prefix, ...options.limiter });
+  }
+
+  // --- the ready set -------------------------------------------------------------------------
+
+  /** Producers added messages for these locations: they become due (live ones go first). */
+  async markReady(locationIds: Iterable<string>, live: boolean): Promise<number> {
+    return this.#mark(locationIds, live ? 'live' : 'backfill');
+  }
+
+  async #mark(locationIds: Iterable<string>, mode: 'live' | 'backfill' | 'resume'): Promise<number> {
+    const ids = [...new Set(locationIds)];
+    if (ids.length === 0) return 0;
+    return this.#redis.ghlMarkReady(this.#keys.ready, this.#keys.readyLive, this.#keys.leases, mode, this.#keys.wakeChannel, ...ids);
+  }
+
+  /** Takes up to `count` due locations for `leaseMs`; says when the next one is due (ms, or undefined). */
+  async claim(count: number, leaseMs: number): Promise<{ leases: Lease[]; nextDueInMs: number | undefined }> {
+    const r = await this.#redis.ghlClaim(this.#keys.ready, this.#keys.readyLive, this.#keys.leases, count, leaseMs);
+    const leases: Lease[] = [];
+    for (let i = 1; i + 1 < r.length; i += 2) leases.push({ locationId: String(r[i]), lease: String(r[i + 1]) });
+    const next = Number(r[0]);
+    return { leases, nextDueInMs: next < 0 ? undefined : next };
+  }
+
+  /** Ends a turn (see TurnEnd). False when another process holds the location by now. */
+  async endLease(lease: Lease, end: TurnEnd): Promise<boolean> {
+    const ms = end.mode === 'turn' ? 0 : Math.max(end.mode === 'idle' ? -1 : 0, Math.ceil(end.ms ?? -1));
+    const r = await this.#redis.ghlEndLease(this.#keys.ready, this.#keys.readyLive, this.#keys.leases, lease.locationId, lease.lease, end.mode, ms);
+    return r === 1;
+  }
+
+  /** Extends a lease still in use; false when another process holds the location by now. */
+  async renewLease(lease: Lease, leaseMs: number): Promise<boolean> {
+    const r = await this.#redis.ghlRenewLease(this.#keys.ready, this.#keys.readyLive, this.#keys.leases, lease.locationId, lease.lease, leaseMs);
+    if (r === 0) return false;
+    lease.lease = String(r);
+    return true;
+  }
+
+  // --- the rate budget and the delivery ledger ------------------------------------------------
+
+  acquire(locationId: string, key: string, slot: string): Promise<Acquired> {
+    return this.#rate().acquire(locationId, key, slot);
+  }
+
+  proceed(locationId: string, slot: string): ReturnType<RateLimiter['proceed']> {
+    return this.#rate().proceed(locationId, slot);
+  }
+
+  settle(locationId: string, key: string, slot: string, rate: RateHeaders | undefined, delivered?: LedgerEntry, health?: 'up' | 'down'): Promise<number> {
+    return this.#rate().settle(locationId, key, slot, rate, delivered, health);
+  }
+
+  refuse(locationId: string, slot: string, retryAfterMs: number | undefined): Promise<number> {
+    return this.#rate().refuse(locationId, slot, retryAfterMs);
+  }
+
+  release(locationId: string, slot: string): Promise<void> {
+    return this.#rate().release(locationId, slot);
+  }
+
+  // --- holds -----------------------------------------------------------------------------------
+
+  /** Stops the location in every process until resumed (credentials rejected, or none configured). */
+  async pause(locationId: string, reason: string): Promise<void> {
+    await this.#writeHold(locationId, { state: 'paused', reason, since: Date.now() });
+    await this.#withQueue(locationId, (q) => q.pause());
+  }
+
+  /** Records why the location waits until `until` (its daily budget is spent); the wait itself is the turn's end. */
+  async park(locationId: string, until: number, reason: string): Promise<void> {
+    await this.#writeHold(locationId, { state: 'parked', reason, since: Date.now(), until });
+  }
+
+  /**
+   * Starts a paused (or parked) location again, due now in every process; returns what held it.
+   * A parked location whose day is not over parks again at its first message.
+   */
+  async resume(locationId: string): Promise<LocationHold | undefined> {
+    const hold = await this.hold(locationId);
+    await this.#withQueue(locationId, (q) => q.resume());
+    await this.#redis.del(this.#keys.state(locationId));
+    await this.#mark([locationId], 'resume');
+    return hold;
+  }
+
+  /** How long until the location may be taken (ms, 0 if due now), or undefined if it has no work. */
+  async dueInMs(locationId: string): Promise<number | undefined> {
+    const [score, now] = await Promise.all([this.#redis.zscore(this.#keys.ready, locationId), this.#redisNow()]);
+    return score === null ? undefined : Math.max(0, Number(score) - now);
+  }
+
+  async hold(locationId: string): Promise<LocationHold | undefined> {
+    return parseHold(await this.#redis.hgetall(this.#keys.state(locationId)));
+  }
+
+  // --- the registry and the read side ---------------------------------------------------------
+
+  /** Makes locations known to `status`, `dlq` and metrics (workers do not read the registry). */
+  async register(locationIds: Iterable<string>): Promise<void> {
+    const ids = [...new Set(locationIds)];
+    if (ids.length > 0) await this.#redis.sadd(this.#keys.locations, ...ids);
+  }
+
+  /** Every location that ever had a message enqueued, sorted. */
+  async known(): Promise<string[]> {
+    return (await this.#redis.smembers(this.#keys.locations)).sort();
+  }
+
+  /** Counts of the ready set: locations with work, due now, held by a worker. */
+  async readyCounts(): Promise<{ withWork: number; due: number; held: number }> {
+    const [withWork, due, held] = await Promise.all([
+      this.#redis.zcard(this.#keys.ready),
+      this.#redis.zcount(this.#keys.ready, '-inf', Date.now()),
+      this.#redis.hlen(this.#keys.leases),
+    ]);
+    return { withWork, due, held };
+  }
+
+  /** What `status` and metrics show, for many locations at once: one pipelined round trip per 500. */
+  async snapshot(locationIds: readonly string[]): Promise<LocationSnapshot[]> {
+    const now = await this.#redisNow();
+    const day = String(dayIndex(now, this.#o.resetOffsetMs ?? 0));
+    const out: LocationSnapshot[] = [];
+    const FIELDS = 16;
+    const queueKeys = new QueueKeys(this.#o.prefix);
+    for (let start = 0; start < locationIds.length; start += 500) {
+      const ids = locationIds.slice(start, start + 500);
+      const p = this.#redis.pipeline();
+      for (const id of ids) {
+        const q = (type: string) => queueKeys.toKey(locationQueueName(id), type);
+        const rk = rateKeys(this.#o.prefix, id);
+        p.llen(q('wait')).llen(q('paused')).zcard(q('prioritized')).llen(q('active')).zcard(q('delayed')).zcard(q('failed')).hget(q('meta'), 'paused');
+        p.hgetall(this.#keys.stats(id)).hmget(rk.learned, 'max', 'windowMs', 'daily');
+        p.zcount(rk.answered, `(${now}`, '+inf').zcount(rk.inflight, `(${now}`, '+inf').hget(rk.daily, day).get(rk.block);
+        p.hgetall(this.#keys.state(id)).zscore(this.#keys.ready, id).hexists(this.#keys.leases, id);
+      }
+      const r = ((await p.exec()) ?? []).map(([error, value]) => {
+        if (error) throw error;
+        return value;
+      });
+      ids.forEach((locationId, i) => {
+        const v = r.slice(i * FIELDS, (i + 1) * FIELDS);
+        const n = (x: unknown) => Number(x ?? 0);
+        const stats = v[7] as Record<string, string>;
+        const learned = v[8] as (string | null)[];
+        const opt = (x: string | null | undefined) => (x === null || x === undefined ? undefined : Number(x));
+        const base = this.#o.budget?.(locationId) ?? { max: 100, windowMs: 10_000, daily: 200_000 };
+        out.push({
+          locationId,
+          waiting: n(v[0]) + n(v[1]) + n(v[2]),
+          active: n(v[3]),
+          delayed: n(v[4]),
+          failed: n(v[5]),
+          paused: v[6] !== null,
+          hold: parseHold(v[13] as Record<string, string>, now),
+          delivered: n(stats.delivered),
+          skipped: n(stats.skipped),
+          dead: n(stats.dead),
+          sentInWindow: n(v[9]) + n(v[10]),
+          budget: effectiveBudget(base, { max: opt(learned[0]), windowMs: opt(learned[1]), daily: opt(learned[2]) }),
+          dailyUsed: n(v[11]),
+          blockedUntil: n(v[12]),
+          dueAt: v[14] === null ? undefined : Number(v[14]),
+          held: v[15] === 1,
+        });
+      });
+    }
+    return out;
+  }
+
+  #rate(): RateLimiter {
+    if (this.#limiter === undefined) throw new Error('LocationState was built without limiter settings');
+    return this.#limiter;
+  }
+
+  async #writeHold(locationId: string, hold: LocationHold): Promise<void> {
+    const key = this.#keys.state(locationId);
+    await this.#redis.multi().del(key).hset(key, Object.fromEntries(Object.entries(hold).map(([k, v]) => [k, String(v)]))).exec();
+  }
+
+  async #withQueue(locationId: string, fn: (queue: Queue) => Promise<void>): Promise<void> {
+    const queue = new Queue(locationQueueName(locationId), { connection: this.#redis, prefix: this.#o.prefix });
+    queue.on('error', () => undefined);
+    try {
+      await fn(queue);
+    } finally {
+      await queue.close();
+    }
+  }
+
+  async #redisNow(): Promise<number> {
+    const [seconds, micros] = (await this.#redis.time()) as [number | string, number | string];
+    return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+  }
+}
+
+function parseHold(h: Record<string, string>, now = Date.now()): LocationHold | undefined {
   if (h.state === 'paused') return { state: 'paused', reason: h.reason ?? '', since: Number(h.since) };
   if (h.state === 'parked') {
     const until = Number(h.until);
-    if (until <= Date.now()) return undefined;
+    if (until <= now) return undefined;
     return { state: 'parked', reason: h.reason ?? '', since: Number(h.since), until };
   }
   return undefined;
-}
-
-export async function writeHold(redis: Redis, prefix: string, locationId: string, hold: LocationHold): Promise<void> {
-  const key = keysFor(prefix).state(locationId);
-  await redis.multi().del(key).hset(key, Object.fromEntries(Object.entries(hold).map(([k, v]) => [k, String(v)]))).exec();
-}
-
-export async function clearHold(redis: Redis, prefix: string, locationId: string): Promise<void> {
-  await redis.del(keysFor(prefix).state(locationId));
 }

@@ -1,0 +1,438 @@
+/**
+ * The dispatcher: how a worker process serves any number of locations with a bounded pool.
+ *
+ * Each location keeps its own BullMQ queue (`loc.{id}`), but no process runs a BullMQ Worker per
+ * location. Producers mark a location due in a Redis ready set; a dispatcher claims due locations
+ * for a lease (those with live messages first, then the longest due), takes their jobs through
+ * BullMQ's own scripts on the process's one shared connection, and ends each turn by telling the
+ * ready set when the location is next due: never (no work), now (its slice is over), or after a
+ * wait (its budget). A location is held by one process at a time; a held location whose process
+ * died becomes due again when the lease ends, and its jobs come back through BullMQ's stalled-job
+ * check. So a process holds one shared connection and one subscriber, whatever the number of
+ * locations; a known idle location costs nothing; and busy locations take turns.
+ */
+import { hostname } from 'node:os';
+import { coerceError, locationQueueName, type DeadLetters, type Lease, type LocationState, type Logger, type TurnEnd } from '@ghl-ingest/queue';
+import { jobDataSchema } from '@ghl-ingest/schema';
+import { Job, Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.ts';
+import type { DeliveryResult } from './deliver.ts';
+import { RetryableDeliveryError } from './deliver.ts';
+import { isDeadLettered, LocationPaused, LocationWait, WorkerStopping } from './signals.ts';
+
+export interface DispatcherOptions {
+  /** The process's shared connection (worker role). */
+  connection: Redis;
+  /** A second connection, for the wake-up channel only. */
+  subscriber: Redis;
+  prefix: string;
+  state: LocationState;
+  processor: (job: Job) => Promise<DeliveryResult>;
+  deadLetters: DeadLetters;
+  /** Jobs active in this process at most, all locations together. */
+  maxActive: number;
+  /** Jobs of one location active in this process at most. */
+  perLocation: (locationId: string) => number;
+  /** Job lock and lease length, ms (WORKER_LOCK_MS); both renewed at half of it. */
+  lockMs: number;
+  /** How long a process keeps a busy location before it goes to the back of the line (ms). Default 1,000. */
+  sliceMs?: number;
+  /** Longest sleep when nothing is due (ms): the fallback to a missed wake-up. Default 1,000. */
+  idlePollMs?: number;
+  logger: Logger;
+  random?: () => number;
+  /** Default: base 1 s, cap 5 min. */
+  backoff?: BackoffOptions;
+  /** Told of each location this process serves for the first time (the dashboard lists its queue). */
+  onServe?: (locationId: string) => void;
+}
+
+/** A location this process holds now. */
+interface Lane {
+  lease: Lease;
+  queue: Queue;
+  loops: number;
+  /** Job id -> lock token, of jobs active here. */
+  active: Map<string, string>;
+  startedAt: number;
+  /** Set when the location must wait: the longest wait asked for. */
+  waitMs: number | undefined;
+  paused: boolean;
+  /** Epoch ms of the earliest delayed job (a retry), as BullMQ's fetch reported it. */
+  delayUntil: number;
+  /** A fetch found no job to take. */
+  exhausted: boolean;
+  done: Promise<void>;
+  finish: () => void;
+}
+
+const QUEUE_CACHE = 2_000;
+/** A lane's loops at most while other locations wait for their turn. */
+const FAIR_SHARE_LOOPS = 2;
+
+export class Dispatcher {
+  readonly #o: DispatcherOptions;
+  readonly #log: Logger;
+  readonly #lanes = new Map<string, Lane>();
+  readonly #queues = new Map<string, Queue>();
+  readonly #served = new Set<string>();
+  readonly #workerName = `${hostname()}:${process.pid}`;
+  #loops = 0;
+  #othersDue = false;
+  #closing = false;
+  #wake: (() => void) | undefined;
+  #main: Promise<void> | undefined;
+  #renewTimer: NodeJS.Timeout | undefined;
+  #tokenSeq = 0;
+
+  constructor(options: DispatcherOptions) {
+    this.#o = options;
+    this.#log = options.logger.child({ component: 'dispatcher' });
+  }
+
+  async start(): Promise<void> {
+    const sub = this.#o.subscriber;
+    sub.on('message', () => this.#kick());
+    await sub.subscribe(`${this.#o.prefix}:wake`);
+    this.#renewTimer = setInterval(() => void this.#renew(), Math.max(250, this.#o.lockMs / 2));
+    this.#renewTimer.unref();
+    this.#main = this.#run();
+  }
+
+  /** Locations held by this process now. */
+  get held(): string[] {
+    return [...this.#lanes.keys()];
+  }
+
+  /** Locations this process served lately (at most a few thousand), newest last. */
+  get servedLately(): string[] {
+    return [...this.#queues.keys()];
+  }
+
+  /** Jobs active in this process now. */
+  get activeJobs(): number {
+    return this.#loops;
+  }
+
+  /** Stops taking work, lets active jobs finish for up to `deadlineMs`, then cuts them off. */
+  async close(deadlineMs: number): Promise<{ forced: boolean }> {
+    this.#closing = true;
+    this.#kick();
+    if (this.#renewTimer !== undefined) clearInterval(this.#renewTimer);
+    let timer: NodeJS.Timeout | undefined;
+    const graceful = Promise.all([this.#main, ...[...this.#lanes.values()].map((l) => l.done)]).then(() => false);
+    const deadline = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(true), deadlineMs);
+    });
+    const forced = await Promise.race([graceful, deadline]);
+    clearTimeout(timer);
+    // Cut off past the deadline: the jobs stay active with locks that expire, the leases end,
+    // and another worker takes both again (the ledger keeps a job from being posted twice).
+    await this.#o.subscriber.quit().catch(() => this.#o.subscriber.disconnect());
+    await Promise.all([...this.#queues.values()].map((q) => q.close().catch(() => undefined)));
+    return { forced };
+  }
+
+  #isClosing(): boolean {
+    return this.#closing;
+  }
+
+  #kick(): void {
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+  }
+
+  async #run(): Promise<void> {
+    const idle = this.#o.idlePollMs ?? 1_000;
+    while (!this.#closing) {
+      let sleepMs = idle;
+      const free = this.#o.maxActive - this.#loops;
+      if (free > 0) {
+        try {
+          const asked = Math.min(free, 32);
+          const { leases, nextDueInMs } = await this.#o.state.claim(asked, this.#o.lockMs);
+          // More locations are due than this process took: its lanes keep to a fair share.
+          this.#othersDue = leases.length === asked || nextDueInMs === 0;
+          for (const lease of leases) this.#startLane(lease);
+          if (leases.length === asked) continue;
+          if (nextDueInMs !== undefined) sleepMs = Math.min(idle, Math.max(1, nextDueInMs));
+        } catch (error) {
+          this.#log.warn({ err: coerceError(error) }, 'could not claim locations');
+        }
+      }
+      // close() may have come while claiming: its wake-up found no sleeper.
+      if (this.#isClosing()) break;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, sleepMs);
+        this.#wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+  }
+
+  #startLane(lease: Lease): void {
+    const existing = this.#lanes.get(lease.locationId);
+    if (existing !== undefined) {
+      // Taken again while held here (the lease was renewed elsewhere, or ended and came back):
+      // the lane already running serves it under the newer lease.
+      existing.lease = lease;
+      return;
+    }
+    let finish!: () => void;
+    const done = new Promise<void>((resolve) => {
+      finish = resolve;
+    });
+    const lane: Lane = {
+      lease,
+      queue: this.#queue(lease.locationId),
+      loops: 0,
+      active: new Map(),
+      startedAt: Date.now(),
+      waitMs: undefined,
+      paused: false,
+      delayUntil: 0,
+      exhausted: false,
+      done,
+      finish,
+    };
+    this.#lanes.set(lease.locationId, lane);
+    if (!this.#served.has(lease.locationId)) {
+      this.#served.add(lease.locationId);
+      this.#o.onServe?.(lease.locationId);
+    }
+    // Its first loop takes its place now (claims never ask for more locations than free places).
+    this.#spawn(lane, true);
+  }
+
+  /**
+   * One more job loop for the lane, if the process and the location allow it. While other
+   * locations are due, a lane keeps to two loops: enough for a location's HighLevel budget (10
+   * requests a second at 50 ms), and the rest of the process's places go to the others' turns.
+   */
+  #spawn(lane: Lane, first = false): void {
+    const cap = Math.min(this.#o.perLocation(lane.lease.locationId), this.#othersDue ? FAIR_SHARE_LOOPS : Infinity);
+    if (!first && (this.#loops >= this.#o.maxActive || lane.loops >= cap)) return;
+    this.#loops += 1;
+    lane.loops += 1;
+    void this.#loop(lane, first)
+      .catch((error: unknown) => this.#log.warn({ err: coerceError(error), locationId: lane.lease.locationId }, 'job loop failed'))
+      .finally(() => {
+        this.#loops -= 1;
+        lane.loops -= 1;
+        // Claim again once the turn has ended: the location's new place is then in the ready set.
+        if (lane.loops === 0) void this.#endLane(lane).finally(() => this.#kick());
+        else this.#kick();
+      });
+  }
+
+  /** Takes a job, runs it, and takes the next one with its completion, until the turn ends. */
+  async #loop(lane: Lane, first: boolean): Promise<void> {
+    if (first) await this.#checkStalled(lane);
+    const token = `${this.#workerName}:${(this.#tokenSeq += 1)}`;
+    let job = await this.#fetch(lane, token);
+    if (job !== undefined) this.#spawn(lane);
+    while (job !== undefined) {
+      job = await this.#handle(lane, job, token);
+    }
+  }
+
+  #mayContinue(lane: Lane): boolean {
+    return !this.#closing && lane.waitMs === undefined && !lane.paused && Date.now() - lane.startedAt < (this.#o.sliceMs ?? 1_000);
+  }
+
+  async #fetch(lane: Lane, token: string): Promise<Job | undefined> {
+    if (!this.#mayContinue(lane)) return undefined;
+    const next = await lane.queue.getBackend().moveToActive(token, this.#workerName);
+    return this.#jobFrom(lane, next);
+  }
+
+  #jobFrom(lane: Lane, next: unknown): Job | undefined {
+    if (!Array.isArray(next)) return undefined;
+    const [jobData, jobId, , delayUntil] = next as [Record<string, string> | null | undefined, string | undefined, number, number];
+    if (typeof delayUntil === 'number' && delayUntil > 0) lane.delayUntil = lane.delayUntil === 0 ? delayUntil : Math.min(lane.delayUntil, delayUntil);
+    if (jobData === null || jobData === undefined || jobId === undefined) {
+      lane.exhausted = true;
+      return undefined;
+    }
+    return Job.fromJSON(lane.queue, jobData as never, jobId);
+  }
+
+  /** Runs one job and moves it on; returns the next job of the location when the turn goes on. */
+  async #handle(lane: Lane, job: Job, token: string): Promise<Job | undefined> {
+    const id = String(job.id);
+    job.token = token;
+    lane.active.set(id, token);
+    let result: DeliveryResult | undefined;
+    let failure: unknown;
+    try {
+      result = await this.#o.processor(job);
+    } catch (error) {
+      failure = error;
+    }
+    lane.active.delete(id);
+    try {
+      // Take the location's next job with this one's completion, while the turn goes on.
+      const fetchNext = this.#mayContinue(lane);
+      const nextOf = (next: unknown) => (fetchNext ? this.#jobFrom(lane, next) : undefined);
+      if (failure === undefined) {
+        return nextOf(await job.moveToCompleted(result, token, fetchNext));
+      }
+      if (failure instanceof LocationWait) {
+        // The earliest moment any of its jobs may go: a wait that proves too short costs one more turn.
+        lane.waitMs = Math.min(lane.waitMs ?? Infinity, failure.waitMs);
+        await job.moveToWait(token);
+        return undefined;
+      }
+      if (failure instanceof LocationPaused) {
+        lane.paused = true;
+        await job.moveToWait(token);
+        return undefined;
+      }
+      if (failure instanceof WorkerStopping) {
+        await job.moveToWait(token);
+        return undefined;
+      }
+      const error = failure instanceof Error ? failure : coerceError(failure);
+      const next = await job.moveToFailed(error, token, fetchNext);
+      // A job that failed for good without the processor dead-lettering it (an unexpected error
+      // on its last attempt) is recorded here, so that nothing leaves without a trace.
+      if (job.finishedOn !== undefined && !isDeadLettered(error)) await this.#recordFailed(lane.lease.locationId, job);
+      return nextOf(next);
+    } catch (error) {
+      // The lock was lost (the job stalled and another worker took it), or Redis failed: the
+      // job's lock expires and the stalled-job check gives it back.
+      this.#log.warn({ err: coerceError(error), locationId: lane.lease.locationId, jobId: id }, 'could not move a job on');
+      return undefined;
+    }
+  }
+
+  /** The turn is over: tell the ready set when the location is next due. */
+  async #endLane(lane: Lane): Promise<void> {
+    if (this.#lanes.get(lane.lease.locationId) !== lane) return;
+    this.#lanes.delete(lane.lease.locationId);
+    let end: TurnEnd;
+    try {
+      if (lane.waitMs !== undefined) end = { mode: 'wait', ms: lane.waitMs };
+      else if (!lane.exhausted && !lane.paused) end = { mode: 'turn' };
+      else if (lane.paused) end = { mode: 'idle' };
+      else end = await this.#idleEnd(lane);
+      await this.#o.state.endLease(lane.lease, end);
+    } catch (error) {
+      // The lease ends by itself and the location becomes due again.
+      this.#log.warn({ err: coerceError(error), locationId: lane.lease.locationId }, 'could not end a turn');
+    } finally {
+      lane.finish();
+    }
+  }
+
+  /**
+   * Nothing left to take: due again at the next retry, or after a stalled-job interval while jobs
+   * of a process that died are still active, else dropped until producers add more.
+   */
+  async #idleEnd(lane: Lane): Promise<TurnEnd> {
+    const [[, active], [, delayed]] = (await this.#o.connection
+      .pipeline()
+      .llen(lane.queue.toKey('active'))
+      .zrange(lane.queue.toKey('delayed'), 0, 0, 'WITHSCORES')
+      .exec()) as [[unknown, number], [unknown, string[]]];
+    if (active > 0) return { mode: 'idle', ms: this.#o.lockMs };
+    // BullMQ scores a delayed job (timestamp * 4096 + a counter).
+    const nextRetry = delayed[1] === undefined ? lane.delayUntil : Math.floor(Number(delayed[1]) / 4096);
+    if (nextRetry > 0) return { mode: 'idle', ms: Math.max(0, nextRetry - Date.now()) };
+    return { mode: 'idle' };
+  }
+
+  /** BullMQ's stalled-job check, for a location this process now holds: jobs of a dead process come back. */
+  async #checkStalled(lane: Lane): Promise<void> {
+    try {
+      const stalled = (await lane.queue.getBackend().moveStalledJobsToWait()) as unknown;
+      if (!Array.isArray(stalled) || stalled.length === 0) return;
+      this.#log.warn({ locationId: lane.lease.locationId, jobs: stalled.length }, 'jobs of a stopped worker taken again');
+      for (const jobId of stalled as string[]) {
+        const job = await Job.fromId(lane.queue, jobId);
+        if (job !== undefined && (await job.getState()) === 'failed') await this.#recordFailed(lane.lease.locationId, job);
+      }
+    } catch (error) {
+      this.#log.warn({ err: coerceError(error), locationId: lane.lease.locationId }, 'stalled-job check failed');
+    }
+  }
+
+  /** Renews the locks of active jobs and the leases of held locations (every half lock). */
+  async #renew(): Promise<void> {
+    for (const lane of this.#lanes.values()) {
+      try {
+        if (lane.active.size > 0) {
+          await lane.queue.getBackend().extendLocks([...lane.active.keys()], [...lane.active.values()], this.#o.lockMs);
+        }
+        await this.#o.state.renewLease(lane.lease, this.#o.lockMs);
+      } catch (error) {
+        this.#log.warn({ err: coerceError(error), locationId: lane.lease.locationId }, 'could not renew locks');
+      }
+    }
+  }
+
+  async #recordFailed(locationId: string, job: Job): Promise<void> {
+    try {
+      const parsed = jobDataSchema.safeParse(job.data);
+      await this.#o.deadLetters.write({
+        locationId,
+        key: parsed.success ? parsed.data.key : String(job.id),
+        job: parsed.success ? parsed.data : undefined,
+        ...(parsed.success ? {} : { raw: job.data }),
+        class: 'stalled',
+        reason: `failed outside delivery: ${job.failedReason}`,
+        attempts: job.attemptsMade,
+        firstAttemptAt: job.processedOn ?? job.timestamp,
+        lastAttemptAt: job.finishedOn ?? Date.now(),
+        worker: this.#workerName,
+      });
+      // Recorded: the copy in BullMQ's failed set has nothing more to tell.
+      await job.remove();
+    } catch (error) {
+      this.#log.error({ err: coerceError(error), locationId, jobId: job.id }, 'could not dead-letter a failed job');
+    }
+  }
+
+  /** The location's queue object (no connection of its own), kept for the locations served lately. */
+  #queue(locationId: string): Queue {
+    let queue = this.#queues.get(locationId);
+    if (queue !== undefined) {
+      this.#queues.delete(locationId);
+      this.#queues.set(locationId, queue);
+      return queue;
+    }
+    const random = this.#o.random ?? Math.random;
+    // What BullMQ's scripts read from a worker's options, given to the queue object instead:
+    // the job lock, the stalled-job check, what to keep of finished jobs, and the backoff.
+    const workerOptions = {
+      connection: this.#o.connection,
+      prefix: this.#o.prefix,
+      name: this.#workerName,
+      lockDuration: this.#o.lockMs,
+      stalledInterval: this.#o.lockMs,
+      maxStalledCount: 10,
+      removeOnComplete: { age: 24 * 3600, count: 1000 },
+      removeOnFail: { count: 1000 },
+      settings: {
+        backoffStrategy: (attempt: number, _type?: string, error?: Error) =>
+          backoffDelay(attempt, random, error instanceof RetryableDeliveryError ? error.retryAfterMs : undefined, this.#o.backoff ?? DEFAULT_BACKOFF),
+      },
+    };
+    queue = new Queue(locationQueueName(locationId), workerOptions as ConstructorParameters<typeof Queue>[1]);
+    queue.on('error', (error: unknown) => this.#log.warn({ err: coerceError(error), locationId }, 'queue error'));
+    this.#queues.set(locationId, queue);
+    if (this.#queues.size > QUEUE_CACHE) {
+      for (const [id, old] of this.#queues) {
+        if (this.#lanes.has(id)) continue;
+        this.#queues.delete(id);
+        void old.close().catch(() => undefined);
+        break;
+      }
+    }
+    return queue;
+  }
+}

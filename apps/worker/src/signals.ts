@@ -1,0 +1,40 @@
+/**
+ * How the processor tells the dispatcher what to do with a job that was not delivered or
+ * dead-lettered: typed signals, recognised by class (and by `name` across a process boundary),
+ * never by the text of a message. None of them costs the message an attempt.
+ */
+import { UnrecoverableError } from 'bullmq';
+
+/** The whole location waits `waitMs` (its budget, a 429, HighLevel down, the daily cap): the job goes back first in line. */
+export class LocationWait extends Error {
+  override name = 'LocationWait';
+  readonly waitMs: number;
+
+  constructor(waitMs: number) {
+    super(`location waits ${Math.ceil(waitMs)} ms`);
+    this.waitMs = waitMs;
+  }
+}
+
+/** The location was paused (credentials): the job goes back, into the paused queue. */
+export class LocationPaused extends Error {
+  override name = 'LocationPaused';
+}
+
+/** This worker is stopping: the job goes back for another worker, its slot back to the location. */
+export class WorkerStopping extends Error {
+  override name = 'WorkerStopping';
+}
+
+/**
+ * The message was dead-lettered (the record is written): the job fails for good. The one
+ * UnrecoverableError the product throws.
+ */
+export class DeadLettered extends UnrecoverableError {
+  override name = 'UnrecoverableError';
+  readonly deadLettered = true;
+}
+
+export function isDeadLettered(error: unknown): boolean {
+  return error instanceof DeadLettered || (typeof error === 'object' && error !== null && (error as { deadLettered?: unknown }).deadLettered === true);
+}

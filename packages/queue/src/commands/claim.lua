@@ -1,0 +1,35 @@
+--[[
+  A dispatcher takes up to `count` due locations for a lease: those with live messages first, then
+  the others, longest due first (so every location gets its turn). A location held by a process
+  that died becomes due again when its lease ends.
+
+  KEYS[1] ready, KEYS[2] live, KEYS[3] leases   (as in mark-ready.lua)
+  ARGV[1] count, ARGV[2] leaseMs
+
+  Returns {nextDueInMs, id1, lease1, id2, lease2, ...}; nextDueInMs -1 when nothing is scheduled.
+]]
+--- @include "includes/now"
+local readyKey, liveKey, leasesKey = KEYS[1], KEYS[2], KEYS[3]
+local count, lease = tonumber(ARGV[1]), now + tonumber(ARGV[2])
+local out = {0}
+local taken = 0
+local function take(id)
+  redis.call('ZADD', readyKey, lease, id)
+  redis.call('HSET', leasesKey, id, lease)
+  out[#out + 1] = id
+  out[#out + 1] = lease
+  taken = taken + 1
+end
+while taken < count do
+  local popped = redis.call('ZPOPMIN', liveKey)
+  if #popped == 0 then break end
+  local score = tonumber(redis.call('ZSCORE', readyKey, popped[1]) or 'inf')
+  -- One that is waiting or held keeps its place: its wait ends, or its holder takes the live ones first.
+  if score <= now then take(popped[1]) end
+end
+if taken < count then
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', readyKey, '-inf', now, 'LIMIT', 0, count - taken)) do take(id) end
+end
+local first = redis.call('ZRANGE', readyKey, 0, 0, 'WITHSCORES')
+out[1] = #first == 0 and -1 or math.max(0, tonumber(first[2]) - now)
+return out

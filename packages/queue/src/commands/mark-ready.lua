@@ -1,0 +1,34 @@
+--[[
+  Producers added messages for these locations: make each one due now unless it is due already,
+  waiting (its wait ends by itself) or held. A held one is marked so that its holder, finding its
+  queue empty just before these messages arrived, makes it due again instead of dropping it.
+  Wakes the dispatchers when any location became due.
+
+  KEYS[1] ready   ZSET  locations with work, score: when one may be taken (a lease's end if held)
+  KEYS[2] live    ZSET  due locations with live messages, served before the others
+  KEYS[3] leases  HASH  location -> the score of its current lease, with ':m' appended once
+                        producers added messages while it was held
+
+  ARGV[1] 'live' (live messages), 'backfill', or 'resume' (a person started the location again:
+          due now even if it was waiting), ARGV[2] the wake channel, ARGV[3..] location ids
+
+  Returns how many locations became due.
+]]
+--- @include "includes/now"
+local readyKey, liveKey, leasesKey = KEYS[1], KEYS[2], KEYS[3]
+local live, resume = ARGV[1] == 'live', ARGV[1] == 'resume'
+local woken = 0
+for i = 3, #ARGV do
+  local id = ARGV[i]
+  local score = redis.call('ZSCORE', readyKey, id)
+  local held = score and redis.call('HGET', leasesKey, id) == score
+  if not score or (resume and not held and tonumber(score) > now) then
+    redis.call('ZADD', readyKey, now, id)
+    woken = woken + 1
+  elseif held then
+    redis.call('HSET', leasesKey, id, score .. ':m')
+  end
+  if live then redis.call('ZADD', liveKey, 'NX', now, id) end
+end
+if woken > 0 then redis.call('PUBLISH', ARGV[2], woken) end
+return woken

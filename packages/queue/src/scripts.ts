@@ -1,0 +1,67 @@
+/**
+ * The product's Lua scripts, kept as files in `commands/` the way BullMQ keeps
+ * `src/commands/*.lua`: a header naming KEYS and ARGV, named locals, and shared helpers
+ * included (`--- @include "includes/<name>"`) rather than pasted. Every script touches the keys
+ * of one hash slot only (a location's `{locationId}`, or the dispatcher's `{ready}`), so they run
+ * on Redis Cluster too.
+ */
+import { readFileSync } from 'node:fs';
+import type { Redis, Result } from 'ioredis';
+
+/** Each script and how many of its arguments are KEYS. */
+export const SCRIPTS = {
+  ghlAcquire: { file: 'acquire', keys: 10 },
+  ghlProceed: { file: 'proceed', keys: 7 },
+  ghlSettle: { file: 'settle', keys: 10 },
+  ghlRefuse: { file: 'refuse', keys: 3 },
+  ghlRelease: { file: 'release', keys: 4 },
+  ghlMarkReady: { file: 'mark-ready', keys: 3 },
+  ghlClaim: { file: 'claim', keys: 3 },
+  ghlEndLease: { file: 'end-lease', keys: 3 },
+  ghlRenewLease: { file: 'renew-lease', keys: 3 },
+} as const;
+
+type Arg = string | number;
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    ghlAcquire(...args: Arg[]): Result<[number, string | number, number?], Context>;
+    ghlProceed(...args: Arg[]): Result<[number, number], Context>;
+    ghlSettle(...args: Arg[]): Result<number, Context>;
+    ghlRefuse(...args: Arg[]): Result<number, Context>;
+    ghlRelease(...args: Arg[]): Result<number, Context>;
+    ghlMarkReady(...args: Arg[]): Result<number, Context>;
+    ghlClaim(...args: Arg[]): Result<(string | number)[], Context>;
+    ghlEndLease(...args: Arg[]): Result<number, Context>;
+    ghlRenewLease(...args: Arg[]): Result<number, Context>;
+  }
+}
+
+const DIR = new URL('./commands/', import.meta.url);
+const INCLUDE = /^--- @include "([\w/-]+)"\s*$/gm;
+
+/** A script's source with its includes resolved (each helper once, in order of first use). */
+export function scriptSource(file: string): string {
+  const seen = new Set<string>();
+  const expand = (name: string): string =>
+    readFileSync(new URL(`${name}.lua`, DIR), 'utf8').replace(INCLUDE, (_line, include: string) => {
+      if (seen.has(include)) return '';
+      seen.add(include);
+      return expand(include);
+    });
+  return expand(file);
+}
+
+const sources = new Map<string, string>();
+
+/** Defines every script on the connection (once per connection); ioredis sends EVALSHA, then EVAL on NOSCRIPT. */
+export function defineScripts(redis: Redis): void {
+  if (typeof (redis as Partial<Redis>).ghlAcquire === 'function') return;
+  for (const [name, { file, keys }] of Object.entries(SCRIPTS)) {
+    let lua = sources.get(file);
+    if (lua === undefined) {
+      lua = scriptSource(file);
+      sources.set(file, lua);
+    }
+    redis.defineCommand(name, { numberOfKeys: keys, lua });
+  }
+}
