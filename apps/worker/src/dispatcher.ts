@@ -334,11 +334,16 @@ export class Dispatcher {
    * of a process that died are still active, else dropped until producers add more.
    */
   async #idleEnd(lane: Lane): Promise<TurnEnd> {
-    const [[, active], [, delayed]] = (await this.#o.connection
+    const [[, waiting], [, prioritized], [, active], [, delayed]] = (await this.#o.connection
       .pipeline()
+      .llen(lane.queue.toKey('wait'))
+      .zcard(lane.queue.toKey('prioritized'))
       .llen(lane.queue.toKey('active'))
       .zrange(lane.queue.toKey('delayed'), 0, 0, 'WITHSCORES')
-      .exec()) as [[unknown, number], [unknown, string[]]];
+      .exec()) as [[unknown, number], [unknown, number], [unknown, number], [unknown, string[]]];
+    // A retry whose time came between the last fetch and now was moved to the wait list by
+    // BullMQ's own promotion: the location has work after all.
+    if (waiting + prioritized > 0) return { mode: 'turn' };
     if (active > 0) return { mode: 'idle', ms: this.#o.lockMs };
     // BullMQ scores a delayed job (timestamp * 4096 + a counter).
     const nextRetry = delayed[1] === undefined ? lane.delayUntil : Math.floor(Number(delayed[1]) / 4096);

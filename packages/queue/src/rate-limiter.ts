@@ -18,6 +18,7 @@ import { formatLedgerEntry, parseLedgerEntry, type LedgerEntry } from './ledger.
 import { keysFor } from './keys.ts';
 import type { Budget } from './rate-budget.ts';
 import { defineScripts } from './scripts.ts';
+import { TickBatch } from './tick-batch.ts';
 
 /**
  * Expected latency until a location's first answers teach us better (scheduling only). Zero:
@@ -66,26 +67,40 @@ export class RateLimiter {
     defineScripts(redis);
   }
 
-  /** Checks the ledger for `key`, then reserves a slot for `slot` (a unique id) or says how long to wait. */
-  async acquire(locationId: string, key: string, slot: string): Promise<Acquired> {
+  /**
+   * Checks the ledger for `key`, then reserves a slot for `slot` (a unique id) or says how long to
+   * wait. Calls for one location in the same tick go to Redis as one script call.
+   */
+  acquire(locationId: string, key: string, slot: string): Promise<Acquired> {
+    return this.#acquires.add(locationId, { key, slot });
+  }
+
+  readonly #acquires = new TickBatch<{ key: string; slot: string }, Acquired>(async (locationId, items) => {
     const k = this.#keys(locationId);
     const b = this.#o.budget(locationId);
     const horizon = this.#o.horizonMs?.(b) ?? 2 * b.windowMs;
+    const keys = keysFor(this.#o.prefix);
     const r = await this.#redis.ghlAcquire(
-      k.answered, k.inflight, k.reserved, k.others, k.block, k.daily, k.learned, keysFor(this.#o.prefix).ledger(locationId, key), k.probe, k.stats,
-      slot, b.max, b.windowMs, b.daily, this.#o.inflightMs, this.#o.resetOffsetMs, horizon, DEFAULT_LATENCY_MS,
+      9 + items.length,
+      k.answered, k.inflight, k.reserved, k.others, k.block, k.daily, k.learned, k.probe, k.stats,
+      ...items.map((i) => keys.ledger(locationId, i.key)),
+      b.max, b.windowMs, b.daily, this.#o.inflightMs, this.#o.resetOffsetMs, horizon, DEFAULT_LATENCY_MS,
+      ...items.map((i) => i.slot),
     );
-    switch (r[0]) {
-      case 1:
-        return { kind: 'delivered', entry: parseLedgerEntry(String(r[1])) };
-      case 0:
-        return { kind: 'reserved', slot, sendInMs: Number(r[1]) };
-      case 3:
-        return { kind: 'parked', waitMs: Number(r[1]), until: Number(r[2]) };
-      default:
-        return { kind: 'wait', waitMs: Number(r[1]) };
-    }
-  }
+    return items.map(({ slot }, i): Acquired => {
+      const [code, value, until] = [Number(r[3 * i]), r[3 * i + 1], r[3 * i + 2]];
+      switch (code) {
+        case 1:
+          return { kind: 'delivered', entry: parseLedgerEntry(String(value)) };
+        case 0:
+          return { kind: 'reserved', slot, sendInMs: Number(value) };
+        case 3:
+          return { kind: 'parked', waitMs: Number(value), until: Number(until) };
+        default:
+          return { kind: 'wait', waitMs: Number(value) };
+      }
+    });
+  });
 
   /**
    * The gate of a reserved request, when its time comes: `go`, or `later` (call again after
@@ -108,7 +123,7 @@ export class RateLimiter {
    * (unreachable, 502/503/504, timeout) adds one and returns the count, `up` (it answered for
    * itself) forgets them. Returns the count, 0 when not `down`.
    */
-  async settle(
+  settle(
     locationId: string,
     key: string,
     slot: string,
@@ -116,16 +131,29 @@ export class RateLimiter {
     delivered?: LedgerEntry,
     health?: 'up' | 'down',
   ): Promise<number> {
+    return this.#settles.add(locationId, { key, slot, rate, delivered, health });
+  }
+
+  readonly #settles = new TickBatch<
+    { key: string; slot: string; rate: RateHeaders | undefined; delivered: LedgerEntry | undefined; health: 'up' | 'down' | undefined },
+    number
+  >(async (locationId, items) => {
     const k = this.#keys(locationId);
     const b = this.#o.budget(locationId);
     const v = (n: number | undefined) => (n === undefined ? '' : n);
-    return this.#redis.ghlSettle(
-      k.answered, k.inflight, k.others, k.learned, k.daily, keysFor(this.#o.prefix).ledger(locationId, key), k.probe, k.outage, k.stats, k.block,
-      slot, b.max, b.windowMs, b.daily, this.#o.resetOffsetMs,
-      v(rate?.remaining), v(rate?.max), v(rate?.intervalMs), v(rate?.dailyRemaining), v(rate?.daily),
-      delivered === undefined ? '' : formatLedgerEntry(delivered), this.#o.ledgerTtlMs, this.#o.inflightMs, health ?? '',
+    const keys = keysFor(this.#o.prefix);
+    const r = await this.#redis.ghlSettle(
+      9 + items.length,
+      k.answered, k.inflight, k.others, k.learned, k.daily, k.probe, k.outage, k.stats, k.block,
+      ...items.map((i) => keys.ledger(locationId, i.key)),
+      b.max, b.windowMs, b.daily, this.#o.resetOffsetMs, this.#o.ledgerTtlMs, this.#o.inflightMs,
+      ...items.flatMap(({ slot, rate, delivered, health }) => [
+        slot, v(rate?.remaining), v(rate?.max), v(rate?.intervalMs), v(rate?.dailyRemaining), v(rate?.daily),
+        delivered === undefined ? '' : formatLedgerEntry(delivered), health ?? '',
+      ]),
     );
-  }
+    return r.map(Number);
+  });
 
   /**
    * HighLevel answered 429 (or is down): the slot is given back and the location waits in every

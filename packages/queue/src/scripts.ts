@@ -8,25 +8,25 @@
 import { readFileSync } from 'node:fs';
 import type { Redis, Result } from 'ioredis';
 
-/** Each script and how many of its arguments are KEYS. */
+/** Each script and how many of its arguments are KEYS (`undefined`: given with each call, for a batch). */
 export const SCRIPTS = {
-  ghlAcquire: { file: 'acquire', keys: 10 },
+  ghlAcquire: { file: 'acquire', keys: undefined },
   ghlProceed: { file: 'proceed', keys: 7 },
-  ghlSettle: { file: 'settle', keys: 10 },
+  ghlSettle: { file: 'settle', keys: undefined },
   ghlRefuse: { file: 'refuse', keys: 3 },
   ghlRelease: { file: 'release', keys: 4 },
   ghlMarkReady: { file: 'mark-ready', keys: 3 },
   ghlClaim: { file: 'claim', keys: 3 },
   ghlEndLease: { file: 'end-lease', keys: 3 },
   ghlRenewLease: { file: 'renew-lease', keys: 3 },
-} as const;
+} as const satisfies Record<string, { file: string; keys: number | undefined }>;
 
 type Arg = string | number;
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    ghlAcquire(...args: Arg[]): Result<[number, string | number, number?], Context>;
+    ghlAcquire(...args: Arg[]): Result<(string | number)[], Context>;
     ghlProceed(...args: Arg[]): Result<[number, number], Context>;
-    ghlSettle(...args: Arg[]): Result<number, Context>;
+    ghlSettle(...args: Arg[]): Result<number[], Context>;
     ghlRefuse(...args: Arg[]): Result<number, Context>;
     ghlRelease(...args: Arg[]): Result<number, Context>;
     ghlMarkReady(...args: Arg[]): Result<number, Context>;
@@ -62,6 +62,6 @@ export function defineScripts(redis: Redis): void {
       lua = scriptSource(file);
       sources.set(file, lua);
     }
-    redis.defineCommand(name, { numberOfKeys: keys, lua });
+    redis.defineCommand(name, keys === undefined ? { lua } : { numberOfKeys: keys, lua });
   }
 }
