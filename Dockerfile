@@ -20,4 +20,5 @@ WORKDIR /app
 COPY --from=deps --chown=node:node /app ./
 COPY --chown=node:node . .
 USER node
-CMD ["node", "apps/worker/src/main.ts"]
+# As `pnpm worker` runs it (package.json): a bounded heap, so garbage is collected before RSS grows.
+CMD ["node", "--max-old-space-size=192", "--max-semi-space-size=16", "apps/worker/src/main.ts"]

@@ -3,7 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { RedisServer, waitForPing } from '@ghl-ingest/testing';
+import { nodeArgsOf, RedisServer, waitForPing } from '@ghl-ingest/testing';
 
 export const ROOT = resolve(import.meta.dirname, '..');
 
@@ -53,8 +53,10 @@ export async function standIn(args: string[]): Promise<Stand> {
   };
 }
 
+/** A script as a process; `pnpm worker`'s script runs with the Node flags package.json gives it. */
 export function node(script: string, env: Record<string, string>, quiet = true): ChildProcess {
-  return spawn(process.execPath, [resolve(ROOT, script)], {
+  const args = script === 'apps/worker/src/main.ts' ? nodeArgsOf('worker') : [resolve(ROOT, script)];
+  return spawn(process.execPath, args, {
     env: { ...process.env, ...env },
     stdio: ['ignore', quiet ? 'ignore' : 'inherit', 'inherit'],
   });

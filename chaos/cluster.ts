@@ -11,16 +11,13 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { ConfigPatch, FakeStats, ReceivedMessage } from '@ghl-ingest/fake-api';
 import { createRedis, DeadLetters, locationQueueName, type DeadLetterRecord } from '@ghl-ingest/queue';
-import { pendingJobs, RedisServer, settled, type RedisServerOptions } from '@ghl-ingest/testing';
+import { nodeArgsOf, pendingJobs, RedisServer, settled, type RedisServerOptions } from '@ghl-ingest/testing';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 
 const ROOT = resolve(import.meta.dirname, '..');
-const WORKER_MAIN = join(ROOT, 'apps/worker/src/main.ts');
-const INGEST_MAIN = join(ROOT, 'apps/producer/src/main.ts');
 const FAKE_MAIN = join(ROOT, 'packages/fake-api/src/main.ts');
 /** What `pnpm ingest` runs with (package.json): the importer is held to its production heap. */
-const INGEST_FLAGS = ['--max-old-space-size=128', '--max-semi-space-size=16'];
 
 export const PREFIX = 'chaos';
 
@@ -120,12 +117,12 @@ export class Cluster {
 
   /** `pnpm worker`. */
   spawnWorker(env: Record<string, string> = {}): Proc {
-    return this.#spawn('worker', [WORKER_MAIN], env);
+    return this.#spawn('worker', nodeArgsOf('worker'), env);
   }
 
   /** `pnpm ingest <args>`, running. */
   ingest(args: string[], env: Record<string, string> = {}): Proc {
-    return this.#spawn(`ingest-${args[0] ?? ''}`, [...INGEST_FLAGS, INGEST_MAIN, ...args], env);
+    return this.#spawn(`ingest-${args[0] ?? ''}`, [...nodeArgsOf('ingest'), ...args], env);
   }
 
   /** `pnpm ingest <args>` to its end: exit code and output. */

@@ -20,7 +20,7 @@ import {
 import type { Job } from 'bullmq';
 import { outageWait } from './backoff.ts';
 import { apiHealth, classify, type Classification } from './classify.ts';
-import type { HighLevelClient } from './http-client.ts';
+import type { HighLevelClient, PostResult } from './http-client.ts';
 import type { Semaphore } from './semaphore.ts';
 import type { TokenStore } from './tokens.ts';
 import { DeadLettered, LocationPaused, LocationWait, WorkerStopping } from './signals.ts';
@@ -144,18 +144,26 @@ export class Delivery {
 
     let release: () => void;
     try {
-      release = await this.#o.inFlight.acquire(this.#stopping.signal);
+      // Live messages (a sync process waiting on them) go before backfill for a place in flight.
+      release = await this.#o.inFlight.acquire(this.#stopping.signal, data.source === 'live');
     } catch {
       // The worker is stopping: this job goes back to the queue, its slot back to the location.
       await this.#o.state.release(data.locationId, slot);
       throw new WorkerStopping();
     }
-    let result;
+    // The request counts as in flight until its outcome is recorded (the ledger written, or the
+    // failure counted): a worker killed meanwhile can leave at most WORKER_CONCURRENCY messages
+    // that HighLevel may hold and the ledger does not.
     try {
-      result = await this.#o.client.post(token, data.body);
+      const result = await this.#o.client.post(token, data.body);
+      return await this.#answered(job, data, slot, result, log);
     } finally {
       release();
     }
+  };
+
+  /** Classifies an answer (or a failure without one) and acts on it; see the README's table. */
+  async #answered(job: Job, data: JobData, slot: string, result: PostResult, log: JobLog): Promise<DeliveryResult> {
     const { outcome, latencyMs } = result;
     const status = outcome.kind === 'answer' ? outcome.status : undefined;
     const verdict = classify(outcome, this.#o.now());
@@ -203,7 +211,7 @@ export class Delivery {
         return this.#retryOrDeadLetter(job, data, verdict, { ...fields, outcome }, log);
       }
     }
-  };
+  }
 
   /** Stops waits for reserved slots (the worker is stopping): their jobs go back to the queue. */
   stop(): void {

@@ -67,7 +67,10 @@ interface Lane {
   finish: () => void;
 }
 
-const QUEUE_CACHE = 2_000;
+/** Queue objects kept for locations served lately (each holds a few dozen key names and listeners). */
+const QUEUE_CACHE = 256;
+/** How often a process with no free place asks whether other locations are due (ms). */
+const OTHERS_DUE_EVERY_MS = 250;
 /** A lane's loops at most while other locations wait for their turn. */
 const FAIR_SHARE_LOOPS = 2;
 
@@ -80,6 +83,7 @@ export class Dispatcher {
   readonly #workerName = `${hostname()}:${process.pid}`;
   #loops = 0;
   #othersDue = false;
+  #othersDueAt = 0;
   #closing = false;
   #wake: (() => void) | undefined;
   #main: Promise<void> | undefined;
@@ -105,7 +109,7 @@ export class Dispatcher {
     return [...this.#lanes.keys()];
   }
 
-  /** Locations this process served lately (at most a few thousand), newest last. */
+  /** Locations this process served lately (at most 256), newest last. */
   get servedLately(): string[] {
     return [...this.#queues.keys()];
   }
@@ -149,6 +153,16 @@ export class Dispatcher {
     while (!this.#closing) {
       let sleepMs = idle;
       const free = this.#o.maxActive - this.#loops;
+      if (free === 0 && Date.now() - this.#othersDueAt >= OTHERS_DUE_EVERY_MS) {
+        // Full: whether others wait decides if the lanes here keep their turns short.
+        this.#othersDueAt = Date.now();
+        try {
+          this.#othersDue = (await this.#o.state.dueCount()) > 0;
+        } catch (error) {
+          this.#log.warn({ err: coerceError(error) }, 'could not count due locations');
+        }
+        sleepMs = OTHERS_DUE_EVERY_MS;
+      }
       if (free > 0) {
         try {
           const asked = Math.min(free, 32);
@@ -231,7 +245,7 @@ export class Dispatcher {
 
   /** Takes a job, runs it, and takes the next one with its completion, until the turn ends. */
   async #loop(lane: Lane, first: boolean): Promise<void> {
-    if (first) await this.#checkStalled(lane);
+    if (first && lane.lease.check === true) await this.#checkStalled(lane);
     const token = `${this.#workerName}:${(this.#tokenSeq += 1)}`;
     let job = await this.#fetch(lane, token);
     if (job !== undefined) this.#spawn(lane);
@@ -240,8 +254,13 @@ export class Dispatcher {
     }
   }
 
+  /** Whether the lane's turn goes on: a turn ends after its slice only while other locations are due. */
   #mayContinue(lane: Lane): boolean {
-    return !this.#closing && lane.waitMs === undefined && !lane.paused && Date.now() - lane.startedAt < (this.#o.sliceMs ?? 1_000);
+    if (this.#closing || lane.waitMs !== undefined || lane.paused) return false;
+    if (Date.now() - lane.startedAt < (this.#o.sliceMs ?? 1_000)) return true;
+    if (this.#othersDue) return false;
+    lane.startedAt = Date.now();
+    return true;
   }
 
   async #fetch(lane: Lane, token: string): Promise<Job | undefined> {
@@ -344,7 +363,9 @@ export class Dispatcher {
     // A retry whose time came between the last fetch and now was moved to the wait list by
     // BullMQ's own promotion: the location has work after all.
     if (waiting + prioritized > 0) return { mode: 'turn' };
-    if (active > 0) return { mode: 'idle', ms: this.#o.lockMs };
+    // Jobs active, none of them ours: a process that died holds them until BullMQ's stalled-job
+    // check (run by the location's next holder, a lock period from now) gives them back.
+    if (active > 0) return { mode: 'check', ms: this.#o.lockMs };
     // BullMQ scores a delayed job (timestamp * 4096 + a counter).
     const nextRetry = delayed[1] === undefined ? lane.delayUntil : Math.floor(Number(delayed[1]) / 4096);
     if (nextRetry > 0) return { mode: 'idle', ms: Math.max(0, nextRetry - Date.now()) };
@@ -416,6 +437,8 @@ export class Dispatcher {
     const workerOptions = {
       connection: this.#o.connection,
       prefix: this.#o.prefix,
+      // BullMQ would send INFO for each queue object: the worker's own connection checked Redis once.
+      skipVersionCheck: true,
       name: this.#workerName,
       lockDuration: this.#o.lockMs,
       stalledInterval: this.#o.lockMs,

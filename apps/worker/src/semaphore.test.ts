@@ -27,4 +27,16 @@ describe('Semaphore', () => {
     const next = await s.acquire();
     expect(typeof next).toBe('function');
   });
+
+  it('an urgent waiter (a live message) goes before the others already waiting', async () => {
+    const s = new Semaphore(1);
+    const held = await s.acquire();
+    const order: string[] = [];
+    const backfill = s.acquire().then((r) => (order.push('backfill'), r));
+    const live = s.acquire(undefined, true).then((r) => (order.push('live'), r));
+    held();
+    (await live)();
+    (await backfill)();
+    expect(order).toEqual(['live', 'backfill']);
+  });
 });

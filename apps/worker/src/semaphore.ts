@@ -1,4 +1,4 @@
-/** A counting semaphore: at most `limit` holders at once; waiters are served in order. */
+/** A counting semaphore: at most `limit` holders at once; waiters are served in order, urgent ones first. */
 export class Semaphore {
   #free: number;
   #waiters: (() => void)[] = [];
@@ -7,8 +7,11 @@ export class Semaphore {
     this.#free = limit;
   }
 
-  /** Resolves with the release function; rejects if `signal` aborts while waiting. */
-  async acquire(signal?: AbortSignal): Promise<() => void> {
+  /**
+   * Resolves with the release function; rejects if `signal` aborts while waiting. An `urgent`
+   * waiter (a live message) goes before those already waiting (backfill).
+   */
+  async acquire(signal?: AbortSignal, urgent = false): Promise<() => void> {
     if (this.#free > 0) this.#free -= 1;
     else {
       signal?.throwIfAborted();
@@ -21,7 +24,8 @@ export class Semaphore {
           this.#waiters = this.#waiters.filter((w) => w !== waiter);
           reject(signal?.reason as Error);
         };
-        this.#waiters.push(waiter);
+        if (urgent) this.#waiters.unshift(waiter);
+        else this.#waiters.push(waiter);
         signal?.addEventListener('abort', onAbort, { once: true });
       });
     }

@@ -6,7 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { FakeHighLevel, type FakeHighLevelOptions } from '@ghl-ingest/fake-api';
 import {
@@ -21,7 +21,7 @@ import {
   type DeadLetterRecord,
 } from '@ghl-ingest/queue';
 import { normalizeRecord, toJobData, type JobData, type JobSource } from '@ghl-ingest/schema';
-import { pendingJobs, settled, type RedisTestContext } from '@ghl-ingest/testing';
+import { nodeArgsOf, pendingJobs, settled, type RedisTestContext } from '@ghl-ingest/testing';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { afterEach } from 'vitest';
@@ -30,7 +30,6 @@ import { startWorker, type RunningWorker, type WorkerParts } from '../src/worker
 /** Secrets that must never show up in Redis or logs. */
 export const TOKENS = { locA: 'secret-token-A-5b1f0c', locB: 'secret-token-B-93ad27', locC: 'secret-token-C-e0417a' };
 const FAKE_TOKENS = Object.fromEntries(Object.entries(TOKENS).map(([loc, token]) => [token, loc]));
-const WORKER_MAIN = resolve(import.meta.dirname, '../src/main.ts');
 
 export interface HarnessOptions {
   fake?: FakeHighLevelOptions;
@@ -101,7 +100,7 @@ export class Harness {
   /** `pnpm worker` as a child process on these settings (less those named in `unset`); its stdout goes into `logs`. */
   spawnWorker(env: Record<string, string> = {}, unset: string[] = []): ChildProcess {
     const all = Object.fromEntries(Object.entries({ ...process.env, ...this.env, ...env }).filter(([name]) => !unset.includes(name)));
-    const child = spawn(process.execPath, [WORKER_MAIN], {
+    const child = spawn(process.execPath, nodeArgsOf('worker'), {
       env: all,
       stdio: ['ignore', 'pipe', 'pipe'],
     });

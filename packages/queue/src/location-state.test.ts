@@ -97,10 +97,24 @@ describe('LocationState: the ready set (Lua, on a real Redis)', () => {
     await s.markReady(['a'], false);
     const dead = await claimOne(s, 100);
     await new Promise((r) => setTimeout(r, 150));
+    expect(dead.check).toBeUndefined(); // a location taken fresh has nothing to check
     const [taken] = (await s.claim(1, 5_000)).leases;
     expect(taken?.locationId).toBe('a');
+    // Its jobs are checked for stalls by the new holder: the dead one's come back that way.
+    expect(taken?.check).toBe(true);
     // The dead holder's end of turn, should it come, leaves the new holder's place alone.
     expect(await s.endLease(dead, { mode: 'idle' })).toBe(false);
     expect(await s.dueInMs('a')).toBeGreaterThan(4_000);
+  });
+
+  it("a turn that leaves another process's jobs active is checked for stalls at the next one; new work is due at once", async () => {
+    const s = state();
+    await s.markReady(['a'], false);
+    const lease = await claimOne(s);
+    await s.endLease(lease, { mode: 'check', ms: 60_000 });
+    expect(await s.dueInMs('a')).toBeGreaterThan(59_000);
+    await s.markReady(['a'], true);
+    const next = await claimOne(s);
+    expect(next).toMatchObject({ locationId: 'a', check: true });
   });
 });

@@ -25,14 +25,17 @@ export interface Lease {
   locationId: string;
   /** The lease's score in the ready set: it ends then unless renewed. */
   lease: string;
+  /** Its jobs must be checked for stalls: its last holder died, or left another's jobs active. */
+  check?: boolean;
 }
 
 /**
- * How a turn ends: `idle` (nothing left to take; `ms` >= 0 makes it due again after that long:
- * a retry's backoff, another process's active jobs to check for stalls), `turn` (its time slice is
- * over and it has more), `wait` (the whole location waits `ms`).
+ * How a turn ends: `idle` (nothing left to take; `ms` >= 0 makes it due again after that long: a
+ * retry's backoff), `check` (nothing to take, but another process's jobs are active: due after
+ * `ms`, to be checked for stalls), `turn` (its time slice is over and it has more), `wait` (the
+ * whole location waits `ms`).
  */
-export type TurnEnd = { mode: 'idle'; ms?: number } | { mode: 'turn' } | { mode: 'wait'; ms: number };
+export type TurnEnd = { mode: 'idle'; ms?: number } | { mode: 'check'; ms: number } | { mode: 'turn' } | { mode: 'wait'; ms: number };
 
 export interface LocationSnapshot {
   locationId: string;
@@ -99,9 +102,16 @@ export class LocationState {
   async claim(count: number, leaseMs: number): Promise<{ leases: Lease[]; nextDueInMs: number | undefined }> {
     const r = await this.#redis.ghlClaim(this.#keys.ready, this.#keys.readyLive, this.#keys.leases, count, leaseMs);
     const leases: Lease[] = [];
-    for (let i = 1; i + 1 < r.length; i += 2) leases.push({ locationId: String(r[i]), lease: String(r[i + 1]) });
+    for (let i = 1; i + 2 < r.length; i += 3) {
+      leases.push({ locationId: String(r[i]), lease: String(r[i + 1]), ...(Number(r[i + 2]) === 1 ? { check: true } : {}) });
+    }
     const next = Number(r[0]);
     return { leases, nextDueInMs: next < 0 ? undefined : next };
+  }
+
+  /** How many locations are due now and not held (waiting for a place in some process). */
+  async dueCount(): Promise<number> {
+    return this.#redis.zcount(this.#keys.ready, '-inf', await this.#redisNow());
   }
 
   /** Ends a turn (see TurnEnd). False when another process holds the location by now. */
@@ -215,7 +225,7 @@ export class LocationState {
         p.llen(q('wait')).llen(q('paused')).zcard(q('prioritized')).llen(q('active')).zcard(q('delayed')).zcard(q('failed')).hget(q('meta'), 'paused');
         p.hgetall(this.#keys.stats(id)).hmget(rk.learned, 'max', 'windowMs', 'daily');
         p.zcount(rk.answered, `(${now}`, '+inf').zcount(rk.inflight, `(${now}`, '+inf').hget(rk.daily, day).get(rk.block);
-        p.hgetall(this.#keys.state(id)).zscore(this.#keys.ready, id).hexists(this.#keys.leases, id);
+        p.hgetall(this.#keys.state(id)).zscore(this.#keys.ready, id).hget(this.#keys.leases, id);
       }
       const r = ((await p.exec()) ?? []).map(([error, value]) => {
         if (error) throw error;
@@ -244,7 +254,7 @@ export class LocationState {
           dailyUsed: n(v[11]),
           blockedUntil: n(v[12]),
           dueAt: v[14] === null ? undefined : Number(v[14]),
-          held: v[15] === 1,
+          held: v[15] !== null && v[15] !== 'check',
         });
       });
     }

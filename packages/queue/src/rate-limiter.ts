@@ -27,6 +27,7 @@ import { TickBatch } from './tick-batch.ts';
  */
 const DEFAULT_LATENCY_MS = 0;
 
+
 export type Acquired =
   | { kind: 'delivered'; entry: LedgerEntry }
   /** `sendInMs` 0: in flight now, send at once. Otherwise call `proceed` after that long. */

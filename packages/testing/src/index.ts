@@ -2,3 +2,4 @@ export { freePort, RedisServer, waitForPing, type RedisServerOptions } from './r
 export { useRedis, type RedisTestContext } from './use-redis.ts';
 export { pendingJobs, settled, until, type CountsJobs } from './wait.ts';
 export { followPeakRss, peakRssMb } from './memory.ts';
+export { nodeArgsOf } from './package-scripts.ts';

@@ -97,12 +97,14 @@ end
 if sendsNow then redis.call('PEXPIRE', inflightKey, inflightMs + 60000) end
 if skipped > 0 then redis.call('HINCRBY', statsKey, 'skipped', skipped) end
 if taken > 0 then
-  redis.call('HINCRBY', dailyKey, tostring(day), taken)
-  if redis.call('HLEN', dailyKey) > 2 then
-    for _, f in ipairs(redis.call('HKEYS', dailyKey)) do
-      if tonumber(f) < day - 1 then redis.call('HDEL', dailyKey, f) end
+  -- A new day's first count: drop the days before yesterday, and keep the hash three days.
+  if redis.call('HINCRBY', dailyKey, tostring(day), taken) == taken then
+    if redis.call('HLEN', dailyKey) > 2 then
+      for _, f in ipairs(redis.call('HKEYS', dailyKey)) do
+        if tonumber(f) < day - 1 then redis.call('HDEL', dailyKey, f) end
+      end
     end
+    redis.call('PEXPIRE', dailyKey, 3 * DAY_MS)
   end
-  redis.call('PEXPIRE', dailyKey, 3 * DAY_MS)
 end
 return out

@@ -1,12 +1,14 @@
 --[[
   A dispatcher takes up to `count` due locations for a lease: those with live messages first, then
   the others, longest due first (so every location gets its turn). A location held by a process
-  that died becomes due again when its lease ends.
+  that died becomes due again when its lease ends; it is taken with a flag saying its jobs must be
+  checked for stalls (so are those whose last turn ended with another process's jobs active).
 
   KEYS[1] ready, KEYS[2] live, KEYS[3] leases   (as in mark-ready.lua)
   ARGV[1] count, ARGV[2] leaseMs
 
-  Returns {nextDueInMs, id1, lease1, id2, lease2, ...}; nextDueInMs -1 when nothing is scheduled.
+  Returns {nextDueInMs, id1, lease1, check1, id2, lease2, check2, ...}: check 1 when the jobs
+  must be checked for stalls; nextDueInMs -1 when nothing is scheduled.
 ]]
 --- @include "includes/now"
 local readyKey, liveKey, leasesKey = KEYS[1], KEYS[2], KEYS[3]
@@ -14,10 +16,13 @@ local count, lease = tonumber(ARGV[1]), now + tonumber(ARGV[2])
 local out = {0}
 local taken = 0
 local function take(id)
+  -- A lease left behind (its holder died) or a 'check' left by the last turn's end.
+  local check = redis.call('HGET', leasesKey, id) and 1 or 0
   redis.call('ZADD', readyKey, lease, id)
   redis.call('HSET', leasesKey, id, lease)
   out[#out + 1] = id
   out[#out + 1] = lease
+  out[#out + 1] = check
   taken = taken + 1
 end
 while taken < count do

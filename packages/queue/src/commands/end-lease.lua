@@ -1,7 +1,9 @@
 --[[
   A holder is done with a location for now. `mode`:
     'idle'  no message left to take: drop it from the ready set, or make it due after `ms` when
-            `ms` >= 0 (a retry's backoff, or another process's jobs to check for stalls)
+            `ms` >= 0 (a retry's backoff)
+    'check' no message left to take, but jobs of another process are active: due after `ms`,
+            when its next holder checks them for stalls (see claim.lua)
     'turn'  its time slice is over and it has more: due now, behind those already due
     'wait'  the location must wait `ms` (its budget, a 429, HighLevel down, the daily cap)
   If producers added messages while it was held (the lease was marked), it is due now instead of
@@ -19,7 +21,10 @@ local current = redis.call('HGET', leasesKey, id)
 local marked = current == lease .. ':m'
 if current ~= lease and not marked then return 0 end
 redis.call('HDEL', leasesKey, id)
-if mode == 'wait' then
+if mode == 'check' then
+  redis.call('HSET', leasesKey, id, 'check')
+  redis.call('ZADD', readyKey, marked and now or now + ms, id)
+elseif mode == 'wait' then
   redis.call('ZADD', readyKey, now + ms, id)
 elseif mode == 'turn' or marked then
   redis.call('ZADD', readyKey, now, id)

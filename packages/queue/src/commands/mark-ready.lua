@@ -21,8 +21,10 @@ local woken = 0
 for i = 3, #ARGV do
   local id = ARGV[i]
   local score = redis.call('ZSCORE', readyKey, id)
-  local held = score and redis.call('HGET', leasesKey, id) == score
-  if not score or (resume and not held and tonumber(score) > now) then
+  local lease = score and redis.call('HGET', leasesKey, id)
+  local held = lease == score
+  -- 'check': no holder, only another process's stalled jobs to look at later; new work is due now.
+  if not score or ((resume or lease == 'check') and not held and tonumber(score) > now) then
     redis.call('ZADD', readyKey, now, id)
     woken = woken + 1
   elseif held then
