@@ -116,45 +116,43 @@ export class Delivery {
       throw new LocationPaused();
     }
 
-    // One Redis call: the ledger (already delivered?) and the location's budget (a slot, now or later).
-    const slot = randomUUID();
-    const acquired = await this.#o.state.acquire(data.locationId, data.key, slot);
-    switch (acquired.kind) {
-      case 'delivered':
-        log.info({ key: data.key, messageId: acquired.entry.messageId }, 'skipped: already delivered');
-        this.#emit({ outcome: 'skipped', locationId: data.locationId, ...importOf(data) });
-        return { messageId: acquired.entry.messageId, skipped: true };
-      case 'parked':
-        await this.#o.state.park(data.locationId, acquired.until, 'daily budget spent');
-        log.warn({ until: new Date(acquired.until).toISOString() }, 'parked: daily budget spent');
-        this.#emit({ outcome: 'waiting', locationId: data.locationId });
-        throw new LocationWait(acquired.waitMs);
-      case 'wait':
-        this.#o.logger.debug({ jobId: job.id, locationId: data.locationId, waitMs: acquired.waitMs }, 'location waits');
-        this.#emit({ outcome: 'waiting', locationId: data.locationId });
-        throw new LocationWait(acquired.waitMs);
-      case 'reserved':
-        if (acquired.sendInMs > this.#o.holdSlotMs) {
-          // Far ahead: give the slot back and let the location wait its turn, holding nothing here.
-          await this.#o.state.release(data.locationId, slot);
-          throw new LocationWait(acquired.sendInMs);
-        }
-        if (acquired.sendInMs > 0) await this.#awaitSlot(data.locationId, slot, acquired.sendInMs);
-    }
-
-    let release: () => void;
-    try {
-      // Live messages (a sync process waiting on them) go before backfill for a place in flight.
-      release = await this.#o.inFlight.acquire(this.#stopping.signal, data.source === 'live');
-    } catch {
-      // The worker is stopping: this job goes back to the queue, its slot back to the location.
-      await this.#o.state.release(data.locationId, slot);
-      throw new WorkerStopping();
-    }
+    // A place in flight first (WORKER_CONCURRENCY), then the budget: a request that waited for a
+    // place must not go out on a slot taken before the location was told to wait meanwhile.
+    // Live messages (a sync process waiting on them) go before backfill for a place.
+    let release = await this.#place(data, undefined);
     // The request counts as in flight until its outcome is recorded (the ledger written, or the
     // failure counted): a worker killed meanwhile can leave at most WORKER_CONCURRENCY messages
     // that HighLevel may hold and the ledger does not.
     try {
+      // One Redis call: the ledger (already delivered?) and the location's budget (a slot, now or later).
+      const slot = randomUUID();
+      const acquired = await this.#o.state.acquire(data.locationId, data.key, slot);
+      switch (acquired.kind) {
+        case 'delivered':
+          log.info({ key: data.key, messageId: acquired.entry.messageId }, 'skipped: already delivered');
+          this.#emit({ outcome: 'skipped', locationId: data.locationId, ...importOf(data) });
+          return { messageId: acquired.entry.messageId, skipped: true };
+        case 'parked':
+          await this.#o.state.park(data.locationId, acquired.until, 'daily budget spent');
+          log.warn({ until: new Date(acquired.until).toISOString() }, 'parked: daily budget spent');
+          this.#emit({ outcome: 'waiting', locationId: data.locationId });
+          throw new LocationWait(acquired.waitMs);
+        case 'wait':
+          this.#o.logger.debug({ jobId: job.id, locationId: data.locationId, waitMs: acquired.waitMs }, 'location waits');
+          this.#emit({ outcome: 'waiting', locationId: data.locationId });
+          throw new LocationWait(acquired.waitMs);
+        case 'reserved':
+          if (acquired.sendInMs > this.#o.holdSlotMs) {
+            // Far ahead: give the slot back and let the location wait its turn, holding nothing here.
+            await this.#o.state.release(data.locationId, slot);
+            throw new LocationWait(acquired.sendInMs);
+          }
+          if (acquired.sendInMs > 0) {
+            // No place is held while sleeping; the gate is passed holding one again.
+            release();
+            release = await this.#awaitSlot(data, slot, acquired.sendInMs);
+          }
+      }
       const result = await this.#o.client.post(token, data.body);
       return await this.#answered(job, data, slot, result, log);
     } finally {
@@ -218,22 +216,41 @@ export class Delivery {
     this.#stopping.abort();
   }
 
+  /** A place in flight; a stopping worker gives the slot (if any) back and the job returns to its queue. */
+  async #place(data: JobData, slot: string | undefined): Promise<() => void> {
+    try {
+      return await this.#o.inFlight.acquire(this.#stopping.signal, data.source === 'live');
+    } catch {
+      if (slot !== undefined) await this.#o.state.release(data.locationId, slot);
+      throw new WorkerStopping();
+    }
+  }
+
   /**
-   * Waits for a slot reserved in the future, then passes the limiter's gate (which sends only
-   * while fewer than max requests count; if the window is still full it says how much longer).
-   * A 429 seen meanwhile by any process makes the location wait. A stopping worker gives the slot back.
+   * Waits for a slot reserved in the future, then, holding a place in flight, passes the limiter's
+   * gate (which sends only while fewer than max requests count; if the window is still full it
+   * says how much longer). A 429 seen meanwhile by any process makes the location wait. A
+   * stopping worker gives the slot back. Returns the place's release.
    */
-  async #awaitSlot(locationId: string, slot: string, ms: number): Promise<void> {
+  async #awaitSlot(data: JobData, slot: string, ms: number): Promise<() => void> {
     let waitMs = ms;
     for (;;) {
       try {
         await sleep(waitMs, undefined, { signal: this.#stopping.signal });
       } catch {
-        await this.#o.state.release(locationId, slot);
+        await this.#o.state.release(data.locationId, slot);
         throw new WorkerStopping();
       }
-      const gate = await this.#o.state.proceed(locationId, slot);
-      if (gate.kind === 'go') return;
+      const release = await this.#place(data, slot);
+      let gate;
+      try {
+        gate = await this.#o.state.proceed(data.locationId, slot);
+      } catch (error) {
+        release();
+        throw error;
+      }
+      if (gate.kind === 'go') return release;
+      release();
       if (gate.kind === 'wait') throw new LocationWait(gate.waitMs);
       waitMs = gate.waitMs;
     }

@@ -86,6 +86,7 @@ export class Dispatcher {
   #othersDueAt = 0;
   #closing = false;
   #wake: (() => void) | undefined;
+  #kicked = false;
   #main: Promise<void> | undefined;
   #renewTimer: NodeJS.Timeout | undefined;
   #tokenSeq = 0;
@@ -142,15 +143,23 @@ export class Dispatcher {
     return this.#closing;
   }
 
+  #wasKicked(): boolean {
+    return this.#kicked;
+  }
+
+  /** Wakes the main loop; one that is not asleep yet claims again instead of sleeping. */
   #kick(): void {
     const wake = this.#wake;
     this.#wake = undefined;
-    wake?.();
+    if (wake === undefined) this.#kicked = true;
+    else wake();
   }
 
   async #run(): Promise<void> {
     const idle = this.#o.idlePollMs ?? 1_000;
     while (!this.#closing) {
+      // A kick from here on (a turn ended, a location became due) means: look again.
+      this.#kicked = false;
       let sleepMs = idle;
       const free = this.#o.maxActive - this.#loops;
       if (free === 0 && Date.now() - this.#othersDueAt >= OTHERS_DUE_EVERY_MS) {
@@ -176,8 +185,9 @@ export class Dispatcher {
           this.#log.warn({ err: coerceError(error) }, 'could not claim locations');
         }
       }
-      // close() may have come while claiming: its wake-up found no sleeper.
+      // close() or a kick may have come while claiming: its wake-up found no sleeper.
       if (this.#isClosing()) break;
+      if (this.#wasKicked()) continue;
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, sleepMs);
         this.#wake = () => {

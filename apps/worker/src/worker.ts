@@ -112,17 +112,14 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
     ...(parts.afterLedgerWrite === undefined ? {} : { afterLedgerWrite: parts.afterLedgerWrite }),
   });
   // Outcomes per import (for `import --wait`) and dead letters per location (for `status`): off
-  // the hot path, one pipelined round trip, not awaited. Deliveries and skips are counted per
-  // location by the limiter's own scripts, in the same call that writes or reads the ledger.
+  // the hot path, not awaited. Deliveries and skips are counted per location by the limiter's own
+  // scripts, in the same call that writes or reads the ledger.
   const keys = keysFor(config.queuePrefix);
   const countOutcome = (event: DeliveryEvent) => {
-    const field =
-      event.outcome === 'dead-lettered' ? 'dead' : event.outcome === 'delivered' || event.outcome === 'skipped' ? 'delivered' : undefined;
-    if (field === undefined || (field !== 'dead' && event.importId === undefined)) return;
-    const p = connection.pipeline();
-    if (field === 'dead') p.hincrby(keys.stats(event.locationId), 'dead', 1);
-    if (event.importId !== undefined) p.hincrby(keys.importRecord(event.importId), field, 1);
-    p.exec().catch((error: unknown) => log.warn({ err: coerceError(error) }, 'could not count an outcome'));
+    const failed = (error: unknown) => log.warn({ err: coerceError(error) }, 'could not count an outcome');
+    if (event.outcome === 'dead-lettered') state.countDead(event.locationId).catch(failed);
+    const field = event.outcome === 'dead-lettered' ? 'dead' : event.outcome === 'delivered' || event.outcome === 'skipped' ? 'delivered' : undefined;
+    if (field !== undefined && event.importId !== undefined) connection.hincrby(keys.importRecord(event.importId), field, 1).catch(failed);
   };
   const reloadTokens = async (): Promise<string[]> => {
     let changed: string[];

@@ -151,6 +151,11 @@ export class LocationState {
     return this.#rate().release(locationId, slot);
   }
 
+  /** A message of the location was dead-lettered (deliveries and skips are counted by the limiter's scripts). */
+  async countDead(locationId: string): Promise<void> {
+    await this.#redis.hincrby(this.#keys.stats(locationId), 'dead', 1);
+  }
+
   // --- holds -----------------------------------------------------------------------------------
 
   /** Stops the location in every process until resumed (credentials rejected, or none configured). */

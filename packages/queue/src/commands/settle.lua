@@ -82,8 +82,15 @@ for i = 0, (#ARGV - FIRST + 1) / PER - 1 do
   end
   out[#out + 1] = failures
   if probe == slot then
-    redis.call('DEL', probeKey)
-    probe = nil
+    if health == 'down' then
+      -- The probe failed: the worker makes the location wait next (refuse.lua); until then one
+      -- request at most may probe, not every one that asks in between.
+      redis.call('SET', probeKey, '1', 'KEEPTTL')
+      probe = '1'
+    else
+      redis.call('DEL', probeKey)
+      probe = nil
+    end
   end
   if hmax then learned.max = hmax < cmax and hmax or nil end
   if hint then learned.windowMs = hint > cwin and hint or nil end
