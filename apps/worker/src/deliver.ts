@@ -90,6 +90,12 @@ export class RetryableDeliveryError extends IngestError {
 
 export class Delivery {
   #stopping = new AbortController();
+  /**
+   * Waits this process set on locations (429, outage): epoch ms. A job that took its slot before
+   * the wait and then waited for a place in flight looks here before posting, at no Redis cost;
+   * other processes' waits it met at `acquire`.
+   */
+  #waits = new Map<string, number>();
   #o: Required<Omit<DeliveryOptions, 'afterLedgerWrite' | 'onEvent'>> & Pick<DeliveryOptions, 'afterLedgerWrite' | 'onEvent'>;
 
   constructor(options: DeliveryOptions) {
@@ -116,42 +122,50 @@ export class Delivery {
       throw new LocationPaused();
     }
 
-    // A place in flight first (WORKER_CONCURRENCY), then the budget: a request that waited for a
-    // place must not go out on a slot taken before the location was told to wait meanwhile.
-    // Live messages (a sync process waiting on them) go before backfill for a place.
-    let release = await this.#place(data, undefined);
+    // One Redis call: the ledger (already delivered?) and the location's budget (a slot, now or later).
+    const slot = randomUUID();
+    const acquired = await this.#o.state.acquire(data.locationId, data.key, slot);
+    switch (acquired.kind) {
+      case 'delivered':
+        log.info({ key: data.key, messageId: acquired.entry.messageId }, 'skipped: already delivered');
+        this.#emit({ outcome: 'skipped', locationId: data.locationId, ...importOf(data) });
+        return { messageId: acquired.entry.messageId, skipped: true };
+      case 'parked':
+        await this.#o.state.park(data.locationId, acquired.until, 'daily budget spent');
+        log.warn({ until: new Date(acquired.until).toISOString() }, 'parked: daily budget spent');
+        this.#emit({ outcome: 'waiting', locationId: data.locationId });
+        throw new LocationWait(acquired.waitMs);
+      case 'wait':
+        this.#o.logger.debug({ jobId: job.id, locationId: data.locationId, waitMs: acquired.waitMs }, 'location waits');
+        this.#emit({ outcome: 'waiting', locationId: data.locationId });
+        throw new LocationWait(acquired.waitMs);
+      case 'reserved':
+        if (acquired.sendInMs > this.#o.holdSlotMs) {
+          // Far ahead: give the slot back and let the location wait its turn, holding nothing here.
+          await this.#o.state.release(data.locationId, slot);
+          throw new LocationWait(acquired.sendInMs);
+        }
+        if (acquired.sendInMs > 0) await this.#awaitSlot(data.locationId, slot, acquired.sendInMs);
+    }
+
+    let release: () => void;
+    try {
+      // Live messages (a sync process waiting on them) go before backfill for a place in flight.
+      release = await this.#o.inFlight.acquire(this.#stopping.signal, data.source === 'live');
+    } catch {
+      // The worker is stopping: this job goes back to the queue, its slot back to the location.
+      await this.#o.state.release(data.locationId, slot);
+      throw new WorkerStopping();
+    }
     // The request counts as in flight until its outcome is recorded (the ledger written, or the
     // failure counted): a worker killed meanwhile can leave at most WORKER_CONCURRENCY messages
     // that HighLevel may hold and the ledger does not.
     try {
-      // One Redis call: the ledger (already delivered?) and the location's budget (a slot, now or later).
-      const slot = randomUUID();
-      const acquired = await this.#o.state.acquire(data.locationId, data.key, slot);
-      switch (acquired.kind) {
-        case 'delivered':
-          log.info({ key: data.key, messageId: acquired.entry.messageId }, 'skipped: already delivered');
-          this.#emit({ outcome: 'skipped', locationId: data.locationId, ...importOf(data) });
-          return { messageId: acquired.entry.messageId, skipped: true };
-        case 'parked':
-          await this.#o.state.park(data.locationId, acquired.until, 'daily budget spent');
-          log.warn({ until: new Date(acquired.until).toISOString() }, 'parked: daily budget spent');
-          this.#emit({ outcome: 'waiting', locationId: data.locationId });
-          throw new LocationWait(acquired.waitMs);
-        case 'wait':
-          this.#o.logger.debug({ jobId: job.id, locationId: data.locationId, waitMs: acquired.waitMs }, 'location waits');
-          this.#emit({ outcome: 'waiting', locationId: data.locationId });
-          throw new LocationWait(acquired.waitMs);
-        case 'reserved':
-          if (acquired.sendInMs > this.#o.holdSlotMs) {
-            // Far ahead: give the slot back and let the location wait its turn, holding nothing here.
-            await this.#o.state.release(data.locationId, slot);
-            throw new LocationWait(acquired.sendInMs);
-          }
-          if (acquired.sendInMs > 0) {
-            // No place is held while sleeping; the gate is passed holding one again.
-            release();
-            release = await this.#awaitSlot(data, slot, acquired.sendInMs);
-          }
+      const waitUntil = this.#waits.get(data.locationId) ?? 0;
+      if (waitUntil > Date.now()) {
+        // The location was told to wait while this job waited for a place: the slot goes back.
+        await this.#o.state.release(data.locationId, slot);
+        throw new LocationWait(waitUntil - Date.now());
       }
       const result = await this.#o.client.post(token, data.body);
       return await this.#answered(job, data, slot, result, log);
@@ -180,6 +194,7 @@ export class Delivery {
       }
       case 'rate-limited': {
         const waitMs = await this.#o.state.refuse(data.locationId, slot, verdict.retryAfterMs);
+        this.#rememberWait(data.locationId, waitMs);
         log.warn({ ...fields, waitMs }, 'rate limited: location waits');
         this.#emit({ outcome: 'rate-limited', locationId: data.locationId, status, latencyMs });
         throw new LocationWait(waitMs);
@@ -202,6 +217,7 @@ export class Delivery {
         if (waitMs !== undefined) {
           // HighLevel is down, not this message: no attempt spent; the location waits, then one probes.
           const waited = await this.#o.state.refuse(data.locationId, slot, waitMs);
+          this.#rememberWait(data.locationId, waited);
           log.warn({ ...fields, failures, waitMs: waited, reason: verdict.reason }, 'HighLevel down: location waits');
           this.#emit({ outcome: 'api-down', locationId: data.locationId, ...(status === undefined ? {} : { status }), latencyMs });
           throw new LocationWait(waited);
@@ -211,46 +227,34 @@ export class Delivery {
     }
   }
 
+  #rememberWait(locationId: string, waitMs: number): void {
+    const now = Date.now();
+    // Bounded by the locations waiting now: ended waits are dropped as the map grows.
+    if (this.#waits.size >= 1_000) for (const [id, until] of this.#waits) if (until <= now) this.#waits.delete(id);
+    this.#waits.set(locationId, now + waitMs);
+  }
+
   /** Stops waits for reserved slots (the worker is stopping): their jobs go back to the queue. */
   stop(): void {
     this.#stopping.abort();
   }
 
-  /** A place in flight; a stopping worker gives the slot (if any) back and the job returns to its queue. */
-  async #place(data: JobData, slot: string | undefined): Promise<() => void> {
-    try {
-      return await this.#o.inFlight.acquire(this.#stopping.signal, data.source === 'live');
-    } catch {
-      if (slot !== undefined) await this.#o.state.release(data.locationId, slot);
-      throw new WorkerStopping();
-    }
-  }
-
   /**
-   * Waits for a slot reserved in the future, then, holding a place in flight, passes the limiter's
-   * gate (which sends only while fewer than max requests count; if the window is still full it
-   * says how much longer). A 429 seen meanwhile by any process makes the location wait. A
-   * stopping worker gives the slot back. Returns the place's release.
+   * Waits for a slot reserved in the future, then passes the limiter's gate (which sends only
+   * while fewer than max requests count; if the window is still full it says how much longer).
+   * A 429 seen meanwhile by any process makes the location wait. A stopping worker gives the slot back.
    */
-  async #awaitSlot(data: JobData, slot: string, ms: number): Promise<() => void> {
+  async #awaitSlot(locationId: string, slot: string, ms: number): Promise<void> {
     let waitMs = ms;
     for (;;) {
       try {
         await sleep(waitMs, undefined, { signal: this.#stopping.signal });
       } catch {
-        await this.#o.state.release(data.locationId, slot);
+        await this.#o.state.release(locationId, slot);
         throw new WorkerStopping();
       }
-      const release = await this.#place(data, slot);
-      let gate;
-      try {
-        gate = await this.#o.state.proceed(data.locationId, slot);
-      } catch (error) {
-        release();
-        throw error;
-      }
-      if (gate.kind === 'go') return release;
-      release();
+      const gate = await this.#o.state.proceed(locationId, slot);
+      if (gate.kind === 'go') return;
       if (gate.kind === 'wait') throw new LocationWait(gate.waitMs);
       waitMs = gate.waitMs;
     }
