@@ -59,8 +59,6 @@ interface Lane {
   /** Set when the location must wait: the longest wait asked for. */
   waitMs: number | undefined;
   paused: boolean;
-  /** Epoch ms of the earliest delayed job (a retry), as BullMQ's fetch reported it. */
-  delayUntil: number;
   /** A fetch found no job to take. */
   exhausted: boolean;
   done: Promise<void>;
@@ -218,7 +216,6 @@ export class Dispatcher {
       startedAt: Date.now(),
       waitMs: undefined,
       paused: false,
-      delayUntil: 0,
       exhausted: false,
       done,
       finish,
@@ -281,8 +278,7 @@ export class Dispatcher {
 
   #jobFrom(lane: Lane, next: unknown): Job | undefined {
     if (!Array.isArray(next)) return undefined;
-    const [jobData, jobId, , delayUntil] = next as [Record<string, string> | null | undefined, string | undefined, number, number];
-    if (typeof delayUntil === 'number' && delayUntil > 0) lane.delayUntil = lane.delayUntil === 0 ? delayUntil : Math.min(lane.delayUntil, delayUntil);
+    const [jobData, jobId] = next as [Record<string, string> | null | undefined, string | undefined];
     if (jobData === null || jobData === undefined || jobId === undefined) {
       lane.exhausted = true;
       return undefined;
@@ -377,8 +373,7 @@ export class Dispatcher {
     // check (run by the location's next holder, a lock period from now) gives them back.
     if (active > 0) return { mode: 'check', ms: this.#o.lockMs };
     // BullMQ scores a delayed job (timestamp * 4096 + a counter).
-    const nextRetry = delayed[1] === undefined ? lane.delayUntil : Math.floor(Number(delayed[1]) / 4096);
-    if (nextRetry > 0) return { mode: 'idle', ms: Math.max(0, nextRetry - Date.now()) };
+    if (delayed[1] !== undefined) return { mode: 'idle', ms: Math.max(0, Math.floor(Number(delayed[1]) / 4096) - Date.now()) };
     return { mode: 'idle' };
   }
 

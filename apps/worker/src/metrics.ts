@@ -21,6 +21,12 @@ export class WorkerMetrics {
   constructor(served: () => string[], state: LocationState, redis: Redis, prefix: string) {
     collectDefaultMetrics({ register: this.registry, prefix: 'ghl_worker_' });
     const registers = [this.registry];
+    // Both per-location gauges read one snapshot per scrape (prom-client collects them one by one).
+    let snapshot: { at: number; value: ReturnType<LocationState['snapshot']> } | undefined;
+    const snapshots = () => {
+      if (snapshot === undefined || Date.now() - snapshot.at > 1_000) snapshot = { at: Date.now(), value: state.snapshot(served()) };
+      return snapshot.value;
+    };
     this.#deliveries = new Counter({ name: 'ghl_deliveries_total', help: 'Delivery outcomes by location (delivered, skipped, retrying, dead-lettered, rate-limited, paused, waiting, api-down).', labelNames: ['outcome', 'location'], registers });
     this.#statuses = new Counter({ name: 'ghl_http_responses_total', help: 'Answers from HighLevel by HTTP status (or network error).', labelNames: ['status'], registers });
     this.#latency = new Histogram({ name: 'ghl_request_duration_seconds', help: 'Latency of POST /conversations/messages/inbound.', labelNames: ['location'], buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers });
@@ -35,7 +41,7 @@ export class WorkerMetrics {
       registers,
       async collect() {
         this.reset();
-        for (const s of await state.snapshot(served())) {
+        for (const s of await snapshots()) {
           for (const [name, n] of [['wait', s.waiting], ['active', s.active], ['delayed', s.delayed], ['failed', s.failed]] as const) {
             this.set({ location: s.locationId, state: name }, n);
           }
@@ -49,7 +55,7 @@ export class WorkerMetrics {
       registers,
       async collect() {
         this.reset();
-        for (const s of await state.snapshot(served())) {
+        for (const s of await snapshots()) {
           if (s.hold !== undefined) this.set({ location: s.locationId, state: s.hold.state }, (Date.now() - s.hold.since) / 1000);
         }
       },

@@ -204,16 +204,6 @@ export class LocationState {
     return (await this.#redis.smembers(this.#keys.locations)).sort();
   }
 
-  /** Counts of the ready set: locations with work, due now, held by a worker. */
-  async readyCounts(): Promise<{ withWork: number; due: number; held: number }> {
-    const [withWork, due, held] = await Promise.all([
-      this.#redis.zcard(this.#keys.ready),
-      this.#redis.zcount(this.#keys.ready, '-inf', Date.now()),
-      this.#redis.hlen(this.#keys.leases),
-    ]);
-    return { withWork, due, held };
-  }
-
   /** What `status` and metrics show, for many locations at once: one pipelined round trip per 500. */
   async snapshot(locationIds: readonly string[]): Promise<LocationSnapshot[]> {
     const now = await this.#redisNow();
