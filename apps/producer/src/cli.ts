@@ -21,8 +21,16 @@ interface FilterFlags {
   until?: string;
 }
 
-export async function run(argv: string[], out: NodeJS.WritableStream = process.stdout): Promise<number> {
-  const program = new Command('ingest')
+export interface CliOptions {
+  /** The program's name in help and errors: `ingest` (`pnpm ingest`) or `ghl-ingest` (the installed bin). */
+  name?: string;
+  /** Adds commands from outside the producer (the installed CLI adds `worker`). */
+  extend?: (program: Command) => void;
+}
+
+export async function run(argv: string[], out: NodeJS.WritableStream = process.stdout, options: CliOptions = {}): Promise<number> {
+  const name = options.name ?? 'ingest';
+  const program = new Command(name)
     .description('ghl-ingest: move conversation history into HighLevel')
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s), writeOut: (s) => out.write(s) });
@@ -189,6 +197,8 @@ export async function run(argv: string[], out: NodeJS.WritableStream = process.s
       }
     });
 
+  options.extend?.(program);
+
   let exitCode = 0;
   try {
     await program.parseAsync(argv, { from: 'user' });
@@ -198,7 +208,7 @@ export async function run(argv: string[], out: NodeJS.WritableStream = process.s
     const e = coerceError(error);
     const code = (e as { code?: unknown }).code;
     const detail = code === 'ENOENT' || code === 'EACCES' || code === 'EISDIR' ? '' : e.name === 'Error' || e.name === 'ConfigError' ? '' : ` (${e.name})`;
-    process.stderr.write(`ingest: ${e.message}${detail}\n`);
+    process.stderr.write(`${name}: ${e.message}${detail}\n`);
     return 1;
   }
 }

@@ -1,2 +1,2 @@
 /** What `ghl-ingest worker` (the installed CLI) runs: the same process as `pnpm worker`. */
-export { runWorker, WORKER_HELP } from './run.ts';
+export { runWorker } from './run.ts';

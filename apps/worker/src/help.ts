@@ -1,0 +1,16 @@
+/** What a worker does and its main settings: `pnpm worker --help` and `ghl-ingest worker --help`. */
+export const WORKER_HELP = `Takes messages from the queue and posts them to HighLevel, each location within its
+rate budget, until SIGINT or SIGTERM (a second signal exits at once). Run several for more
+throughput, on one host or many. Settings come from the environment (and .env), among them:
+
+  REDIS_URL            redis://127.0.0.1:6379
+  QUEUE_PREFIX         ghl
+  GHL_API_BASE_URL     https://services.leadconnectorhq.com
+  GHL_TOKEN            one token for every location
+  GHL_TOKENS_FILE      JSON {"<locationId>": "<token>"} (SIGHUP reloads it)
+  WORKER_CONCURRENCY   in-flight requests (default: chosen by the worker)
+  ADMIN_PORT           /metrics, /healthz, /readyz, dashboard (default 9464, else the next free port)
+  LOG_LEVEL            info
+
+Every setting and its default: the README and .env.example.
+`;
