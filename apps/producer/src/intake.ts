@@ -1,12 +1,17 @@
 /**
  * `ingest serve`: the HTTP intake for live sync processes (fastify).
- * - `POST /v1/messages`: one record or an array of up to 1,000; 202 with a result per record.
+ * - `POST /v1/messages`: one record or an array of up to 1,000 as JSON, or NDJSON
+ *   (`application/x-ndjson`, one record per line); `Content-Encoding: gzip` accepted. 202 with a
+ *   result per record.
+ * - Every size limit counts the body as decompressed, so a small compressed bomb is a 413.
  * - Bearer `INTAKE_TOKEN`, compared in constant time; without a token it serves loopback only.
  * - 413 past the body limit, 400 for malformed JSON, 503 with `Retry-After` when Redis cannot be
  *   reached or a location's queue is over its high-water mark (backpressure, not unbounded growth).
  * - `GET /healthz` (alive), `GET /readyz` (Redis answers).
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { Transform, type Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
 import { ConfigError, locationQueueName, readiness, type Config, type Logger } from '@ghl-ingest/queue';
 import { Queue } from 'bullmq';
 import Fastify from 'fastify';
@@ -19,6 +24,20 @@ export const BODY_LIMIT = 10 * 1024 * 1024;
 /** Bytes of all requests in progress (each parsed body takes a few times its size in memory). */
 export const MAX_INFLIGHT_BYTES = 4 * BODY_LIMIT;
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
+/** NDJSON under the names senders use for it. */
+const NDJSON = /^application\/(x-ndjson|ndjson|jsonl|x-jsonlines)\b/i;
+
+/** A request the intake refuses before reading it, with the status and message it answers. */
+class RequestRefused extends Error {
+  readonly statusCode: number;
+  readonly error: string;
+
+  constructor(statusCode: number, error: string, message: string) {
+    super(message);
+    this.statusCode = statusCode;
+    this.error = error;
+  }
+}
 
 export interface Intake {
   url: string;
@@ -36,11 +55,19 @@ export async function startIntake(redis: Redis, config: Config, logger: Logger, 
   const expected = token === undefined ? undefined : digest(token);
 
   app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, _request, reply) => {
+    if (error instanceof RequestRefused) return reply.code(error.statusCode).send({ error: error.error, message: error.message });
     if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
-      return reply.code(413).send({ error: 'payload_too_large', message: `the body is over ${BODY_LIMIT} bytes; send fewer records per request` });
+      return reply
+        .code(413)
+        .send({ error: 'payload_too_large', message: `the body is over ${BODY_LIMIT} bytes (decompressed); send fewer records per request` });
     }
     if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
-      return reply.code(415).send({ error: 'unsupported_media_type', message: 'send the records as JSON (content-type: application/json)' });
+      return reply
+        .code(415)
+        .send({ error: 'unsupported_media_type', message: 'send the records as JSON (application/json) or NDJSON (application/x-ndjson)' });
+    }
+    if (error.code?.startsWith('Z_') === true) {
+      return reply.code(400).send({ error: 'bad_request', message: `the body is not valid gzip (${error.code}): ${error.message}` });
     }
     if (error.code === 'FST_ERR_CTP_EMPTY_JSON_BODY') return reply.code(400).send({ error: 'bad_request', message: 'the body is empty: send a record or an array of records' });
     if (error.statusCode === 400) return reply.code(400).send({ error: 'bad_request', message: `the body is not valid JSON: ${error.message}` });
@@ -60,7 +87,8 @@ export async function startIntake(redis: Redis, config: Config, logger: Logger, 
   const counted = new WeakMap<object, number>();
   app.addHook('onRequest', async (request, reply) => {
     if (request.method !== 'POST') return;
-    const length = Number(request.headers['content-length'] ?? BODY_LIMIT);
+    // A compressed body may grow to the limit whatever its length on the wire.
+    const length = isCompressed(request.headers['content-encoding']) ? BODY_LIMIT : Number(request.headers['content-length'] ?? BODY_LIMIT);
     const bytes = Number.isFinite(length) ? Math.min(length, BODY_LIMIT) : BODY_LIMIT;
     if (inflightBytes > 0 && inflightBytes + bytes > MAX_INFLIGHT_BYTES) {
       await reply.code(503).header('retry-after', '1').send({ error: 'busy', message: 'too much data in flight at once; retry in a second' });
@@ -81,6 +109,24 @@ export async function startIntake(redis: Redis, config: Config, logger: Logger, 
     const given = header.startsWith('Bearer ') ? header.slice(7) : '';
     if (!timingSafeEqual(digest(given), expected)) {
       await reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'unauthorized', message: 'a valid bearer token is required' });
+    }
+  });
+
+  // gzip is undone before parsing, so fastify's body limit counts decompressed bytes.
+  app.addHook('preParsing', async (request, _reply, payload) => {
+    const encoding = (request.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
+    if (encoding === 'identity' || encoding === '') return payload;
+    if (encoding !== 'gzip' && encoding !== 'x-gzip') {
+      throw new RequestRefused(415, 'unsupported_media_type', `Content-Encoding "${encoding}" is not supported: send gzip or an uncompressed body`);
+    }
+    return gunzip(payload);
+  });
+
+  app.addContentTypeParser(NDJSON, { parseAs: 'string' }, (_request, body, done) => {
+    try {
+      done(null, parseNdjson(body as string));
+    } catch (error) {
+      done(error as Error, undefined);
     }
   });
 
@@ -131,6 +177,48 @@ export async function startIntake(redis: Redis, config: Config, logger: Logger, 
       await producer.close();
     },
   };
+}
+
+function isCompressed(encoding: string | undefined): boolean {
+  const e = (encoding ?? '').trim().toLowerCase();
+  return e !== '' && e !== 'identity';
+}
+
+/**
+ * The decompressed body. fastify compares the bytes received with Content-Length, so the stream
+ * says how many compressed bytes came in (`receivedEncodedLength`, fastify's name for it).
+ */
+function gunzip(payload: Readable): Readable {
+  let received = 0;
+  const counter = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      received += chunk.length;
+      callback(null, chunk);
+    },
+  });
+  const out = createGunzip();
+  payload.on('error', (error) => out.destroy(error));
+  counter.on('error', (error) => out.destroy(error));
+  payload.pipe(counter).pipe(out);
+  Object.defineProperty(out, 'receivedEncodedLength', { get: () => received });
+  return out;
+}
+
+/** One record per non-blank line; a line that is not JSON is a 400 naming it. */
+export function parseNdjson(text: string): unknown[] {
+  const records: unknown[] = [];
+  const lines = text.split('\n');
+  for (const [i, raw] of lines.entries()) {
+    const line = raw.trim();
+    if (line === '') continue;
+    try {
+      records.push(JSON.parse(line));
+    } catch (error) {
+      throw new RequestRefused(400, 'bad_request', `line ${i + 1} of the NDJSON body is not valid JSON: ${(error as Error).message}`);
+    }
+  }
+  if (records.length === 0) throw new RequestRefused(400, 'bad_request', 'the body is empty: send a record or an array of records');
+  return records;
 }
 
 function digest(text: string): Buffer {

@@ -2,6 +2,7 @@ import { createLogger, createRedis, loadConfig, locationQueueName } from '@ghl-i
 import { RedisServer, useRedis } from '@ghl-ingest/testing';
 import { Queue } from 'bullmq';
 import { Writable } from 'node:stream';
+import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { startIntake } from '../src/intake.ts';
 import { createProducer } from '../src/producer.ts';
@@ -75,6 +76,45 @@ describe('library API and HTTP intake', () => {
     expect(((await bad.json()) as { message: string }).message).toContain('not valid JSON');
     expect((await i.post(Array.from({ length: 1001 }, (_, n) => sms(n)))).status).toBe(413);
     expect((await i.post({ ...sms(1), message: 'x'.repeat(11 * 1024 * 1024) })).status).toBe(413);
+    await i.close();
+  });
+
+  it('takes gzip and NDJSON as sync clients send them; every limit counts the decompressed body', async () => {
+    const i = await intake();
+    const send = (body: Buffer | string, headers: Record<string, string>) =>
+      fetch(`${i.server.url}/v1/messages`, { method: 'POST', headers: { authorization: 'Bearer intake-secret', ...headers }, body });
+    const ndjson = [sms(1), sms(2), { ...sms(3), date: 'yesterday' }].map((r) => JSON.stringify(r)).join('\n');
+
+    const gzJson = await send(gzipSync(JSON.stringify([sms(4), sms(5)])), { 'content-type': 'application/json', 'content-encoding': 'gzip' });
+    expect(gzJson.status).toBe(202);
+    expect(await gzJson.json()).toMatchObject({ accepted: 2, rejected: 0 });
+    const nd = await send(`${ndjson}\n`, { 'content-type': 'application/x-ndjson' });
+    expect(nd.status).toBe(202);
+    expect(await nd.json()).toMatchObject({ accepted: 2, rejected: 1, results: [{ ok: true }, { ok: true }, { ok: false, errors: [{ path: 'date' }] }] });
+    const gzNd = await send(gzipSync(ndjson), { 'content-type': 'application/x-ndjson', 'content-encoding': 'gzip' });
+    expect(gzNd.status).toBe(202);
+
+    const badLine = await send(`${JSON.stringify(sms(6))}\n{"locationId":\n`, { 'content-type': 'application/x-ndjson' });
+    expect(badLine.status).toBe(400);
+    expect(((await badLine.json()) as { message: string }).message).toMatch(/^line 2 of the NDJSON body/);
+    const notGzip = await send('{"not": "gzip"}', { 'content-type': 'application/json', 'content-encoding': 'gzip' });
+    expect(notGzip.status).toBe(400);
+    expect(((await notGzip.json()) as { message: string }).message).toContain('not valid gzip');
+    const brotli = await send(JSON.stringify(sms(7)), { 'content-type': 'application/json', 'content-encoding': 'br' });
+    expect(brotli.status).toBe(415);
+
+    // 64 MB of one record's padding in about 64 KB on the wire: refused once 10 MB are decompressed.
+    const bomb = gzipSync(Buffer.concat([Buffer.from('{"locationId":"locA","type":"SMS","contactId":"c","message":"'), Buffer.alloc(64 * 1024 * 1024, 'x'), Buffer.from('"}')]));
+    expect(bomb.length).toBeLessThan(200 * 1024);
+    const refused = await send(bomb, { 'content-type': 'application/json', 'content-encoding': 'gzip' });
+    expect(refused.status).toBe(413);
+    expect(((await refused.json()) as { message: string }).message).toContain('decompressed');
+
+    const q = new Queue(locationQueueName('locA'), { connection: redis.client(), prefix: redis.prefix });
+    // sms 4 and 5, sms 1 and 2 (sent twice: the same keys, one job each).
+    expect(await q.getWaitingCount()).toBe(4);
+    await q.close();
+    expect((await i.post(sms(8))).status).toBe(202);
     await i.close();
   });
 
