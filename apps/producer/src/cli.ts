@@ -3,7 +3,8 @@
  * 1 the command failed, 2 it finished but some rows were rejected or dead-lettered.
  */
 import { Command, CommanderError } from 'commander';
-import { coerceError, ConfigError, createLogger, flushLogs, loadConfig } from '@ghl-ingest/queue';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { coerceError, ConfigError, createLogger, loadConfig, onShutdown } from '@ghl-ingest/queue';
 import { connectProducer } from './connect.ts';
 import { locationIdSchema } from '@ghl-ingest/schema';
 import type * as DlqModuleNamespace from './dlq.ts';
@@ -70,14 +71,16 @@ export async function run(argv: string[], out: NodeJS.WritableStream = process.s
       const { startIntake } = await import('./intake.ts');
       const intake = await startIntake(redis, config, logger, port);
       process.stderr.write(`intake listening on ${intake.url} (POST /v1/messages)\n`);
-      await new Promise<void>((resolve) => {
-        const stop = () => resolve();
-        process.once('SIGINT', stop);
-        process.once('SIGTERM', stop);
-      });
-      await intake.close();
-      await redis.quit().catch(() => redis.disconnect());
-      flushLogs(logger);
+      logger.info({ url: intake.url }, 'intake started');
+      // As the worker stops: requests in progress are answered (up to SHUTDOWN_TIMEOUT_MS), new
+      // connections are refused; a second signal exits at once.
+      onShutdown(async () => {
+        const closed = intake.close().then(() => true);
+        const inTime = await Promise.race([closed, sleep(config.shutdownTimeoutMs, false, { ref: false })]);
+        if (!inTime) logger.warn({ deadlineMs: config.shutdownTimeoutMs }, 'shutdown deadline passed: requests still in progress were cut off');
+        await redis.quit().catch(() => redis.disconnect());
+      }, logger);
+      await new Promise<never>(() => undefined);
     });
 
   program

@@ -74,7 +74,9 @@ export async function startIntake(redis: Redis, config: Config, logger: Logger, 
     if (error.statusCode !== undefined && error.statusCode > 400 && error.statusCode < 500) {
       return reply.code(error.statusCode).send({ error: 'bad_request', message: error.message });
     }
-    if (isRedisDown(error)) {
+    // Redis away: producer connections fail fast while they are not ready (connection.ts), or
+    // ran out of retries for a command sent just before the connection dropped.
+    if (redis.status !== 'ready' || error.name === 'MaxRetriesPerRequestError') {
       return reply.code(503).header('retry-after', '5').send({ error: 'unavailable', message: 'the queue (Redis) cannot be reached; retry later' });
     }
     logger.error({ err: error }, 'intake error');
@@ -223,10 +225,6 @@ export function parseNdjson(text: string): unknown[] {
 
 function digest(text: string): Buffer {
   return createHash('sha256').update(text).digest();
-}
-
-function isRedisDown(error: Error): boolean {
-  return /ECONNREFUSED|max retries per request|Connection is closed|ETIMEDOUT|Stream isn't writeable|enableOfflineQueue/i.test(error.message);
 }
 
 /** Waiting counts per location, cached for a second so a busy intake adds little Redis load. */

@@ -6,6 +6,9 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { request as httpRequest, type ClientRequest } from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { gzipSync } from 'node:zlib';
 import { resolve } from 'node:path';
 import { peakRssMb, useRedis } from '@ghl-ingest/testing';
 import fc from 'fast-check';
@@ -134,6 +137,24 @@ describe('hostile intake requests', () => {
     await check('', 'empty body');
     for (const method of ['GET', 'PUT', 'DELETE', 'PATCH']) await check(JSON.stringify(valid), `${method} /v1/messages`, 'application/json', method);
 
+    // Eight gzip bombs at once, 64 MB each in about 64 KB: refused after 10 MB decompressed, or busy.
+    const bomb = gzipSync(Buffer.concat([Buffer.from(`{"locationId":"locA","type":"SMS","contactId":"c","message":"`), Buffer.alloc(64 * 1024 * 1024, 'z'), Buffer.from('"}')]));
+    const bombs = await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        const res = await fetch(`${intake.url}/v1/messages`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json', 'content-encoding': 'gzip' },
+          body: bomb,
+        });
+        const a = { status: res.status, body: await res.text() };
+        seen.set(a.status, (seen.get(a.status) ?? 0) + 1);
+        expectClear(a, 'gzip bomb');
+        return a.status;
+      }),
+    );
+    expect(bombs.every((status) => status === 413 || status === 503)).toBe(true);
+    expect(bombs).toContain(413);
+
     // Still serving, and a valid message still goes in.
     const ok = await send(intake.url, JSON.stringify(valid));
     expect(ok.status).toBe(202);
@@ -143,4 +164,49 @@ describe('hostile intake requests', () => {
     expect(intake.output()).not.toContain('intake error');
     expect([...seen.keys()].every((s) => s < 500 || s === 503)).toBe(true);
   }, 120_000);
+
+  /** A request whose body is still being sent: the intake must treat it as in progress. */
+  function openRequest(url: string): { req: ClientRequest; answer: Promise<number> } {
+    const req = httpRequest(`${url}/v1/messages`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json', 'transfer-encoding': 'chunked' },
+    });
+    const answer = new Promise<number>((ok, fail) => {
+      req.on('response', (res) => {
+        res.resume();
+        ok(res.statusCode ?? 0);
+      });
+      req.on('error', fail);
+    });
+    req.write(JSON.stringify(valid).slice(0, 20));
+    return { req, answer };
+  }
+
+  it('stops like the worker: SIGTERM finishes requests in progress and exits 0; a second signal exits at once', async () => {
+    const first = await serve();
+    const c = child;
+    if (c === undefined) throw new Error('no intake process');
+    const open = openRequest(first.url);
+    await sleep(200);
+    const exited = once(c, 'exit') as Promise<[number | null]>;
+    c.kill('SIGTERM');
+    await sleep(500);
+    expect(c.exitCode).toBeNull(); // still answering the request in progress
+    open.req.end(JSON.stringify(valid).slice(20));
+    expect(await open.answer).toBe(202);
+    expect((await exited)[0]).toBe(0);
+
+    const second = await serve();
+    const d = child;
+    if (d === undefined) throw new Error('no intake process');
+    const stuck = openRequest(second.url);
+    stuck.answer.catch(() => undefined);
+    await sleep(200);
+    const gone = once(d, 'exit') as Promise<[number | null]>;
+    d.kill('SIGTERM');
+    await sleep(300);
+    d.kill('SIGTERM');
+    expect((await gone)[0]).toBe(130);
+    stuck.req.destroy();
+  }, 60_000);
 });

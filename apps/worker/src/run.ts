@@ -4,7 +4,7 @@
  */
 import { coerceError, ConfigError, createLogger, IngestError, loadConfig } from '@ghl-ingest/queue';
 import { WORKER_HELP } from './help.ts';
-import { onShutdown } from './shutdown.ts';
+import { onShutdown } from '@ghl-ingest/queue';
 import { startWorker, type WorkerParts } from './worker.ts';
 
 /** Runs a worker until it is stopped; `--help` prints what it does. Exits the process when it stops. */

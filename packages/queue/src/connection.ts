@@ -1,10 +1,12 @@
 /**
  * Redis connections with roles. Workers wait out a Redis outage (`maxRetriesPerRequest: null`,
- * as BullMQ requires for them); producers fail fast so a person or a sync process hears at once
- * that nothing was accepted. A `service` is a long-running producer (the intake, the library in a
- * sync process) that must outlive an outage: each call fails fast while Redis is away (the intake
- * answers 503), but the connection keeps reconnecting, so it works again once Redis is back.
- * Every connection is named `<prefix>:<role>` for `CLIENT LIST`.
+ * as BullMQ requires for them); producers fail fast, as BullMQ advises for queues
+ * (`enableOfflineQueue: false`): a command while Redis is away fails at once instead of waiting
+ * in memory, so a person or a sync process hears at once that nothing was accepted. A `service`
+ * is a long-running producer (the intake, the library in a sync process) that must outlive an
+ * outage: each call fails fast while Redis is away (the intake answers 503), but the connection
+ * keeps reconnecting, so it works again once Redis is back. Producers wait for `ready` before their
+ * first command (`connectProducer`). Every connection is named `<prefix>:<role>` for `CLIENT LIST`.
  */
 import { Redis, type RedisOptions } from 'ioredis';
 
@@ -16,7 +18,7 @@ export type ConnectionRole = 'worker' | 'producer' | 'service';
  * connections that block or subscribe.
  */
 export function createRedis(url: string, role: ConnectionRole, name: string, extra: RedisOptions = {}): Redis {
-  const failFast: RedisOptions = { maxRetriesPerRequest: 1, connectTimeout: 5_000, enableOfflineQueue: true };
+  const failFast: RedisOptions = { maxRetriesPerRequest: 1, connectTimeout: 5_000, enableOfflineQueue: false };
   const options: RedisOptions =
     role === 'worker'
       ? { maxRetriesPerRequest: null, enableReadyCheck: true }

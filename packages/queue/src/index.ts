@@ -11,3 +11,4 @@ export * from './rate-budget.ts';
 export { rateKeys, type Acquired, type RateHeaders } from './rate-limiter.ts';
 export * from './health.ts';
 export * from './imports.ts';
+export { onShutdown } from './shutdown.ts';

@@ -1,8 +1,10 @@
 /**
- * Signals: the first SIGINT/SIGTERM stops the process gracefully (the handler has its own
- * deadline), a second one exits at once. A crash path (unhandled rejection) logs and exits 1.
+ * How a long-running process (the worker, `ingest serve`) stops on signals: the first
+ * SIGINT/SIGTERM stops it gracefully (the handler has its own deadline), a second one exits at
+ * once. A crash path (unhandled rejection) logs and exits 1.
  */
-import { coerceError, flushLogs, type Logger } from '@ghl-ingest/queue';
+import { coerceError } from './errors.ts';
+import { flushLogs, type Logger } from './logger.ts';
 
 export function onShutdown(handler: (signal: NodeJS.Signals) => Promise<void>, logger: Logger): void {
   let stopping = false;
