@@ -7,7 +7,8 @@
  * - Bearer `INTAKE_TOKEN`, compared in constant time; without a token it serves loopback only.
  * - 413 past the body limit, 400 for malformed JSON, 503 with `Retry-After` when Redis cannot be
  *   reached or a location's queue is over its high-water mark (backpressure, not unbounded growth).
- * - `GET /healthz` (alive), `GET /readyz` (Redis answers).
+ * - `GET /healthz` (alive), `GET /readyz` (Redis answers), `GET /metrics` (Prometheus: requests
+ *   by status, records accepted and rejected, request latency, Node's default process metrics).
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { Transform, type Readable } from 'node:stream';
@@ -16,6 +17,7 @@ import { ConfigError, locationQueueName, readiness, type Config, type Logger } f
 import { Queue } from 'bullmq';
 import Fastify from 'fastify';
 import type { Redis } from 'ioredis';
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { producerOn } from './producer.ts';
 
 export const MAX_RECORDS_PER_REQUEST = 1000;
@@ -53,6 +55,7 @@ export async function startIntake(redis: Redis, config: Config, logger: Logger, 
   const depth = new QueueDepth(redis, config.queuePrefix);
   const app = Fastify({ loggerInstance: logger, bodyLimit: BODY_LIMIT });
   const expected = token === undefined ? undefined : digest(token);
+  const metrics = new IntakeMetrics();
 
   app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, _request, reply) => {
     if (error instanceof RequestRefused) return reply.code(error.statusCode).send({ error: error.error, message: error.message });
@@ -99,9 +102,10 @@ export async function startIntake(redis: Redis, config: Config, logger: Logger, 
     inflightBytes += bytes;
     counted.set(request, bytes);
   });
-  app.addHook('onResponse', (request, _reply, done) => {
+  app.addHook('onResponse', (request, reply, done) => {
     inflightBytes -= counted.get(request) ?? 0;
     counted.delete(request);
+    if (request.url.startsWith('/v1/')) metrics.answered(reply.statusCode, reply.elapsedTime / 1000);
     done();
   });
 
@@ -149,11 +153,13 @@ export async function startIntake(redis: Redis, config: Config, logger: Logger, 
     }
     const accepted = results.filter((r) => r.ok).length;
     if (accepted === 0) {
+      metrics.records(0, results.length);
       // Nothing to enqueue: a 4xx, so a sender that only looks at the status still hears it.
       return reply.code(400).send({ error: 'invalid_records', message: 'no record is valid; each one\'s errors are in results', accepted, rejected: results.length, results });
     }
     await producer.send(records.filter((_, i) => results[i]?.ok === true));
     for (const job of jobs) depth.added(job.locationId);
+    metrics.records(accepted, results.length - accepted);
     return reply.code(202).send({ accepted, rejected: results.length - accepted, results });
   });
 
@@ -162,6 +168,7 @@ export async function startIntake(redis: Redis, config: Config, logger: Logger, 
   );
 
   app.get('/healthz', () => ({ status: 'ok' }));
+  app.get('/metrics', async (_request, reply) => reply.header('content-type', metrics.registry.contentType).send(await metrics.registry.metrics()));
   app.get('/readyz', async (_request, reply) => {
     const r = await readiness(redis);
     if (r.retryAfter !== undefined) void reply.header('retry-after', String(r.retryAfter));
@@ -179,6 +186,32 @@ export async function startIntake(redis: Redis, config: Config, logger: Logger, 
       await producer.close();
     },
   };
+}
+
+class IntakeMetrics {
+  readonly registry = new Registry();
+  readonly #requests = new Counter({ name: 'ghl_intake_requests_total', help: 'Requests to POST /v1/messages by HTTP status.', labelNames: ['status'], registers: [this.registry] });
+  readonly #records = new Counter({ name: 'ghl_intake_records_total', help: 'Records received by the intake, by result (accepted, rejected).', labelNames: ['result'], registers: [this.registry] });
+  readonly #latency = new Histogram({
+    name: 'ghl_intake_request_duration_seconds',
+    help: 'Time to answer POST /v1/messages (reading, validating, enqueueing).',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry });
+  }
+
+  answered(status: number, seconds: number): void {
+    this.#requests.inc({ status: String(status) });
+    this.#latency.observe(seconds);
+  }
+
+  records(accepted: number, rejected: number): void {
+    this.#records.inc({ result: 'accepted' }, accepted);
+    this.#records.inc({ result: 'rejected' }, rejected);
+  }
 }
 
 function isCompressed(encoding: string | undefined): boolean {

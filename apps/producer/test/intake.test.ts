@@ -59,6 +59,20 @@ describe('library API and HTTP intake', () => {
     await i.close();
   });
 
+  it('GET /metrics: requests by status, records by result, latency, standard process metrics', async () => {
+    const i = await intake();
+    await i.post([sms(1), { ...sms(2), date: 'yesterday' }]);
+    await i.post(sms(3), 'wrong');
+    const text = await (await fetch(`${i.server.url}/metrics`)).text();
+    expect(text).toContain('ghl_intake_requests_total{status="202"} 1');
+    expect(text).toContain('ghl_intake_requests_total{status="401"} 1');
+    expect(text).toContain('ghl_intake_records_total{result="accepted"} 1');
+    expect(text).toContain('ghl_intake_records_total{result="rejected"} 1');
+    expect(text).toContain('ghl_intake_request_duration_seconds_count 2');
+    expect(text).toMatch(/^process_cpu_seconds_total /m);
+    await i.close();
+  });
+
   it('refuses a missing or wrong token, and the health routes need none', async () => {
     const i = await intake();
     expect((await i.post(sms(1), null)).status).toBe(401);

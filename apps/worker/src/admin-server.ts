@@ -1,14 +1,16 @@
 /**
  * The worker's admin endpoint on ADMIN_PORT: `/metrics` (Prometheus text), `/healthz` (alive),
  * `/readyz` (Redis answers), and the BullMQ dashboard (bull-board) at `/dashboard` behind basic
- * auth, only when DASHBOARD_USER and DASHBOARD_PASSWORD are both set.
+ * auth, only when DASHBOARD_USER and DASHBOARD_PASSWORD are both set. The dashboard shows the
+ * dead-letter queue and the locations this process serves, read-only unless
+ * DASHBOARD_ALLOW_CHANGES=true (dead letters are fixed and redriven with `ingest dlq`).
  */
 import { timingSafeEqual, createHash } from 'node:crypto';
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
 import fastifyBasicAuth from '@fastify/basic-auth';
-import { ConfigError, locationQueueName, readiness, type Config, type Logger } from '@ghl-ingest/queue';
+import { ConfigError, DEAD_LETTER_QUEUE, locationQueueName, readiness, type Config, type Logger } from '@ghl-ingest/queue';
 import { Queue } from 'bullmq';
 import Fastify from 'fastify';
 import type { Redis } from 'ioredis';
@@ -69,10 +71,16 @@ export async function startAdminServer(options: {
       scope.addHook('onRequest', scope.basicAuth);
       const serverAdapter = new FastifyAdapter();
       serverAdapter.setBasePath('/dashboard');
-      const board = createBullBoard({ queues: [], serverAdapter });
-      addQueue = (queue) => board.addQueue(new BullMQAdapter(queue));
+      const board = createBullBoard({ queues: [], serverAdapter, options: { uiConfig: { boardTitle: 'ghl-ingest' } } });
+      addQueue = (queue) => board.addQueue(new BullMQAdapter(queue, { readOnlyMode: dashboard.readOnly }));
       await scope.register(serverAdapter.registerPlugin(), { prefix: '/dashboard' });
     });
+  }
+  if (dashboard !== undefined) {
+    const deadLetters = new Queue(DEAD_LETTER_QUEUE, { connection: redis, prefix: config.queuePrefix });
+    deadLetters.on('error', () => undefined);
+    queues.push(deadLetters);
+    addQueue(deadLetters);
   }
   const host = options.host ?? '0.0.0.0';
   const first = options.port ?? config.adminPort;
@@ -98,7 +106,7 @@ export async function startAdminServer(options: {
   return {
     url: `http://127.0.0.1:${String(port)}`,
     addLocation: (locationId) => {
-      if (dashboard === undefined || queues.length >= DASHBOARD_QUEUES) return;
+      if (dashboard === undefined || queues.length > DASHBOARD_QUEUES) return;
       const queue = new Queue(locationQueueName(locationId), { connection: redis, prefix: config.queuePrefix });
       queue.on('error', () => undefined);
       queues.push(queue);

@@ -108,11 +108,6 @@ export class Dispatcher {
     return [...this.#lanes.keys()];
   }
 
-  /** Locations this process served lately (at most 256), newest last. */
-  get servedLately(): string[] {
-    return [...this.#queues.keys()];
-  }
-
   /** Jobs active in this process now. */
   get activeJobs(): number {
     return this.#loops;

@@ -94,7 +94,7 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
     ...(parts.backoff === undefined ? {} : { backoff: parts.backoff }),
     onServe: (locationId) => admin?.addLocation(locationId),
   });
-  const metrics = new WorkerMetrics(() => dispatcher.servedLately, state, connection, config.queuePrefix);
+  const metrics = new WorkerMetrics({ state, redis: connection, prefix: config.queuePrefix, deadLetterCount: () => deadLetters.queue.getWaitingCount() });
   let admin: AdminServer | undefined;
   const delivery = new Delivery({
     deadLetters,
@@ -169,6 +169,7 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
       delivery.stop();
       const result = await dispatcher.close(deadlineMs);
       await admin?.close();
+      await metrics.close();
       await deadLetters.close();
       client.close();
       await connection.quit().catch(() => connection.disconnect());

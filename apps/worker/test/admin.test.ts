@@ -7,31 +7,62 @@ describe('admin endpoint', () => {
   const redis = useRedis();
   const harness = useHarness(redis);
 
-  it('/metrics counts deliveries by outcome and location, statuses, latency, dead letters and queue depth', async () => {
+  const scrape = async (worker: { admin?: { url: string } | undefined }) => (await fetch(`${worker.admin?.url ?? ''}/metrics`)).text();
+  const value = (text: string, series: string) => {
+    const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+    return line === undefined ? undefined : Number(line.slice(series.length + 1));
+  };
+
+  it('/metrics: outcomes, statuses, latency and dead letters without a location label; standard process metrics', async () => {
     const h = await harness({ fake: { maxMessageChars: 20 } });
     const worker = await h.worker({ admin: { port: 0, explicit: true } });
     await h.send([sms(1), sms(2), sms(3, 'locB'), sms(4, 'locA', { message: 'far too long for the stand-in today' })]);
     await h.settled(['locA', 'locB']);
-    const text = await (await fetch(`${worker.admin?.url ?? ''}/metrics`)).text();
-    expect(text).toContain('ghl_deliveries_total{outcome="delivered",location="locA"} 2');
-    expect(text).toContain('ghl_deliveries_total{outcome="delivered",location="locB"} 1');
-    expect(text).toContain('ghl_http_responses_total{status="201"} 3');
-    expect(text).toContain('ghl_http_responses_total{status="422"} 1');
-    expect(text).toContain('ghl_dead_letters_total{class="permanent",location="locA"} 1');
-    expect(text).toMatch(/ghl_request_duration_seconds_count\{location="locA"\} 3/);
-    expect(text).toContain('ghl_queue_depth{location="locA",state="failed"} 1');
-    expect(text).toContain('ghl_worker_process_cpu_seconds_total');
+    const text = await scrape(worker);
+    expect(value(text, 'ghl_deliveries_total{outcome="delivered"}')).toBe(3);
+    expect(value(text, 'ghl_http_responses_total{status="201"}')).toBe(3);
+    expect(value(text, 'ghl_http_responses_total{status="422"}')).toBe(1);
+    expect(value(text, 'ghl_dead_letters_total{class="permanent"}')).toBe(1);
+    expect(value(text, 'ghl_request_duration_seconds_count')).toBe(4);
+    expect(text).toMatch(/^process_cpu_seconds_total /m);
+    expect(text).toMatch(/^nodejs_heap_size_used_bytes /m);
+    expect(text).not.toMatch(/ghl_worker_/);
+    // Per-location series only where they stay few: held locations.
+    expect(text.split('\n').filter((l) => l.includes('location="')).every((l) => l.startsWith('ghl_location_held_seconds'))).toBe(true);
+    expect(value(text, 'ghl_metrics_reporter')).toBe(1);
+    expect(value(text, 'ghl_queue_jobs{state="failed"}')).toBe(1);
+    expect(value(text, 'ghl_queue_jobs{state="wait"}')).toBe(0);
+    expect(value(text, 'ghl_locations{state="known"}')).toBe(2);
+    expect(value(text, 'ghl_dead_letter_messages')).toBe(1);
   });
 
-  it('/metrics shows how long a location has been paused, and unfinished imports', async () => {
+  it('the whole-system gauges come from one worker at a time, so sums over workers do not double count', async () => {
     const h = await harness();
     h.fake.configure({ tokens: { 'secret-token-A-5b1f0c': null } });
+    const a = await h.worker({ admin: { port: 0, explicit: true } });
+    const b = await h.worker({ admin: { port: 0, explicit: true } });
+    await h.send([sms(1), sms(2, 'locB')]);
+    await until(async () => h.queue('locA').isPaused(), 5_000, 'locA paused');
+    await h.settled(['locB']);
+    await until(async () => value(await scrape(a), 'ghl_queue_jobs{state="wait"}') === 1, 15_000, 'the reporter to see the paused message');
+    const [ta, tb] = [await scrape(a), await scrape(b)];
+    expect([value(ta, 'ghl_metrics_reporter'), value(tb, 'ghl_metrics_reporter')].sort()).toEqual([0, 1]);
+    const sum = (series: string) => (value(ta, series) ?? 0) + (value(tb, series) ?? 0);
+    expect(sum('ghl_queue_jobs{state="wait"}')).toBe(1);
+    expect(sum('ghl_locations{state="paused"}')).toBe(1);
+    expect([ta, tb].join('\n')).toMatch(/ghl_location_held_seconds\{location="locA",state="paused"\} \d/);
+    // The reporter stops: the other takes the role at its next scrape.
+    const [reporter, other] = value(ta, 'ghl_metrics_reporter') === 1 ? [a, b] : [b, a];
+    await reporter.close();
+    expect(value(await scrape(other), 'ghl_metrics_reporter')).toBe(1);
+    expect(value(await scrape(other), 'ghl_queue_jobs{state="wait"}')).toBe(1);
+  });
+
+  it('/metrics shows unfinished imports', async () => {
+    const h = await harness();
     const worker = await h.worker({ admin: { port: 0, explicit: true } });
     await h.redis.hset(`${h.config.queuePrefix}:import:imp1`, { accepted: '5', delivered: '2', state: 'done' });
-    await h.send([sms(1)]);
-    await until(async () => h.queue('locA').isPaused(), 5_000, 'paused');
-    const text = await (await fetch(`${worker.admin?.url ?? ''}/metrics`)).text();
-    expect(text).toMatch(/ghl_location_held_seconds\{location="locA",state="paused"\} \d/);
+    const text = await scrape(worker);
     expect(text).toContain('ghl_import_messages{import="imp1",outcome="accepted"} 5');
     expect(text).toContain('ghl_import_messages{import="imp1",outcome="delivered"} 2');
   });
@@ -60,7 +91,19 @@ describe('admin endpoint', () => {
     const page = await fetch(base, { headers: auth });
     expect(page.status).toBe(200);
     expect(await page.text()).toContain('<html');
-    const api = (await (await fetch(`${base}/api/queues`, { headers: auth })).json()) as { queues: { name: string }[] };
-    expect(api.queues.map((q) => q.name)).toContain('loc.{locA}');
+    const api = (await (await fetch(`${base}/api/queues`, { headers: auth })).json()) as { queues: { name: string; readOnlyMode: boolean }[] };
+    expect(api.queues.map((q) => q.name)).toEqual(expect.arrayContaining(['dead-letter', 'loc.{locA}']));
+    // Read-only unless DASHBOARD_ALLOW_CHANGES=true: no cleaning the dead letters from the dashboard.
+    expect(api.queues.every((q) => q.readOnlyMode)).toBe(true);
+    const clean = await fetch(`${base}/api/queues/dead-letter/clean/waiting`, { method: 'PUT', headers: auth });
+    expect(clean.status).toBe(405);
+  });
+
+  it('DASHBOARD_ALLOW_CHANGES=true lets the dashboard change queues', async () => {
+    const h = await harness({ env: { DASHBOARD_USER: 'ops', DASHBOARD_PASSWORD: 'dash-secret', DASHBOARD_ALLOW_CHANGES: 'true' } });
+    const worker = await h.worker({ admin: { port: 0, explicit: true } });
+    const auth = { authorization: `Basic ${Buffer.from('ops:dash-secret').toString('base64')}` };
+    const api = (await (await fetch(`${worker.admin?.url ?? ''}/dashboard/api/queues`, { headers: auth })).json()) as { queues: { name: string; readOnlyMode: boolean }[] };
+    expect(api.queues.find((q) => q.name === 'dead-letter')?.readOnlyMode).toBe(false);
   });
 });

@@ -51,6 +51,7 @@ const envSchema = z.object({
   ADMIN_PORT: int(0, 65_535).optional(),
   DASHBOARD_USER: text().optional(),
   DASHBOARD_PASSWORD: text().optional(),
+  DASHBOARD_ALLOW_CHANGES: z.preprocess(blankIsUnset, z.enum(['true', 'false']).default('false')),
   LOG_LEVEL: z.preprocess(blankIsUnset, z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')),
   // Ours, beyond contract.md (documented in the README):
   GHL_LEDGER_TTL_DAYS: int(1, 3650).default(30),
@@ -89,7 +90,8 @@ export interface Config {
   adminPort: number;
   /** ADMIN_PORT was set: a taken port stops the worker. Unset, workers on one host take the next free port. */
   adminPortExplicit: boolean;
-  dashboard: { user: string; password: string } | undefined;
+  /** `readOnly` unless DASHBOARD_ALLOW_CHANGES=true: no retrying, promoting or deleting jobs from the dashboard. */
+  dashboard: { user: string; password: string; readOnly: boolean } | undefined;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   ledgerTtlMs: number;
   shutdownTimeoutMs: number;
@@ -132,7 +134,7 @@ export function loadConfig(env: Record<string, string | undefined> = readEnv()):
     adminPortExplicit: e.ADMIN_PORT !== undefined,
     dashboard:
       e.DASHBOARD_USER !== undefined && e.DASHBOARD_PASSWORD !== undefined
-        ? Object.freeze({ user: e.DASHBOARD_USER, password: e.DASHBOARD_PASSWORD })
+        ? Object.freeze({ user: e.DASHBOARD_USER, password: e.DASHBOARD_PASSWORD, readOnly: e.DASHBOARD_ALLOW_CHANGES !== 'true' })
         : undefined,
     logLevel: e.LOG_LEVEL,
     ledgerTtlMs: e.GHL_LEDGER_TTL_DAYS * 86_400_000,

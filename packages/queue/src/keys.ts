@@ -35,6 +35,8 @@ export interface Keys {
   stats(locationId: string): string;
   /** HASH: one import's checkpoint and counts. */
   importRecord(importId: string): string;
+  /** STRING: the worker that reports the shared gauges (queue depths) to Prometheus, with a TTL. */
+  metricsReporter: string;
 }
 
 export function keysFor(prefix: string): Keys {
@@ -51,6 +53,7 @@ export function keysFor(prefix: string): Keys {
     rate: (locationId) => `${prefix}:rate:{${locationId}}`,
     stats: (locationId) => `${prefix}:stats:{${locationId}}`,
     importRecord: (importId) => `${prefix}:import:${importId}`,
+    metricsReporter: `${prefix}:metrics:reporter`,
   };
 }
 
