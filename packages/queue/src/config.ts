@@ -67,6 +67,9 @@ const envSchema = z.object({
   ),
 });
 
+/** The name of every setting read from the environment. */
+export const SETTINGS = Object.keys(envSchema.shape);
+
 export interface Config {
   redisUrl: string;
   queuePrefix: string;
