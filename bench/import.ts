@@ -71,7 +71,9 @@ export async function importBench(): Promise<void> {
           const used = Number(/used_memory:(\d+)/.exec(await redis.info('memory'))?.[1] ?? 0);
           bytesPerMessage = (used - base) / ROWS;
         }
-        process.stdout.write(`  round ${round} ${variant.padEnd(4)} ${fmt(ROWS / run.seconds)} rows/s${variant === 'ours' ? `, peak RSS ${fmt(run.peakMb)} MB` : ''}\n`);
+        process.stdout.write(
+          `  round ${round} ${variant.padEnd(4)} ${fmt(ROWS / run.seconds)} rows/s${variant === 'ours' ? `, peak RSS ${fmt(run.peakMb)} MB` : ''}\n`,
+        );
       }
     }
   } finally {

@@ -47,9 +47,17 @@ async function run(s: Scenario): Promise<void> {
   writeFileSync(workerTokens, JSON.stringify(Object.fromEntries(locations.map((l) => [l, `tok-${l}`]))));
   writeFileSync(standTokens, JSON.stringify(Object.fromEntries(locations.map((l) => [`tok-${l}`, l]))));
   const stand = await standIn([
-    '--tokens', standTokens,
-    '--rate-max', String(s.max), '--rate-window-ms', String(s.windowMs), '--window', 'rolling',
-    '--latency', '20-80', '--no-record-bodies',
+    '--tokens',
+    standTokens,
+    '--rate-max',
+    String(s.max),
+    '--rate-window-ms',
+    String(s.windowMs),
+    '--window',
+    'rolling',
+    '--latency',
+    '20-80',
+    '--no-record-bodies',
   ]);
   // Enough for every location to stay busy throughout.
   const perLocation = Math.ceil((s.max * (s.seconds * 1000 + 3 * s.windowMs)) / s.windowMs) + 20;
@@ -69,7 +77,8 @@ async function run(s: Scenario): Promise<void> {
     ADMIN_PORT: '0',
   };
   const workers = Array.from({ length: s.processes }, () => node('apps/worker/src/main.ts', env));
-  const rival = s.rival === undefined ? undefined : setInterval(() => void stand.admin('POST', 'spend', { locationId: locations[0], count: s.rival }), s.windowMs);
+  const rival =
+    s.rival === undefined ? undefined : setInterval(() => void stand.admin('POST', 'spend', { locationId: locations[0], count: s.rival }), s.windowMs);
 
   await sleep(s.windowMs + 2000); // warm-up: processes start and the first windows fill
   const before = await stand.stats();
@@ -79,7 +88,9 @@ async function run(s: Scenario): Promise<void> {
   await sleep(s.seconds * 1000);
   const after = await stand.stats();
   const arrivals = await Promise.all(
-    locations.map(async (l) => ((await stand.admin('GET', `messages?locationId=${l}&offset=${before.acceptedByLocation[l] ?? 0}`)) as { t: number }[]).map((m) => m.t)),
+    locations.map(async (l) =>
+      ((await stand.admin('GET', `messages?locationId=${l}&offset=${before.acceptedByLocation[l] ?? 0}`)) as { t: number }[]).map((m) => m.t),
+    ),
   );
   const commands = (await totalCommands(redis)) - commandsBefore;
   const scripts = (await scriptCalls(redis)) - scriptsBefore;

@@ -47,9 +47,7 @@ async function setting(locations: string[], limits: boolean) {
   const standTokens = join(dir, 'stand-tokens.json');
   writeFileSync(workerTokens, JSON.stringify(Object.fromEntries(locations.map((l) => [l, `tok-${l}`]))));
   writeFileSync(standTokens, JSON.stringify(Object.fromEntries(locations.map((l) => [`tok-${l}`, l]))));
-  const rate = limits
-    ? ['--rate-max', '100', '--rate-window-ms', '10000', '--window', 'rolling']
-    : ['--rate-max', '1000000000', '--daily-limit', '1000000000'];
+  const rate = limits ? ['--rate-max', '100', '--rate-window-ms', '10000', '--window', 'rolling'] : ['--rate-max', '1000000000', '--daily-limit', '1000000000'];
   const stand = await standIn(['--tokens', standTokens, ...rate, '--latency', LATENCY, '--no-record-bodies']);
   const env: Record<string, string> = {
     REDIS_URL: server.url,
@@ -85,7 +83,10 @@ const redisCpu = async (redis: Redis) => (await info(redis, 'cpu', 'used_cpu_use
 
 /** CPU seconds a process has used (utime + stime). */
 function processCpu(pid: number): number {
-  const fields = readFileSync(`/proc/${String(pid)}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+  const fields =
+    readFileSync(`/proc/${String(pid)}/stat`, 'utf8')
+      .split(') ')[1]
+      ?.split(' ') ?? [];
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
@@ -169,11 +170,7 @@ async function liveRun(busyCount: number, sends: number): Promise<number[]> {
       const sentAt = Date.now();
       const [r] = await producer.send([{ locationId: 'live', type: 'SMS', contactId: `c${i}`, message: `live ${i}`, altId: `live-${i}` }]);
       if (r?.ok !== true) throw new Error('live message refused');
-      await until(
-        async () => ((await s.stand.admin('GET', `messages?locationId=live&offset=${i}`)) as unknown[]).length > 0,
-        30_000,
-        `live message ${i}`,
-      );
+      await until(async () => ((await s.stand.admin('GET', `messages?locationId=live&offset=${i}`)) as unknown[]).length > 0, 30_000, `live message ${i}`);
       const [m] = (await s.stand.admin('GET', `messages?locationId=live&offset=${i}`)) as { receivedAt: number }[];
       latencies.push((m?.receivedAt ?? Date.now()) - sentAt);
       await sleep(150); // within the live location's budget: 100 per 10 s

@@ -126,7 +126,9 @@ export function balanced(a: Accounting): boolean {
 /** Rejected rows in the importer's rejects report. */
 export function countLines(file: string): number {
   try {
-    return readFileSync(file, 'utf8').split('\n').filter((l) => l !== '').length;
+    return readFileSync(file, 'utf8')
+      .split('\n')
+      .filter((l) => l !== '').length;
   } catch {
     return 0;
   }
@@ -146,7 +148,9 @@ export interface SecretsScan {
  * value, every log line, every dead-letter record and the workers' /metrics.
  */
 export async function scanForSecrets(cluster: Cluster, metrics: string[]): Promise<SecretsScan> {
-  const secrets = [...Object.values(cluster.tokens), ...cluster.retiredTokens, cluster.env.INTAKE_TOKEN ?? '', cluster.env.DASHBOARD_PASSWORD ?? ''].filter((s) => s !== '');
+  const secrets = [...Object.values(cluster.tokens), ...cluster.retiredTokens, cluster.env.INTAKE_TOKEN ?? '', cluster.env.DASHBOARD_PASSWORD ?? ''].filter(
+    (s) => s !== '',
+  );
   const findings: string[] = [];
   const check = (where: string, text: string) => {
     for (const s of secrets) if (text.includes(s)) findings.push(`${where} holds ${s.slice(0, 12)}…`);

@@ -215,7 +215,9 @@ export class Cluster {
 
   /** Every log file the scenario's processes wrote. */
   logFiles(): string[] {
-    return readdirSync(this.dir).filter((f) => f.endsWith('.log')).map((f) => join(this.dir, f));
+    return readdirSync(this.dir)
+      .filter((f) => f.endsWith('.log'))
+      .map((f) => join(this.dir, f));
   }
 }
 

@@ -179,7 +179,9 @@ describe('chaos: Redis restarts', () => {
           `import ${importState ?? '?'} at the crash, ${runs} run${runs === 1 ? '' : 's'}${readAgain ? ', file read again after the restart' : ''}; ` +
           `${live.accepted.size} live messages (${live.refused} refused with 503 while Redis was away); ` +
           `lost: ${lostLive.length} live, ${lostImport} import rows` +
-          (cut === undefined ? '' : `; AOF cut back ${Math.round((crashedAt - cut.at) / 10) / 100} s; ${first.duplicates} duplicates from deliveries whose ledger entries were in the lost second`),
+          (cut === undefined
+            ? ''
+            : `; AOF cut back ${Math.round((crashedAt - cut.at) / 10) / 100} s; ${first.duplicates} duplicates from deliveries whose ledger entries were in the lost second`),
       },
       // everysec: only what was acknowledged after the last fsync may be lost.
       appendfsync === 'everysec' ? ackedAfterCut : () => false,

@@ -12,7 +12,10 @@ export function setup(): void {
 export function teardown(): void {
   let rows: Figures[];
   try {
-    rows = readFileSync(SUMMARY_FILE, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Figures);
+    rows = readFileSync(SUMMARY_FILE, 'utf8')
+      .split('\n')
+      .filter((l) => l !== '')
+      .map((l) => JSON.parse(l) as Figures);
   } catch {
     return;
   }
@@ -21,20 +24,22 @@ export function teardown(): void {
 
 export function formatSummary(rows: Figures[]): string {
   const head = ['scenario', 'messages', 'delivered', 'dead', 'rejected', 'lost', 'dupes', 'unanswered', 'kills', 'redis restarts', '429s', 's'];
-  const body = rows.map((r) => [
-    r.scenario,
-    r.messages,
-    r.delivered,
-    r.deadLettered,
-    r.rejected,
-    r.lost,
-    r.duplicates,
-    r.unanswered,
-    r.kills,
-    r.redisRestarts,
-    r.rateLimited,
-    r.seconds,
-  ].map(String));
+  const body = rows.map((r) =>
+    [
+      r.scenario,
+      r.messages,
+      r.delivered,
+      r.deadLettered,
+      r.rejected,
+      r.lost,
+      r.duplicates,
+      r.unanswered,
+      r.kills,
+      r.redisRestarts,
+      r.rateLimited,
+      r.seconds,
+    ].map(String),
+  );
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => (b[i] ?? '').length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join('  ');
   const total = (f: (r: Figures) => number) => rows.reduce((s, r) => s + f(r), 0);

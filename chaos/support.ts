@@ -49,7 +49,10 @@ export async function closeScenario(
   const a = await account(cluster, datasets, rejected);
   const { scenario, started, ...extra } = figures;
   record(figuresOf(scenario, a, { ...extra, seconds: Math.round((Date.now() - started) / 1000) }));
-  expect(a.lost.filter((id) => !mayLose(id)), 'messages neither delivered nor dead-lettered').toEqual([]);
+  expect(
+    a.lost.filter((id) => !mayLose(id)),
+    'messages neither delivered nor dead-lettered',
+  ).toEqual([]);
   expect(a.ledgerUnknown, 'ledger entries the stand-in cannot confirm').toEqual([]);
   expect(balanced(a), `rows in ${a.rowsIn} = delivered ${a.delivered} + dead ${a.deadLettered} + rejected ${a.rejected} + lost ${a.lost.length}`).toBe(true);
   const running = cluster.workers().length;

@@ -55,4 +55,3 @@ function fail(diagnostics: readonly ts.Diagnostic[]): never {
   process.stderr.write(ts.formatDiagnosticsWithColorAndContext(diagnostics, host));
   process.exit(1);
 }
-

@@ -153,7 +153,16 @@ function build(work: string): Stage {
       if (Number(major) !== hostNode) fail(`${where}: the image's Node is ${major}, this machine's ${hostNode}: run the check on Node ${major}`);
       const dir = join(work, `stage-${stages.length}`);
       mkdirSync(join(dir, 'root'), { recursive: true });
-      stage = { name: as?.toUpperCase() === 'AS' ? (name ?? '') : '', from: image, dir, workdir: '/', env: {}, user: 'root', cmd: undefined, entrypoint: undefined };
+      stage = {
+        name: as?.toUpperCase() === 'AS' ? (name ?? '') : '',
+        from: image,
+        dir,
+        workdir: '/',
+        env: {},
+        user: 'root',
+        cmd: undefined,
+        entrypoint: undefined,
+      };
       stages.push(stage);
       continue;
     }
@@ -208,7 +217,8 @@ function build(work: string): Stage {
           PATH: `${join(local, 'bin')}:${process.env.PATH ?? ''}`,
         };
         // Commands run on this machine's file system, not a container's: an absolute path would escape the stage.
-        if (/(^|[\s=])\/(?!dev\/null)/.test(ins.args)) fail(`${where}: RUN uses an absolute path, which this check cannot replay; use paths relative to WORKDIR`);
+        if (/(^|[\s=])\/(?!dev\/null)/.test(ins.args))
+          fail(`${where}: RUN uses an absolute path, which this check cannot replay; use paths relative to WORKDIR`);
         delete env.npm_config_nodedir;
         delete env.PNPM_HOME;
         step(`RUN ${ins.args}`);
@@ -329,13 +339,25 @@ async function runImage(image: Stage, work: string): Promise<void> {
     const appEnv = { ...env, GHL_API_BASE_URL: fakeUrl, GHL_TOKEN: 'image-check-token' };
 
     const input = join(work, 'history.ndjson');
-    const records = Array.from({ length: 20 }, (_, i) => ({ locationId: `imgloc${i % 3}`, key: `img-${i}`, type: 'SMS', contactId: `c${i}`, message: `image check ${i}`, direction: 'inbound' }));
+    const records = Array.from({ length: 20 }, (_, i) => ({
+      locationId: `imgloc${i % 3}`,
+      key: `img-${i}`,
+      type: 'SMS',
+      contactId: `c${i}`,
+      message: `image check ${i}`,
+      direction: 'inbound',
+    }));
     writeFileSync(input, records.map((r) => `${JSON.stringify(r)}\n`).join(''));
     run([...commandOfService('ingest'), 'import', input], { cwd: app, env: appEnv, what: 'ingest import' });
     step('ingest import: 20 records accepted');
 
     const intakePort = await freePort();
-    const intake = procs.start(commandOfService('intake'), app, { ...appEnv, INTAKE_PORT: String(intakePort), INTAKE_HOST: '127.0.0.1', INTAKE_TOKEN: 'image-check' }, 'intake');
+    const intake = procs.start(
+      commandOfService('intake'),
+      app,
+      { ...appEnv, INTAKE_PORT: String(intakePort), INTAKE_HOST: '127.0.0.1', INTAKE_TOKEN: 'image-check' },
+      'intake',
+    );
     const intakeUrl = `http://127.0.0.1:${intakePort}`;
     await until(async () => (await fetch(`${intakeUrl}/readyz`).catch(() => undefined))?.ok === true, 20_000, 'the intake to be ready');
     const posted = await fetch(`${intakeUrl}/v1/messages`, {
@@ -381,7 +403,8 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  process.stderr.write(`image: FAILED: ${error instanceof ImageCheckError ? error.message : error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.stderr.write(
+    `image: FAILED: ${error instanceof ImageCheckError ? error.message : error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+  );
   process.exitCode = 1;
 });
-

@@ -110,7 +110,13 @@ async function main(): Promise<void> {
     if (!/REDIS_URL/.test(run('npx', ['--no-install', 'ghl-ingest', 'worker', '--help'], project, env))) fail('ghl-ingest worker --help names no settings');
     step('npx ghl-ingest --help and worker --help: ok');
 
-    writeFileSync(join(project, 'tsconfig.json'), JSON.stringify({ compilerOptions: { strict: true, module: 'nodenext', moduleResolution: 'nodenext', target: 'es2022', noEmit: true, types: ['node'] }, files: ['use.ts'] }));
+    writeFileSync(
+      join(project, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: { strict: true, module: 'nodenext', moduleResolution: 'nodenext', target: 'es2022', noEmit: true, types: ['node'] },
+        files: ['use.ts'],
+      }),
+    );
     writeFileSync(join(project, 'use.ts'), CONSUMER_TS);
     run('npx', ['--no-install', 'tsc', '-p', '.'], project, env);
     step('a TypeScript file using the library type-checks (strict, nodenext)');
@@ -125,7 +131,11 @@ async function main(): Promise<void> {
     const api = (fake = await FakeHighLevel.start()).url;
     const stand = fake;
     // The bin itself, not through npx, so that SIGTERM reaches the worker.
-    const worker = spawn(join(project, 'node_modules/.bin/ghl-ingest'), ['worker'], { cwd: project, env: { ...appEnv, GHL_API_BASE_URL: api, GHL_TOKEN: 'pack-token' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const worker = spawn(join(project, 'node_modules/.bin/ghl-ingest'), ['worker'], {
+      cwd: project,
+      env: { ...appEnv, GHL_API_BASE_URL: api, GHL_TOKEN: 'pack-token' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let output = '';
     worker.stdout.on('data', (d: Buffer) => (output += d.toString()));
     worker.stderr.on('data', (d: Buffer) => (output += d.toString()));
@@ -153,6 +163,8 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  process.stderr.write(`pack: FAILED: ${error instanceof PackCheckError ? error.message : error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.stderr.write(
+    `pack: FAILED: ${error instanceof PackCheckError ? error.message : error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+  );
   process.exitCode = 1;
 });

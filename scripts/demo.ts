@@ -96,7 +96,9 @@ async function main(): Promise<void> {
     byReason.set(reason, (byReason.get(reason) ?? 0) + 1);
   }
   const stats = fake.stats();
-  const rejected = readFileSync(rejects, 'utf8').split('\n').filter((l) => l !== '').length;
+  const rejected = readFileSync(rejects, 'utf8')
+    .split('\n')
+    .filter((l) => l !== '').length;
 
   say(`\nReport (${seconds} s):`);
   say(`  delivered       ${stats.accepted - stats.duplicateAltIds} messages; HighLevel saw ${stats.duplicateAltIds} duplicates`);
@@ -106,12 +108,16 @@ async function main(): Promise<void> {
   say(`  rejected        ${rejected} rows, with line and reason, in ${rejects}`);
   say(`  dead-lettered   ${dead.length}${dead.length === 0 ? '' : ':'}`);
   for (const [reason, count] of [...byReason].sort((a, b) => b[1] - a[1])) say(`    ${String(count).padStart(5)}  ${reason}`);
-  say(`  HighLevel       ${stats.requests} requests: ${Object.entries(stats.byStatus).map(([s, c]) => `${c} x ${s}`).join(', ')}, ${stats.dropped} connection resets, ${stats.rateLimited} x 429`);
+  say(
+    `  HighLevel       ${stats.requests} requests: ${Object.entries(stats.byStatus)
+      .map(([s, c]) => `${c} x ${s}`)
+      .join(', ')}, ${stats.dropped} connection resets, ${stats.rateLimited} x 429`,
+  );
   say('\nWhere to look next (with the same REDIS_URL and QUEUE_PREFIX):');
   say(`  QUEUE_PREFIX=${prefix} pnpm ingest status          per location: pending, delivered, rate, budget`);
   say(`  QUEUE_PREFIX=${prefix} pnpm ingest dlq list        what failed for good, and why`);
   say(`  QUEUE_PREFIX=${prefix} pnpm ingest dlq export      fix them and import them again`);
-  if (redis.own) say('  (this demo\'s Redis stops with it: run it with REDIS_URL to keep the data)');
+  if (redis.own) say("  (this demo's Redis stops with it: run it with REDIS_URL to keep the data)");
 
   await dlq.close();
   await connection.quit();

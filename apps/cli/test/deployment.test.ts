@@ -100,7 +100,14 @@ describe('what ships beside the code', () => {
       expect(problems).toEqual([]);
       // The worker's dashboard covers what the issue names: outcomes, 429s, budget, depth, dead letters, latency.
       const all = queries.map((q) => q.expr).join('\n');
-      for (const name of ['ghl_deliveries_total', 'ghl_rate_limited_total', 'ghl_budget_used_ratio', 'ghl_queue_jobs', 'ghl_dead_letter_messages', 'ghl_request_duration_seconds_bucket']) {
+      for (const name of [
+        'ghl_deliveries_total',
+        'ghl_rate_limited_total',
+        'ghl_budget_used_ratio',
+        'ghl_queue_jobs',
+        'ghl_dead_letter_messages',
+        'ghl_request_duration_seconds_bucket',
+      ]) {
         expect(all).toContain(name);
       }
     } finally {
@@ -112,7 +119,9 @@ describe('what ships beside the code', () => {
   });
 
   it('Prometheus scrapes the ports compose gives the worker and the intake', () => {
-    const compose = parseYaml(read('docker-compose.yml'), { merge: true }) as { services: Record<string, { environment?: Record<string, string>; profiles?: string[] }> };
+    const compose = parseYaml(read('docker-compose.yml'), { merge: true }) as {
+      services: Record<string, { environment?: Record<string, string>; profiles?: string[] }>;
+    };
     const prometheus = parseYaml(read('monitoring/prometheus.yml')) as {
       scrape_configs: { job_name: string; dns_sd_configs?: { names: string[]; port: number }[]; static_configs?: { targets: string[] }[] }[];
     };

@@ -90,7 +90,8 @@ async function follow(redis: Redis, config: Config, s: ImportSummary): Promise<{
       const eta = perSecond > 0 ? Math.ceil(pending / perSecond) : undefined;
       process.stderr.write(
         `delivery: ${delivered} delivered, ${dead} dead-lettered, ${pending} pending` +
-          (eta === undefined || pending === 0 ? '' : `, about ${formatDuration(eta)} left at the locations' budgets`) + '\n',
+          (eta === undefined || pending === 0 ? '' : `, about ${formatDuration(eta)} left at the locations' budgets`) +
+          '\n',
       );
     }
     if (pending === 0) return { delivered, dead };

@@ -116,8 +116,7 @@ export async function runImport(redis: Redis | undefined, config: Config, option
   const ledger = dryRun ? undefined : new DeliveryLedger(redis as Redis, config.queuePrefix, config.ledgerTtlMs);
 
   const input = options.file === '-' ? (options.stdin ?? process.stdin) : createReadStream(options.file, { start: format === 'ndjson' ? cp.bytes : 0 });
-  const rows: AsyncIterable<Row> =
-    format === 'csv' ? readCsv(input) : format === 'json' ? readJsonArray(input) : readNdjson(input, cp.line + 1, cp.bytes);
+  const rows: AsyncIterable<Row> = format === 'csv' ? readCsv(input) : format === 'json' ? readJsonArray(input) : readNdjson(input, cp.line + 1, cp.bytes);
 
   let batch: { data: JobData; line: number }[] = [];
   let batchBytes = 0;
@@ -135,7 +134,10 @@ export async function runImport(redis: Redis | undefined, config: Config, option
       rejects = [];
     }
     if (batch.length > 0 && enqueuer !== undefined && ledger !== undefined) {
-      const fresh = await skipDelivered(ledger, batch.map((b) => b.data));
+      const fresh = await skipDelivered(
+        ledger,
+        batch.map((b) => b.data),
+      );
       cp.alreadyDelivered += batch.length - fresh.length;
       await enqueuer.enqueue(fresh);
       for (const b of batch) locations.add(b.data.locationId);
@@ -226,7 +228,10 @@ async function skipDelivered(ledger: DeliveryLedger, jobs: JobData[]): Promise<J
   }
   const fresh: JobData[] = [];
   for (const [locationId, list] of byLocation) {
-    const delivered = await ledger.delivered(locationId, list.map((j) => j.key));
+    const delivered = await ledger.delivered(
+      locationId,
+      list.map((j) => j.key),
+    );
     for (const j of list) if (!delivered.has(j.key)) fresh.push(j);
   }
   return fresh;

@@ -65,14 +65,13 @@ export async function startIntake(redis: Redis, config: Config, logger: Logger, 
         .send({ error: 'payload_too_large', message: `the body is over ${BODY_LIMIT} bytes (decompressed); send fewer records per request` });
     }
     if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
-      return reply
-        .code(415)
-        .send({ error: 'unsupported_media_type', message: 'send the records as JSON (application/json) or NDJSON (application/x-ndjson)' });
+      return reply.code(415).send({ error: 'unsupported_media_type', message: 'send the records as JSON (application/json) or NDJSON (application/x-ndjson)' });
     }
     if (error.code?.startsWith('Z_') === true) {
       return reply.code(400).send({ error: 'bad_request', message: `the body is not valid gzip (${error.code}): ${error.message}` });
     }
-    if (error.code === 'FST_ERR_CTP_EMPTY_JSON_BODY') return reply.code(400).send({ error: 'bad_request', message: 'the body is empty: send a record or an array of records' });
+    if (error.code === 'FST_ERR_CTP_EMPTY_JSON_BODY')
+      return reply.code(400).send({ error: 'bad_request', message: 'the body is empty: send a record or an array of records' });
     if (error.statusCode === 400) return reply.code(400).send({ error: 'bad_request', message: `the body is not valid JSON: ${error.message}` });
     if (error.statusCode !== undefined && error.statusCode > 400 && error.statusCode < 500) {
       return reply.code(error.statusCode).send({ error: 'bad_request', message: error.message });
@@ -155,7 +154,9 @@ export async function startIntake(redis: Redis, config: Config, logger: Logger, 
     if (accepted === 0) {
       metrics.records(0, results.length);
       // Nothing to enqueue: a 4xx, so a sender that only looks at the status still hears it.
-      return reply.code(400).send({ error: 'invalid_records', message: 'no record is valid; each one\'s errors are in results', accepted, rejected: results.length, results });
+      return reply
+        .code(400)
+        .send({ error: 'invalid_records', message: "no record is valid; each one's errors are in results", accepted, rejected: results.length, results });
     }
     await producer.send(records.filter((_, i) => results[i]?.ok === true));
     for (const job of jobs) depth.added(job.locationId);
@@ -190,8 +191,18 @@ export async function startIntake(redis: Redis, config: Config, logger: Logger, 
 
 class IntakeMetrics {
   readonly registry = new Registry();
-  readonly #requests = new Counter({ name: 'ghl_intake_requests_total', help: 'Requests to POST /v1/messages by HTTP status.', labelNames: ['status'], registers: [this.registry] });
-  readonly #records = new Counter({ name: 'ghl_intake_records_total', help: 'Records received by the intake, by result (accepted, rejected).', labelNames: ['result'], registers: [this.registry] });
+  readonly #requests = new Counter({
+    name: 'ghl_intake_requests_total',
+    help: 'Requests to POST /v1/messages by HTTP status.',
+    labelNames: ['status'],
+    registers: [this.registry],
+  });
+  readonly #records = new Counter({
+    name: 'ghl_intake_records_total',
+    help: 'Records received by the intake, by result (accepted, rejected).',
+    labelNames: ['result'],
+    registers: [this.registry],
+  });
   readonly #latency = new Histogram({
     name: 'ghl_intake_request_duration_seconds',
     help: 'Time to answer POST /v1/messages (reading, validating, enqueueing).',

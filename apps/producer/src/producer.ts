@@ -13,9 +13,7 @@ import { normalizeRecord, toJobData, type JobData, type NormalizeOptions, type R
 import type { Redis } from 'ioredis';
 import { connectProducer } from './connect.ts';
 
-export type SendResult =
-  | { ok: true; key: string; locationId: string }
-  | { ok: false; errors: RecordIssue[]; key?: string };
+export type SendResult = { ok: true; key: string; locationId: string } | { ok: false; errors: RecordIssue[]; key?: string };
 
 export interface ProducerOptions {
   /** Settings; default: from the environment (contract.md), like the CLI. */

@@ -37,7 +37,10 @@ export interface LocationStatus {
 export type ImportStatus = Omit<ImportCounts, 'dead'> & { deadLettered: number };
 
 /** Summed over every location: the message counts and requests in the current windows. */
-export type StatusTotals = Pick<LocationStatus, 'pending' | 'inFlight' | 'delayedForRetry' | 'delivered' | 'skipped' | 'deadLettered' | 'sentInWindow' | 'etaSeconds'> & {
+export type StatusTotals = Pick<
+  LocationStatus,
+  'pending' | 'inFlight' | 'delayedForRetry' | 'delivered' | 'skipped' | 'deadLettered' | 'sentInWindow' | 'etaSeconds'
+> & {
   locations: number;
   byState: Record<LocationStateName, number>;
   /** What the budgets of the locations with messages pending allow per second. */
@@ -72,11 +75,15 @@ function toStatus(s: LocationSnapshot, now: number): LocationStatus {
   const { max, daily, windowMs } = s.budget;
   const pending = s.waiting + s.delayed;
   const state: LocationStateName =
-    s.paused || s.hold?.state === 'paused' ? 'paused'
-    : s.hold?.state === 'parked' ? 'parked'
-    : s.blockedUntil > now || (s.sentInWindow >= max && pending > 0) ? 'waiting for the burst window'
-    : pending + s.active > 0 ? 'running'
-    : 'idle';
+    s.paused || s.hold?.state === 'paused'
+      ? 'paused'
+      : s.hold?.state === 'parked'
+        ? 'parked'
+        : s.blockedUntil > now || (s.sentInWindow >= max && pending > 0)
+          ? 'waiting for the burst window'
+          : pending + s.active > 0
+            ? 'running'
+            : 'idle';
   const dailyLeft = Math.max(0, daily - s.dailyUsed);
   const out: LocationStatus = {
     locationId: s.locationId,
@@ -153,7 +160,17 @@ function attention(l: LocationStatus): string | undefined {
 
 const n = (x: number) => x.toLocaleString('en-US');
 const dur = (s: number | null) =>
-  s === null ? '?' : s === 0 ? '-' : s < 120 ? `${s}s` : s < 7200 ? `${Math.round(s / 60)}m` : s < 172_800 ? `${Math.round(s / 3600)}h` : `${Math.round(s / 86_400)}d`;
+  s === null
+    ? '?'
+    : s === 0
+      ? '-'
+      : s < 120
+        ? `${s}s`
+        : s < 7200
+          ? `${Math.round(s / 60)}m`
+          : s < 172_800
+            ? `${Math.round(s / 3600)}h`
+            : `${Math.round(s / 86_400)}d`;
 
 /** The busiest rows shown without --all. */
 const BUSIEST = 10;
@@ -179,21 +196,41 @@ export function renderStatus(status: Status, options: { all?: boolean } = {}): s
       out.push('', `needs attention: ${n(needy.length)}${shown.length < needy.length ? ` (first ${shown.length}; --all for every one)` : ''}`);
       for (const l of shown) out.push(`  ${l.locationId}: ${attention(l) ?? ''}`);
     }
-    const rows = options.all === true ? locations : [...locations].filter((l) => l.pending + l.inFlight > 0).sort((a, b) => b.pending + b.inFlight - (a.pending + a.inFlight)).slice(0, BUSIEST);
+    const rows =
+      options.all === true
+        ? locations
+        : [...locations]
+            .filter((l) => l.pending + l.inFlight > 0)
+            .sort((a, b) => b.pending + b.inFlight - (a.pending + a.inFlight))
+            .slice(0, BUSIEST);
     const heading =
-      options.all === true ? `every location (${n(locations.length)}):`
-      : rows.length === 0 ? 'no location has messages pending'
-      : `busiest ${rows.length} of ${n(locations.filter((l) => l.pending + l.inFlight > 0).length)} with messages pending (--all for every location):`;
+      options.all === true
+        ? `every location (${n(locations.length)}):`
+        : rows.length === 0
+          ? 'no location has messages pending'
+          : `busiest ${rows.length} of ${n(locations.filter((l) => l.pending + l.inFlight > 0).length)} with messages pending (--all for every location):`;
     out.push('', heading);
     if (rows.length > 0) out.push(locationTable(rows));
     // A single location asked for, or very few: its row whatever its state.
     if (options.all !== true && rows.length === 0 && locations.length <= BUSIEST) out.push(locationTable(locations));
   }
   if (status.imports.length > 0) {
-    out.push('', table(
-      ['import', 'file', 'state', 'accepted', 'rejected', 'delivered', 'dead', 'pending'],
-      status.imports.map((i) => [i.importId, i.file, i.state, String(i.accepted), String(i.rejected), String(i.delivered + i.alreadyDelivered), String(i.deadLettered), String(i.pending)]),
-    ));
+    out.push(
+      '',
+      table(
+        ['import', 'file', 'state', 'accepted', 'rejected', 'delivered', 'dead', 'pending'],
+        status.imports.map((i) => [
+          i.importId,
+          i.file,
+          i.state,
+          String(i.accepted),
+          String(i.rejected),
+          String(i.delivered + i.alreadyDelivered),
+          String(i.deadLettered),
+          String(i.pending),
+        ]),
+      ),
+    );
   }
   return `${out.join('\n')}\n`;
 }
@@ -217,6 +254,10 @@ function locationTable(locations: LocationStatus[]): string {
 
 export function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i] ?? 0))
+      .join('  ')
+      .trimEnd();
   return [line(header), ...rows.map(line)].join('\n');
 }

@@ -15,7 +15,10 @@ const MAIN = resolve(import.meta.dirname, '../src/main.ts');
 const dir = mkdtempSync(join(tmpdir(), 'ghl-hostile-'));
 const ok = JSON.stringify({ locationId: 'l', type: 'SMS', contactId: 'c', message: 'fine', altId: 'after' });
 
-async function dryRun(name: string, content: string | Buffer): Promise<{ code: number | null; stderr: string; peakMb: number; summary: Record<string, unknown> | undefined }> {
+async function dryRun(
+  name: string,
+  content: string | Buffer,
+): Promise<{ code: number | null; stderr: string; peakMb: number; summary: Record<string, unknown> | undefined }> {
   const path = join(dir, name);
   writeFileSync(path, content);
   const child = spawn(process.execPath, ['--max-old-space-size=128', '--max-semi-space-size=16', MAIN, 'import', path, '--dry-run', '--json'], {
@@ -47,7 +50,10 @@ describe('hostile import files', () => {
   });
 
   it('deeply nested JSON is rejected, not a stack overflow', async () => {
-    const r = await dryRun('nested.ndjson', `${'['.repeat(500_000)}${']'.repeat(500_000)}\n${JSON.stringify({ locationId: 'l', type: 'SMS', contactId: 'c', message: { a: [[[[1]]]] } })}\n${ok}\n`);
+    const r = await dryRun(
+      'nested.ndjson',
+      `${'['.repeat(500_000)}${']'.repeat(500_000)}\n${JSON.stringify({ locationId: 'l', type: 'SMS', contactId: 'c', message: { a: [[[[1]]]] } })}\n${ok}\n`,
+    );
     expect(r.summary).toMatchObject({ rows: 3, accepted: 1, rejected: 2 });
   });
 

@@ -46,7 +46,11 @@ describe('ingest import', () => {
     const r = ingest(['import', path, '--json']);
     expect(r.status).toBe(2);
     expect(JSON.parse(r.stdout)).toMatchObject({ rows: 5, accepted: 2, rejected: 3, format: 'ndjson' });
-    expect(rejects(path).map((x) => [x.line, x.errors[0]?.path])).toEqual([[2, ''], [3, 'type'], [6, 'extra']]);
+    expect(rejects(path).map((x) => [x.line, x.errors[0]?.path])).toEqual([
+      [2, ''],
+      [3, 'type'],
+      [6, 'extra'],
+    ]);
     expect(rejects(path)[1]).toMatchObject({ key: 'a2', raw: JSON.stringify({ ...sms(2), type: 'Pigeon' }) });
     expect(await queued('locA')).toEqual(['k-a1']);
     expect(await queued('locB')).toEqual(['k-a3']);

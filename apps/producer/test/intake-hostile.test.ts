@@ -101,7 +101,17 @@ describe('hostile intake requests', () => {
     // Records that look nearly right: random values in every known field.
     await fc.assert(
       fc.asyncProperty(
-        fc.record({ locationId: fc.jsonValue(), type: fc.jsonValue(), contactId: fc.jsonValue(), message: fc.jsonValue(), date: fc.jsonValue(), attachments: fc.jsonValue() }, { requiredKeys: [] }),
+        fc.record(
+          {
+            locationId: fc.jsonValue(),
+            type: fc.jsonValue(),
+            contactId: fc.jsonValue(),
+            message: fc.jsonValue(),
+            date: fc.jsonValue(),
+            attachments: fc.jsonValue(),
+          },
+          { requiredKeys: [] },
+        ),
         async (record) => {
           await check(JSON.stringify([record, valid]), 'near-valid records');
         },
@@ -110,7 +120,10 @@ describe('hostile intake requests', () => {
     );
 
     // Invalid UTF-8 inside a string, a lone surrogate escape, NUL bytes.
-    await check(Buffer.concat([Buffer.from('{"locationId":"locA","type":"SMS","contactId":"c","message":"'), Buffer.from([0xc3, 0x28, 0xff]), Buffer.from('"}')]), 'invalid UTF-8');
+    await check(
+      Buffer.concat([Buffer.from('{"locationId":"locA","type":"SMS","contactId":"c","message":"'), Buffer.from([0xc3, 0x28, 0xff]), Buffer.from('"}')]),
+      'invalid UTF-8',
+    );
     await check('{"locationId":"locA","type":"SMS","contactId":"c","message":"\\ud800"}', 'lone surrogate');
     await check('{"locationId":"locA\\u0000","type":"SMS","contactId":"c","message":"x"}', 'NUL in an id');
     // Deep nesting: as the body, and inside a field.
@@ -138,7 +151,9 @@ describe('hostile intake requests', () => {
     for (const method of ['GET', 'PUT', 'DELETE', 'PATCH']) await check(JSON.stringify(valid), `${method} /v1/messages`, 'application/json', method);
 
     // Eight gzip bombs at once, 64 MB each in about 64 KB: refused after 10 MB decompressed, or busy.
-    const bomb = gzipSync(Buffer.concat([Buffer.from(`{"locationId":"locA","type":"SMS","contactId":"c","message":"`), Buffer.alloc(64 * 1024 * 1024, 'z'), Buffer.from('"}')]));
+    const bomb = gzipSync(
+      Buffer.concat([Buffer.from(`{"locationId":"locA","type":"SMS","contactId":"c","message":"`), Buffer.alloc(64 * 1024 * 1024, 'z'), Buffer.from('"}')]),
+    );
     const bombs = await Promise.all(
       Array.from({ length: 8 }, async () => {
         const res = await fetch(`${intake.url}/v1/messages`, {

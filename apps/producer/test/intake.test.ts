@@ -53,7 +53,14 @@ describe('library API and HTTP intake', () => {
     const res = await i.post([sms(1), { ...sms(2), date: 'yesterday' }]);
     expect(res.status).toBe(202);
     const body = (await res.json()) as { accepted: number; rejected: number; results: unknown[] };
-    expect(body).toMatchObject({ accepted: 1, rejected: 1, results: [{ ok: true, key: 'k-a1' }, { ok: false, errors: [{ path: 'date' }] }] });
+    expect(body).toMatchObject({
+      accepted: 1,
+      rejected: 1,
+      results: [
+        { ok: true, key: 'k-a1' },
+        { ok: false, errors: [{ path: 'date' }] },
+      ],
+    });
     const one = await i.post(sms(3));
     expect(one.status).toBe(202);
     await i.close();
@@ -118,7 +125,9 @@ describe('library API and HTTP intake', () => {
     expect(brotli.status).toBe(415);
 
     // 64 MB of one record's padding in about 64 KB on the wire: refused once 10 MB are decompressed.
-    const bomb = gzipSync(Buffer.concat([Buffer.from('{"locationId":"locA","type":"SMS","contactId":"c","message":"'), Buffer.alloc(64 * 1024 * 1024, 'x'), Buffer.from('"}')]));
+    const bomb = gzipSync(
+      Buffer.concat([Buffer.from('{"locationId":"locA","type":"SMS","contactId":"c","message":"'), Buffer.alloc(64 * 1024 * 1024, 'x'), Buffer.from('"}')]),
+    );
     expect(bomb.length).toBeLessThan(200 * 1024);
     const refused = await send(bomb, { 'content-type': 'application/json', 'content-encoding': 'gzip' });
     expect(refused.status).toBe(413);
@@ -162,7 +171,9 @@ describe('library API and HTTP intake', () => {
     await expect(startIntake(c, config, quiet, 0)).rejects.toThrow('without INTAKE_TOKEN');
     const local = await startIntake(c, loadConfig({ REDIS_URL: redis.url, QUEUE_PREFIX: redis.prefix }), quiet, 0);
     expect(local.url).toMatch(/^http:\/\/127\.0\.0\.1:/);
-    expect((await fetch(`${local.url}/v1/messages`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(sms(1)) })).status).toBe(202);
+    expect(
+      (await fetch(`${local.url}/v1/messages`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(sms(1)) })).status,
+    ).toBe(202);
     await local.close();
   });
 });

@@ -17,12 +17,7 @@ export const DEFAULT_BACKOFF: BackoffOptions = { baseMs: 1_000, capMs: 300_000 }
  * @param random a number in [0, 1)
  * @param retryAfterMs what HighLevel asked for, if anything
  */
-export function backoffDelay(
-  attempt: number,
-  random: () => number,
-  retryAfterMs?: number,
-  options: BackoffOptions = DEFAULT_BACKOFF,
-): number {
+export function backoffDelay(attempt: number, random: () => number, retryAfterMs?: number, options: BackoffOptions = DEFAULT_BACKOFF): number {
   const ceiling = Math.min(options.capMs, options.baseMs * 2 ** Math.max(0, attempt - 1));
   const delay = Math.floor(random() * ceiling);
   return retryAfterMs !== undefined && retryAfterMs > delay ? retryAfterMs : delay;

@@ -17,10 +17,16 @@ describe('classify', () => {
     [answer(201, { success: true }), { class: 'suspect' }],
     [answer(201, { messageId: '' }), { class: 'suspect' }],
     [answer(204), { class: 'suspect' }],
-    [answer(400, { statusCode: 400, message: 'Invalid conversationProviderId' }), { class: 'permanent', reason: 'HighLevel refused the message (400): Invalid conversationProviderId' }],
+    [
+      answer(400, { statusCode: 400, message: 'Invalid conversationProviderId' }),
+      { class: 'permanent', reason: 'HighLevel refused the message (400): Invalid conversationProviderId' },
+    ],
     [answer(403), { class: 'permanent' }],
     [answer(404), { class: 'permanent' }],
-    [answer(422, { statusCode: 422, message: ['type must be one of', 'message must be a string'] }), { class: 'permanent', reason: 'HighLevel refused the message (422): type must be one of; message must be a string' }],
+    [
+      answer(422, { statusCode: 422, message: ['type must be one of', 'message must be a string'] }),
+      { class: 'permanent', reason: 'HighLevel refused the message (422): type must be one of; message must be a string' },
+    ],
     [answer(409), { class: 'permanent' }],
     [answer(401, { statusCode: 401, message: 'Invalid JWT' }), { class: 'credentials', reason: "HighLevel rejected the location's token (401): Invalid JWT" }],
     [answer(429), { class: 'rate-limited', retryAfterMs: undefined }],
@@ -32,7 +38,10 @@ describe('classify', () => {
     [answer(504), { class: 'transient', maxAttempts: undefined }],
     [answer(500, { statusCode: 500, message: 'Internal server error' }), { class: 'transient', maxAttempts: CAPPED_ATTEMPTS }],
     [answer(501), { class: 'transient', maxAttempts: CAPPED_ATTEMPTS }],
-    [{ kind: 'network', code: 'ETIMEDOUT', message: 'Timeout awaiting request' }, { class: 'transient', maxAttempts: undefined }],
+    [
+      { kind: 'network', code: 'ETIMEDOUT', message: 'Timeout awaiting request' },
+      { class: 'transient', maxAttempts: undefined },
+    ],
     [{ kind: 'network', code: 'ECONNRESET', message: 'socket hang up' }, { class: 'transient' }],
     [{ kind: 'network', code: 'EAI_AGAIN', message: 'getaddrinfo EAI_AGAIN' }, { class: 'transient' }],
   ] as const)('%j -> %j', (outcome, expected) => {

@@ -16,9 +16,7 @@ import { apiErrorMessage, inboundSuccessSchema } from '@ghl-ingest/schema';
 import { parseRetryAfter } from './backoff.ts';
 
 /** What came back from one POST. */
-export type Outcome =
-  | { kind: 'answer'; status: number; body: string; retryAfter?: string | undefined }
-  | { kind: 'network'; code: string; message: string };
+export type Outcome = { kind: 'answer'; status: number; body: string; retryAfter?: string | undefined } | { kind: 'network'; code: string; message: string };
 
 export type Classification =
   | { class: 'delivered'; messageId: string }

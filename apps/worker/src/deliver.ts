@@ -8,15 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { jobDataSchema, type JobData } from '@ghl-ingest/schema';
-import {
-  coerceError,
-  IngestError,
-  type DeadLetterRecord,
-  type DeadLetters,
-  type FailureClass,
-  type LocationState,
-  type Logger,
-} from '@ghl-ingest/queue';
+import { coerceError, IngestError, type DeadLetterRecord, type DeadLetters, type FailureClass, type LocationState, type Logger } from '@ghl-ingest/queue';
 import type { Job } from 'bullmq';
 import { outageWait } from './backoff.ts';
 import { apiHealth, classify, type Classification } from './classify.ts';
@@ -25,15 +17,7 @@ import type { Semaphore } from './semaphore.ts';
 import type { TokenStore } from './tokens.ts';
 import { DeadLettered, LocationPaused, LocationWait, WorkerStopping } from './signals.ts';
 
-export type DeliveryOutcome =
-  | 'delivered'
-  | 'skipped'
-  | 'retrying'
-  | 'dead-lettered'
-  | 'rate-limited'
-  | 'paused'
-  | 'waiting'
-  | 'api-down';
+export type DeliveryOutcome = 'delivered' | 'skipped' | 'retrying' | 'dead-lettered' | 'rate-limited' | 'paused' | 'waiting' | 'api-down';
 
 export interface DeliveryEvent {
   outcome: DeliveryOutcome;
@@ -280,7 +264,12 @@ export class Delivery {
     }
     if (job.attemptsMade === 0) await this.#rememberFirstAttempt(job);
     log.warn({ status: fields.status, latencyMs: fields.latencyMs, reason: verdict.reason }, 'retrying');
-    this.#emit({ outcome: 'retrying', locationId: data.locationId, ...(fields.status === undefined ? {} : { status: fields.status }), latencyMs: fields.latencyMs });
+    this.#emit({
+      outcome: 'retrying',
+      locationId: data.locationId,
+      ...(fields.status === undefined ? {} : { status: fields.status }),
+      latencyMs: fields.latencyMs,
+    });
     const retryAfterMs = verdict.class === 'transient' ? verdict.retryAfterMs : undefined;
     throw new RetryableDeliveryError(verdict.class === 'suspect' ? 'API_SUSPECT' : 'API_TRANSIENT', verdict.reason, retryAfterMs);
   }

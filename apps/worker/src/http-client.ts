@@ -59,7 +59,7 @@ export class HighLevelClient {
         rate: readRateHeaders(res.headers),
       };
     } catch (error) {
-      const code = error instanceof RequestError ? (error.code || 'ERR_REQUEST') : 'ERR_UNKNOWN';
+      const code = error instanceof RequestError ? error.code || 'ERR_REQUEST' : 'ERR_UNKNOWN';
       const message = error instanceof Error ? error.message : String(error);
       return { outcome: { kind: 'network', code, message }, latencyMs: performance.now() - started, rate: undefined };
     }

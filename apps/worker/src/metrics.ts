@@ -56,8 +56,18 @@ export class WorkerMetrics {
       labelNames: ['outcome'],
       registers,
     });
-    this.#statuses = new Counter({ name: 'ghl_http_responses_total', help: 'Answers from HighLevel by HTTP status (or network error).', labelNames: ['status'], registers });
-    this.#latency = new Histogram({ name: 'ghl_request_duration_seconds', help: 'Latency of POST /conversations/messages/inbound.', buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers });
+    this.#statuses = new Counter({
+      name: 'ghl_http_responses_total',
+      help: 'Answers from HighLevel by HTTP status (or network error).',
+      labelNames: ['status'],
+      registers,
+    });
+    this.#latency = new Histogram({
+      name: 'ghl_request_duration_seconds',
+      help: 'Latency of POST /conversations/messages/inbound.',
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
     this.#rateLimited = new Counter({ name: 'ghl_rate_limited_total', help: '429 answers from HighLevel.', registers });
     this.#deadLetters = new Counter({ name: 'ghl_dead_letters_total', help: 'Messages dead-lettered, by failure class.', labelNames: ['class'], registers });
     const key = keysFor(shared.prefix).metricsReporter;
@@ -92,7 +102,11 @@ export class WorkerMetrics {
       reading ??= (async () => {
         if (!(await this.#report())) return undefined;
         if (last === undefined || Date.now() - last.at >= SHARED_READ_MS) {
-          const [snapshots, deadLetters, imports] = await Promise.all([state.known().then((ids) => state.snapshot(ids)), deadLetterCount(), readImports(redis, prefix)]);
+          const [snapshots, deadLetters, imports] = await Promise.all([
+            state.known().then((ids) => state.snapshot(ids)),
+            deadLetterCount(),
+            readImports(redis, prefix),
+          ]);
           last = { at: Date.now(), snapshots, deadLetters, imports };
         }
         return last;
@@ -118,10 +132,22 @@ export class WorkerMetrics {
         const r = await read();
         if (r === undefined) return;
         const sum = (f: (s: LocationSnapshot) => number) => r.snapshots.reduce((a, s) => a + f(s), 0);
-        this.set({ state: 'wait' }, sum((s) => s.waiting));
-        this.set({ state: 'active' }, sum((s) => s.active));
-        this.set({ state: 'delayed' }, sum((s) => s.delayed));
-        this.set({ state: 'failed' }, sum((s) => s.failed));
+        this.set(
+          { state: 'wait' },
+          sum((s) => s.waiting),
+        );
+        this.set(
+          { state: 'active' },
+          sum((s) => s.active),
+        );
+        this.set(
+          { state: 'delayed' },
+          sum((s) => s.delayed),
+        );
+        this.set(
+          { state: 'failed' },
+          sum((s) => s.failed),
+        );
       },
     });
     new Gauge({
@@ -135,10 +161,22 @@ export class WorkerMetrics {
         if (r === undefined) return;
         const count = (f: (s: LocationSnapshot) => boolean) => r.snapshots.filter(f).length;
         this.set({ state: 'known' }, r.snapshots.length);
-        this.set({ state: 'with_work' }, count((s) => s.waiting + s.active + s.delayed > 0));
-        this.set({ state: 'paused' }, count((s) => s.hold?.state === 'paused'));
-        this.set({ state: 'parked' }, count((s) => s.hold?.state === 'parked'));
-        this.set({ state: 'at_burst_limit' }, count((s) => s.sentInWindow >= s.budget.max));
+        this.set(
+          { state: 'with_work' },
+          count((s) => s.waiting + s.active + s.delayed > 0),
+        );
+        this.set(
+          { state: 'paused' },
+          count((s) => s.hold?.state === 'paused'),
+        );
+        this.set(
+          { state: 'parked' },
+          count((s) => s.hold?.state === 'parked'),
+        );
+        this.set(
+          { state: 'at_burst_limit' },
+          count((s) => s.sentInWindow >= s.budget.max),
+        );
       },
     });
     new Gauge({
@@ -183,7 +221,12 @@ export class WorkerMetrics {
         this.reset();
         for (const i of (await read())?.imports ?? []) {
           if (i.state === 'done' && i.pending === 0) continue; // finished imports leave the metric
-          for (const [outcome, n] of [['accepted', i.accepted], ['delivered', i.delivered], ['dead', i.dead], ['rejected', i.rejected]] as const) {
+          for (const [outcome, n] of [
+            ['accepted', i.accepted],
+            ['delivered', i.delivered],
+            ['dead', i.dead],
+            ['rejected', i.rejected],
+          ] as const) {
             this.set({ import: i.importId, outcome }, n);
           }
         }

@@ -66,4 +66,3 @@ function testSeams(): Pick<WorkerParts, 'afterLedgerWrite'> {
     },
   };
 }
-

@@ -28,7 +28,12 @@ describe('admin endpoint', () => {
     expect(text).toMatch(/^nodejs_heap_size_used_bytes /m);
     expect(text).not.toMatch(/ghl_worker_/);
     // Per-location series only where they stay few: held locations.
-    expect(text.split('\n').filter((l) => l.includes('location="')).every((l) => l.startsWith('ghl_location_held_seconds'))).toBe(true);
+    expect(
+      text
+        .split('\n')
+        .filter((l) => l.includes('location="'))
+        .every((l) => l.startsWith('ghl_location_held_seconds')),
+    ).toBe(true);
     expect(value(text, 'ghl_metrics_reporter')).toBe(1);
     expect(value(text, 'ghl_queue_jobs{state="failed"}')).toBe(1);
     expect(value(text, 'ghl_queue_jobs{state="wait"}')).toBe(0);
@@ -103,7 +108,9 @@ describe('admin endpoint', () => {
     const h = await harness({ env: { DASHBOARD_USER: 'ops', DASHBOARD_PASSWORD: 'dash-secret', DASHBOARD_ALLOW_CHANGES: 'true' } });
     const worker = await h.worker({ admin: { port: 0, explicit: true } });
     const auth = { authorization: `Basic ${Buffer.from('ops:dash-secret').toString('base64')}` };
-    const api = (await (await fetch(`${worker.admin?.url ?? ''}/dashboard/api/queues`, { headers: auth })).json()) as { queues: { name: string; readOnlyMode: boolean }[] };
+    const api = (await (await fetch(`${worker.admin?.url ?? ''}/dashboard/api/queues`, { headers: auth })).json()) as {
+      queues: { name: string; readOnlyMode: boolean }[];
+    };
     expect(api.queues.find((q) => q.name === 'dead-letter')?.readOnlyMode).toBe(false);
   });
 });

@@ -25,7 +25,16 @@ describe('operations: status and the dead-letter queue', () => {
     const h = await harness({ fake: { maxMessageChars: 10 } });
     await h.worker();
     const file = join(dir, `${redis.prefix}.ndjson`);
-    writeFileSync(file, [...Array.from({ length: 6 }, (_, i) => sms(i)), sms(10, 'locA', { message: 'a message far too long' }), sms(11, 'locA', { message: 'another one too long' })].map((r) => JSON.stringify(r)).join('\n'));
+    writeFileSync(
+      file,
+      [
+        ...Array.from({ length: 6 }, (_, i) => sms(i)),
+        sms(10, 'locA', { message: 'a message far too long' }),
+        sms(11, 'locA', { message: 'another one too long' }),
+      ]
+        .map((r) => JSON.stringify(r))
+        .join('\n'),
+    );
     const r = ingest(h, ['import', file, '--json']);
     expect(r.status).toBe(0);
     await h.settled(['locA']);
@@ -39,7 +48,15 @@ describe('operations: status and the dead-letter queue', () => {
     expect(r.status).toBe(0);
     const status = JSON.parse(r.stdout) as { locations: Record<string, unknown>[]; imports: Record<string, unknown>[] };
     expect(status.locations).toEqual([
-      expect.objectContaining({ locationId: 'locA', state: 'idle', pending: 0, delivered: 6, deadLettered: 2, dailyLeft: 200_000 - 8, budget: { max: 100, windowMs: 10_000, daily: 200_000 } }),
+      expect.objectContaining({
+        locationId: 'locA',
+        state: 'idle',
+        pending: 0,
+        delivered: 6,
+        deadLettered: 2,
+        dailyLeft: 200_000 - 8,
+        budget: { max: 100, windowMs: 10_000, daily: 200_000 },
+      }),
     ]);
     expect(status.imports).toEqual([expect.objectContaining({ accepted: 8, delivered: 6, deadLettered: 2, pending: 0, state: 'done' })]);
     const table = ingest(h, ['status']);
@@ -75,7 +92,10 @@ describe('operations: status and the dead-letter queue', () => {
   it('export, fix, import again: the round trip delivers the fixed messages', async () => {
     const { h } = await deliveredWithFailures();
     const exported = ingest(h, ['dlq', 'export', '--location', 'locA']);
-    const records = exported.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const records = exported.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(records.map((r) => r.altId).sort()).toEqual(['locA-m10', 'locA-m11']);
     // Fixing means a new message: a shorter text and a new source id.
     const fixed = join(dir, `${redis.prefix}-fixed.ndjson`);

@@ -101,7 +101,10 @@ describe('per-location rate limiting', () => {
 
   it('live messages go before backfill within a location', async () => {
     const h = await harness({ env: { GHL_RATE_LIMIT_MAX: '2', GHL_RATE_LIMIT_WINDOW_MS: '500' } });
-    await h.send(Array.from({ length: 20 }, (_, i) => sms(i)), 'backfill');
+    await h.send(
+      Array.from({ length: 20 }, (_, i) => sms(i)),
+      'backfill',
+    );
     await h.send([sms(100, 'locA', { altId: 'live-1' })], 'live');
     await h.worker({});
     await until(() => h.fake.messages().some((m) => m.altId === 'live-1'), 10_000, 'the live message');

@@ -21,32 +21,36 @@ describe('worker reliability', () => {
   it.each([
     [1, 3],
     [8, 2],
-  ])('workers SIGKILLed mid-run (%i in flight each): nothing lost, duplicates <= kills x in-flight', async (inFlight, processes) => {
-    const h = await harness({ fake: { latency: { minMs: 5, maxMs: 30 }, recordBodies: false } });
-    const messages = 300;
-    await h.send(Array.from({ length: messages }, (_, i) => sms(i, i % 2 === 0 ? 'locA' : 'locB')));
-    const env = { WORKER_CONCURRENCY: String(inFlight) };
-    const workers = Array.from({ length: processes }, () => h.spawnWorker(env));
-    let kills = 0;
-    for (const target of [75, 150, 225]) {
-      await until(() => h.fake.stats().accepted >= target, 60_000, `${target} deliveries`);
-      const victim = workers.shift();
-      const exited = once(victim as ChildProcess, 'exit');
-      victim?.kill('SIGKILL');
-      await exited;
-      kills += 1;
-      workers.push(h.spawnWorker(env));
-    }
-    // Jobs the killed workers held come back once their locks expire (stalled-job recovery).
-    await h.settled(['locA', 'locB'], 60_000);
-    const stats = h.fake.stats();
-    const dead = await h.deadLettered();
-    const distinct = new Set(h.fake.messages().map((m) => `${m.locationId}/${m.altId ?? ''}`));
-    expect(dead).toEqual([]);
-    expect(distinct.size).toBe(messages);
-    expect(stats.accepted - distinct.size).toBe(stats.duplicateAltIds);
-    expect(stats.duplicateAltIds).toBeLessThanOrEqual(kills * inFlight);
-  }, 120_000);
+  ])(
+    'workers SIGKILLed mid-run (%i in flight each): nothing lost, duplicates <= kills x in-flight',
+    async (inFlight, processes) => {
+      const h = await harness({ fake: { latency: { minMs: 5, maxMs: 30 }, recordBodies: false } });
+      const messages = 300;
+      await h.send(Array.from({ length: messages }, (_, i) => sms(i, i % 2 === 0 ? 'locA' : 'locB')));
+      const env = { WORKER_CONCURRENCY: String(inFlight) };
+      const workers = Array.from({ length: processes }, () => h.spawnWorker(env));
+      let kills = 0;
+      for (const target of [75, 150, 225]) {
+        await until(() => h.fake.stats().accepted >= target, 60_000, `${target} deliveries`);
+        const victim = workers.shift();
+        const exited = once(victim as ChildProcess, 'exit');
+        victim?.kill('SIGKILL');
+        await exited;
+        kills += 1;
+        workers.push(h.spawnWorker(env));
+      }
+      // Jobs the killed workers held come back once their locks expire (stalled-job recovery).
+      await h.settled(['locA', 'locB'], 60_000);
+      const stats = h.fake.stats();
+      const dead = await h.deadLettered();
+      const distinct = new Set(h.fake.messages().map((m) => `${m.locationId}/${m.altId ?? ''}`));
+      expect(dead).toEqual([]);
+      expect(distinct.size).toBe(messages);
+      expect(stats.accepted - distinct.size).toBe(stats.duplicateAltIds);
+      expect(stats.duplicateAltIds).toBeLessThanOrEqual(kills * inFlight);
+    },
+    120_000,
+  );
 
   it('a crash between the answer and job completion does not post again (the ledger)', async () => {
     const h = await harness();

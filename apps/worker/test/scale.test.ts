@@ -69,7 +69,13 @@ describe('many locations', () => {
     await h.send(Array.from({ length: 60 }, (_, i) => sms(i, locations[i % 3])));
     await h.settled([...locations]);
     expect(h.fake.stats()).toMatchObject({ accepted: 60, duplicateAltIds: 0 });
-    const pids = new Set(h.logs.join('').split('\n').filter((l) => l.includes('"msg":"delivered"')).map((l) => (JSON.parse(l) as { pid: number }).pid));
+    const pids = new Set(
+      h.logs
+        .join('')
+        .split('\n')
+        .filter((l) => l.includes('"msg":"delivered"'))
+        .map((l) => (JSON.parse(l) as { pid: number }).pid),
+    );
     expect(pids.size).toBe(2);
     for (const w of workers) {
       w.kill('SIGTERM');
@@ -122,7 +128,7 @@ describe('idle locations cost nothing', () => {
       await new Promise((r) => setTimeout(r, 5_000));
       // One claim a second (the fallback to a missed wake-up: a script and the 4 commands it runs,
       // which Redis counts too), whatever the number of locations.
-      const perSecond = (await commands() - before - 1) / 5;
+      const perSecond = ((await commands()) - before - 1) / 5;
       expect(perSecond).toBeLessThanOrEqual(7);
       // Connections: the worker's shared one and its subscriber, not one per location.
       const names = ((await admin.client('LIST')) as string).match(/name=t-idle:worker\S*/g) ?? [];

@@ -27,13 +27,19 @@ describe('secrets', () => {
       for (const key of keys) {
         const type = await redis.admin.type(key);
         const value =
-          type === 'string' ? await redis.admin.get(key)
-          : type === 'hash' ? JSON.stringify(await redis.admin.hgetall(key))
-          : type === 'list' ? JSON.stringify(await redis.admin.lrange(key, 0, -1))
-          : type === 'set' ? JSON.stringify(await redis.admin.smembers(key))
-          : type === 'zset' ? JSON.stringify(await redis.admin.zrange(key, 0, -1))
-          : type === 'stream' ? JSON.stringify(await redis.admin.xrange(key, '-', '+'))
-          : '';
+          type === 'string'
+            ? await redis.admin.get(key)
+            : type === 'hash'
+              ? JSON.stringify(await redis.admin.hgetall(key))
+              : type === 'list'
+                ? JSON.stringify(await redis.admin.lrange(key, 0, -1))
+                : type === 'set'
+                  ? JSON.stringify(await redis.admin.smembers(key))
+                  : type === 'zset'
+                    ? JSON.stringify(await redis.admin.zrange(key, 0, -1))
+                    : type === 'stream'
+                      ? JSON.stringify(await redis.admin.xrange(key, '-', '+'))
+                      : '';
         for (const s of secrets) if (key.includes(s) || (value ?? '').includes(s)) found.push(key);
       }
     } while (cursor !== '0');

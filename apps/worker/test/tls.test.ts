@@ -40,17 +40,52 @@ describe.skipIf(!hasOpenssl())('Redis over TLS with an ACL user', () => {
     redis = spawn(
       'redis-server',
       [
-        '--port', '0', '--tls-port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no',
-        '--tls-cert-file', file('redis.pem'), '--tls-key-file', file('redis.key'), '--tls-ca-cert-file', file('ca.pem'), '--tls-auth-clients', 'no',
+        '--port',
+        '0',
+        '--tls-port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--dir',
+        dir,
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--tls-cert-file',
+        file('redis.pem'),
+        '--tls-key-file',
+        file('redis.key'),
+        '--tls-ca-cert-file',
+        file('ca.pem'),
+        '--tls-auth-clients',
+        'no',
         // The default user is off; ours may touch only keys under the queue prefix.
-        '--user', 'default', 'off',
-        '--user', 'ingest', 'on', `>${PASSWORD}`, `~${PREFIX}*`, '&*', '+@all',
+        '--user',
+        'default',
+        'off',
+        '--user',
+        'ingest',
+        'on',
+        `>${PASSWORD}`,
+        `~${PREFIX}*`,
+        '&*',
+        '+@all',
       ],
       { stdio: 'ignore' },
     );
     const ca = readFileSync(file('ca.pem'));
     for (let i = 0; ; i += 1) {
-      const probe = new Redis({ port, host: '127.0.0.1', username: 'ingest', password: PASSWORD, tls: { ca }, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+      const probe = new Redis({
+        port,
+        host: '127.0.0.1',
+        username: 'ingest',
+        password: PASSWORD,
+        tls: { ca },
+        lazyConnect: true,
+        retryStrategy: () => null,
+        maxRetriesPerRequest: 0,
+      });
       probe.on('error', () => undefined);
       try {
         await probe.connect();
@@ -75,13 +110,22 @@ describe.skipIf(!hasOpenssl())('Redis over TLS with an ACL user', () => {
   });
 
   const url = (password = PASSWORD) => `rediss://ingest:${password}@127.0.0.1:${port}`;
-  const env = (extra: Record<string, string> = {}) => ({ ...process.env, QUEUE_PREFIX: PREFIX, REDIS_URL: url(), NODE_EXTRA_CA_CERTS: file('ca.pem'), LOG_LEVEL: 'warn', ...extra });
+  const env = (extra: Record<string, string> = {}) => ({
+    ...process.env,
+    QUEUE_PREFIX: PREFIX,
+    REDIS_URL: url(),
+    NODE_EXTRA_CA_CERTS: file('ca.pem'),
+    LOG_LEVEL: 'warn',
+    ...extra,
+  });
 
   it('imports and delivers through rediss:// as an ACL user confined to the prefix', async () => {
     const fake = await FakeHighLevel.start({ tokens: { 'tls-secret-token': 'locT' } });
     try {
       writeFileSync(file('tokens.json'), JSON.stringify({ locT: 'tls-secret-token' }));
-      const rows = Array.from({ length: 40 }, (_, i) => JSON.stringify({ locationId: 'locT', type: 'SMS', contactId: `c${i}`, message: `over TLS ${i}`, altId: `tls-${i}` }));
+      const rows = Array.from({ length: 40 }, (_, i) =>
+        JSON.stringify({ locationId: 'locT', type: 'SMS', contactId: `c${i}`, message: `over TLS ${i}`, altId: `tls-${i}` }),
+      );
       writeFileSync(file('in.ndjson'), `${rows.join('\n')}\n`);
       const imported = spawnSync(process.execPath, [INGEST, 'import', file('in.ndjson'), '--json'], { env: env(), encoding: 'utf8' });
       expect(imported.stderr).not.toContain('Error');

@@ -76,9 +76,7 @@ export function applyPatch(config: FakeHighLevelConfig, patch: ConfigPatch): Fak
   if (patch.tokens === null) next.tokens = null;
   else if (patch.tokens !== undefined) {
     const merged = { ...(next.tokens ?? {}), ...patch.tokens };
-    next.tokens = Object.fromEntries(
-      Object.entries(merged).filter((entry): entry is [string, string] => entry[1] !== null),
-    );
+    next.tokens = Object.fromEntries(Object.entries(merged).filter((entry): entry is [string, string] => entry[1] !== null));
   }
   if (patch.limits !== undefined) next.limits = { ...next.limits, ...patch.limits };
   if (patch.perLocation !== undefined) {
@@ -86,9 +84,7 @@ export function applyPatch(config: FakeHighLevelConfig, patch: ConfigPatch): Fak
     for (const [location, limits] of Object.entries(patch.perLocation)) {
       merged[location] = limits === null ? null : { ...next.perLocation[location], ...limits };
     }
-    next.perLocation = Object.fromEntries(
-      Object.entries(merged).filter((entry): entry is [string, Partial<RateLimits>] => entry[1] !== null),
-    );
+    next.perLocation = Object.fromEntries(Object.entries(merged).filter((entry): entry is [string, Partial<RateLimits>] => entry[1] !== null));
   }
   if (patch.faults !== undefined) next.faults = { ...next.faults, ...patch.faults };
   if (patch.latency !== undefined) next.latency = { ...next.latency, ...patch.latency };

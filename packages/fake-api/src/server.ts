@@ -231,7 +231,11 @@ export class FakeHighLevel {
     }
     const { faults } = config;
     if (this.#chance(faults.drop)) return this.#drop(reply);
-    for (const [status, p] of [[500, faults.status500], [502, faults.status502], [503, faults.status503]] as const) {
+    for (const [status, p] of [
+      [500, faults.status500],
+      [502, faults.status502],
+      [503, faults.status503],
+    ] as const) {
       if (this.#chance(p)) return this.#answer(reply, status, { statusCode: status, message: 'Internal server error' });
     }
     if (this.#chance(faults.empty201)) {

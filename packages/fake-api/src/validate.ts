@@ -4,13 +4,37 @@
  * the stand-in is a second opinion on our normalisation, not a copy of it.
  */
 const TYPES = new Set([
-  'SMS', 'Email', 'WhatsApp', 'GMB', 'IG', 'FB', 'Custom', 'WebChat', 'Live_Chat', 'Call',
-  'RCS', 'IVR_Call', 'Campaign_Call', 'Campaign_VoiceMail', 'TIKTOK', 'ALL_IN_ONE_CHAT', 'FORM_SUBMISSION',
+  'SMS',
+  'Email',
+  'WhatsApp',
+  'GMB',
+  'IG',
+  'FB',
+  'Custom',
+  'WebChat',
+  'Live_Chat',
+  'Call',
+  'RCS',
+  'IVR_Call',
+  'Campaign_Call',
+  'Campaign_VoiceMail',
+  'TIKTOK',
+  'ALL_IN_ONE_CHAT',
+  'FORM_SUBMISSION',
 ]);
 const CALL_STATUSES = new Set(['pending', 'completed', 'answered', 'busy', 'no-answer', 'failed', 'canceled', 'voicemail']);
 const STRING_FIELDS = [
-  'message', 'conversationId', 'contactId', 'conversationProviderId', 'html', 'subject',
-  'emailFrom', 'emailTo', 'emailMessageId', 'altId', 'date',
+  'message',
+  'conversationId',
+  'contactId',
+  'conversationProviderId',
+  'html',
+  'subject',
+  'emailFrom',
+  'emailTo',
+  'emailMessageId',
+  'altId',
+  'date',
 ] as const;
 const ALLOWED = new Set<string>([...STRING_FIELDS, 'type', 'attachments', 'emailCc', 'emailBcc', 'direction', 'call']);
 const ISO_DATE_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/;

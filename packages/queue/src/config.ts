@@ -24,7 +24,10 @@ const envSchema = z.object({
   ),
   QUEUE_PREFIX: z.preprocess(
     blankIsUnset,
-    z.string().default('ghl').pipe(z.string().regex(/^[A-Za-z0-9_.{}-]{1,64}$/, 'may hold only letters, digits and _ . { } -')),
+    z
+      .string()
+      .default('ghl')
+      .pipe(z.string().regex(/^[A-Za-z0-9_.{}-]{1,64}$/, 'may hold only letters, digits and _ . { } -')),
   ),
   GHL_API_BASE_URL: z.preprocess(blankIsUnset, z.url({ protocol: /^https?$/ }).default('https://services.leadconnectorhq.com')),
   GHL_TOKEN: text().optional(),
@@ -101,7 +104,6 @@ export interface Config {
   /** A job's lock, renewed at half this while it runs; a dead worker's jobs are taken again within about twice this. */
   workerLockMs: number;
 }
-
 
 /** Parses settings from `env` (default: `process.env` plus `.env`). Throws ConfigError naming each bad variable. */
 export function loadConfig(env: Record<string, string | undefined> = readEnv()): Readonly<Config> {

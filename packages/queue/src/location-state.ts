@@ -16,9 +16,7 @@ import type { LedgerEntry } from './ledger.ts';
 import { RateLimiter, rateKeys, type Acquired, type RateHeaders, type RateLimiterOptions } from './rate-limiter.ts';
 import { defineScripts } from './scripts.ts';
 
-export type LocationHold =
-  | { state: 'paused'; reason: string; since: number }
-  | { state: 'parked'; reason: string; since: number; until: number };
+export type LocationHold = { state: 'paused'; reason: string; since: number } | { state: 'parked'; reason: string; since: number; until: number };
 
 /** A worker's hold on a location, for one turn. */
 export interface Lease {
@@ -263,7 +261,11 @@ export class LocationState {
 
   async #writeHold(locationId: string, hold: LocationHold): Promise<void> {
     const key = this.#keys.state(locationId);
-    await this.#redis.multi().del(key).hset(key, Object.fromEntries(Object.entries(hold).map(([k, v]) => [k, String(v)]))).exec();
+    await this.#redis
+      .multi()
+      .del(key)
+      .hset(key, Object.fromEntries(Object.entries(hold).map(([k, v]) => [k, String(v)])))
+      .exec();
   }
 
   async #withQueue(locationId: string, fn: (queue: Queue) => Promise<void>): Promise<void> {

@@ -16,7 +16,10 @@ describe('effectiveBudget', () => {
     [{ windowMs: 20_000 }, { ...cfg, windowMs: 20_000 }],
     [{ windowMs: 5_000 }, cfg],
     [{ daily: 1000 }, { ...cfg, daily: 1000 }],
-    [{ max: 60, windowMs: 60_000, daily: 500_000 }, { max: 60, windowMs: 60_000, daily: 200_000 }],
+    [
+      { max: 60, windowMs: 60_000, daily: 500_000 },
+      { max: 60, windowMs: 60_000, daily: 200_000 },
+    ],
   ])('headers %j -> %j', (learned, expected) => {
     expect(effectiveBudget(cfg, learned)).toEqual(expected);
   });

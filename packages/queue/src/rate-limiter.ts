@@ -27,7 +27,6 @@ import { TickBatch } from './tick-batch.ts';
  */
 const DEFAULT_LATENCY_MS = 0;
 
-
 export type Acquired =
   | { kind: 'delivered'; entry: LedgerEntry }
   /** `sendInMs` 0: in flight now, send at once. Otherwise call `proceed` after that long. */
@@ -83,9 +82,23 @@ export class RateLimiter {
     const keys = keysFor(this.#o.prefix);
     const r = await this.#redis.ghlAcquire(
       9 + items.length,
-      k.answered, k.inflight, k.reserved, k.others, k.block, k.daily, k.learned, k.probe, k.stats,
+      k.answered,
+      k.inflight,
+      k.reserved,
+      k.others,
+      k.block,
+      k.daily,
+      k.learned,
+      k.probe,
+      k.stats,
       ...items.map((i) => keys.ledger(locationId, i.key)),
-      b.max, b.windowMs, b.daily, this.#o.inflightMs, this.#o.resetOffsetMs, horizon, DEFAULT_LATENCY_MS,
+      b.max,
+      b.windowMs,
+      b.daily,
+      this.#o.inflightMs,
+      this.#o.resetOffsetMs,
+      horizon,
+      DEFAULT_LATENCY_MS,
       ...items.map((i) => i.slot),
     );
     return items.map(({ slot }, i): Acquired => {
@@ -111,8 +124,19 @@ export class RateLimiter {
     const k = this.#keys(locationId);
     const b = this.#o.budget(locationId);
     const [code, waitMs] = await this.#redis.ghlProceed(
-      k.answered, k.inflight, k.reserved, k.others, k.block, k.learned, k.probe,
-      slot, b.max, b.windowMs, b.daily, this.#o.inflightMs, DEFAULT_LATENCY_MS,
+      k.answered,
+      k.inflight,
+      k.reserved,
+      k.others,
+      k.block,
+      k.learned,
+      k.probe,
+      slot,
+      b.max,
+      b.windowMs,
+      b.daily,
+      this.#o.inflightMs,
+      DEFAULT_LATENCY_MS,
     );
     if (code === 0) return { kind: 'go' };
     return { kind: code === 1 ? 'later' : 'wait', waitMs };
@@ -124,14 +148,7 @@ export class RateLimiter {
    * (unreachable, 502/503/504, timeout) adds one and returns the count, `up` (it answered for
    * itself) forgets them. Returns the count, 0 when not `down`.
    */
-  settle(
-    locationId: string,
-    key: string,
-    slot: string,
-    rate: RateHeaders | undefined,
-    delivered?: LedgerEntry,
-    health?: 'up' | 'down',
-  ): Promise<number> {
+  settle(locationId: string, key: string, slot: string, rate: RateHeaders | undefined, delivered?: LedgerEntry, health?: 'up' | 'down'): Promise<number> {
     return this.#settles.add(locationId, { key, slot, rate, delivered, health });
   }
 
@@ -145,12 +162,31 @@ export class RateLimiter {
     const keys = keysFor(this.#o.prefix);
     const r = await this.#redis.ghlSettle(
       9 + items.length,
-      k.answered, k.inflight, k.others, k.learned, k.daily, k.probe, k.outage, k.stats, k.block,
+      k.answered,
+      k.inflight,
+      k.others,
+      k.learned,
+      k.daily,
+      k.probe,
+      k.outage,
+      k.stats,
+      k.block,
       ...items.map((i) => keys.ledger(locationId, i.key)),
-      b.max, b.windowMs, b.daily, this.#o.resetOffsetMs, this.#o.ledgerTtlMs, this.#o.inflightMs,
+      b.max,
+      b.windowMs,
+      b.daily,
+      this.#o.resetOffsetMs,
+      this.#o.ledgerTtlMs,
+      this.#o.inflightMs,
       ...items.flatMap(({ slot, rate, delivered, health }) => [
-        slot, v(rate?.remaining), v(rate?.max), v(rate?.intervalMs), v(rate?.dailyRemaining), v(rate?.daily),
-        delivered === undefined ? '' : formatLedgerEntry(delivered), health ?? '',
+        slot,
+        v(rate?.remaining),
+        v(rate?.max),
+        v(rate?.intervalMs),
+        v(rate?.dailyRemaining),
+        v(rate?.daily),
+        delivered === undefined ? '' : formatLedgerEntry(delivered),
+        health ?? '',
       ]),
     );
     return r.map(Number);

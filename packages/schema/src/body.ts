@@ -31,16 +31,7 @@ export const DEFAULT_PROVIDER_TYPES: ReadonlySet<MessageType> = new Set(['SMS', 
 export const DIRECTIONS = ['inbound', 'outbound'] as const;
 export type Direction = (typeof DIRECTIONS)[number];
 
-export const CALL_STATUSES = [
-  'pending',
-  'completed',
-  'answered',
-  'busy',
-  'no-answer',
-  'failed',
-  'canceled',
-  'voicemail',
-] as const;
+export const CALL_STATUSES = ['pending', 'completed', 'answered', 'busy', 'no-answer', 'failed', 'canceled', 'voicemail'] as const;
 export type CallStatus = (typeof CALL_STATUSES)[number];
 
 export interface CallData {

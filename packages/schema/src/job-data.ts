@@ -14,7 +14,10 @@ export type JobSource = (typeof JOB_SOURCES)[number];
 
 export const jobDataSchema = z.strictObject({
   v: z.literal(JOB_DATA_VERSION),
-  key: z.string().min(3).regex(/^[^:]+$/),
+  key: z
+    .string()
+    .min(3)
+    .regex(/^[^:]+$/),
   locationId: locationIdSchema,
   sourceKey: z.string().optional(),
   source: z.enum(JOB_SOURCES),
@@ -26,11 +29,7 @@ export const jobDataSchema = z.strictObject({
 });
 export type JobData = z.infer<typeof jobDataSchema>;
 
-export function toJobData(
-  record: MessageRecord,
-  source: JobSource,
-  extra: { importId?: string; line?: number } = {},
-): JobData {
+export function toJobData(record: MessageRecord, source: JobSource, extra: { importId?: string; line?: number } = {}): JobData {
   const data: JobData = { v: JOB_DATA_VERSION, key: record.key, locationId: record.locationId, source, body: record.body };
   if (record.sourceKey !== undefined) data.sourceKey = record.sourceKey;
   if (extra.importId !== undefined) data.importId = extra.importId;

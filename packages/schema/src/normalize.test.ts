@@ -92,7 +92,10 @@ describe('normalizeUrl', () => {
 
 describe('parseList', () => {
   it.each([
-    [['a', ' b '], ['a', 'b']],
+    [
+      ['a', ' b '],
+      ['a', 'b'],
+    ],
     ['a;b; ;c', ['a', 'b', 'c']],
     ['["a","b"]', ['a', 'b']],
     ['', []],

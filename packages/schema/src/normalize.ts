@@ -56,8 +56,7 @@ export function normalizeUrl(input: string): Normalised<string> {
 const EPOCH_SECONDS_BELOW = 1e11;
 const MAX_EPOCH_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
 
-const ISO_DATE_TIME =
-  /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?\s*(?:([Zz])|([+-])(\d{2}):?(\d{2}))?$/;
+const ISO_DATE_TIME = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?\s*(?:([Zz])|([+-])(\d{2}):?(\d{2}))?$/;
 
 /**
  * A moment to ISO-8601 UTC with milliseconds. Takes ISO date-times with `Z` or an offset,
@@ -71,9 +70,7 @@ export function normalizeDate(input: unknown): Normalised<string> {
   if (/^\d+(\.\d+)?$/.test(text)) return fromEpoch(Number(text));
   const m = ISO_DATE_TIME.exec(text);
   if (m === null) {
-    return fail(
-      `"${clip(input)}" is not an ISO-8601 date-time (e.g. 2024-05-01T12:00:00Z) or epoch seconds/milliseconds`,
-    );
+    return fail(`"${clip(input)}" is not an ISO-8601 date-time (e.g. 2024-05-01T12:00:00Z) or epoch seconds/milliseconds`);
   }
   const [, y, mo, d, h, mi, s, frac, zulu, sign, oh, om] = m;
   if (zulu === undefined && sign === undefined) {

@@ -23,8 +23,23 @@ describe('normalizeRecord on arbitrary input', () => {
 
   it('never throws on record-shaped objects with arbitrary values, and accepted output is strict', () => {
     const field = fc.constantFrom(
-      'type', 'message', 'contactId', 'conversationId', 'conversationProviderId', 'html', 'subject',
-      'emailFrom', 'emailTo', 'emailCc', 'emailBcc', 'attachments', 'date', 'direction', 'altId', 'key', 'call',
+      'type',
+      'message',
+      'contactId',
+      'conversationId',
+      'conversationProviderId',
+      'html',
+      'subject',
+      'emailFrom',
+      'emailTo',
+      'emailCc',
+      'emailBcc',
+      'attachments',
+      'date',
+      'direction',
+      'altId',
+      'key',
+      'call',
     );
     const value = fc.oneof(
       fc.anything(),

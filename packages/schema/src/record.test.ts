@@ -23,7 +23,11 @@ describe('rules per type', () => {
     ['an Email without html or message', { locationId: 'l', type: 'Email', contactId: 'c', subject: 's' }, ['html']],
     ['an SMS without message or attachment', { locationId: 'l', type: 'SMS', contactId: 'c' }, ['message']],
     ['a WhatsApp without a provider', { locationId: 'l', type: 'WhatsApp', contactId: 'c', message: 'm' }, ['conversationProviderId']],
-    ['a Call without a provider', { locationId: 'l', type: 'Call', contactId: 'c', call: { to: '+15037081210', from: '+15037081211' } }, ['conversationProviderId']],
+    [
+      'a Call without a provider',
+      { locationId: 'l', type: 'Call', contactId: 'c', call: { to: '+15037081210', from: '+15037081211' } },
+      ['conversationProviderId'],
+    ],
     ['a message with neither conversationId nor contactId', { locationId: 'l', type: 'SMS', message: 'm' }, ['conversationId']],
     ['a record without type', { locationId: 'l', contactId: 'c', message: 'm' }, ['type']],
     ['a record without locationId', { type: 'SMS', contactId: 'c', message: 'm' }, ['locationId']],
@@ -36,7 +40,10 @@ describe('rules per type', () => {
     ['an SMS on a conversation', { locationId: 'l', type: 'SMS', conversationId: 'conv', message: 'm' }],
     ['an Email with html only', { locationId: 'l', type: 'Email', contactId: 'c', html: '<p>x</p>' }],
     ['an Email with message only', { locationId: 'l', type: 'Email', contactId: 'c', message: 'x' }],
-    ['a Call with a provider', { locationId: 'l', type: 'Call', contactId: 'c', conversationProviderId: 'p', call: { to: '+15037081210', from: '+15037081211', status: 'completed' } }],
+    [
+      'a Call with a provider',
+      { locationId: 'l', type: 'Call', contactId: 'c', conversationProviderId: 'p', call: { to: '+15037081210', from: '+15037081211', status: 'completed' } },
+    ],
     ['a Custom with a provider', { locationId: 'l', type: 'Custom', contactId: 'c', conversationProviderId: 'p', html: '<p>x</p>', message: 'x' }],
     ['a 2026 type', { locationId: 'l', type: 'TIKTOK', contactId: 'c', conversationProviderId: 'p', message: 'x' }],
   ])('accepts %s', (_name, input) => {
@@ -65,10 +72,23 @@ describe('normalisation', () => {
     ['keeps outbound', { ...sms, direction: 'OUTBOUND' }, { direction: 'outbound' }],
     ['lower-cases and de-duplicates cc', { ...sms, emailCc: ['A@x.com', 'a@x.com ', 'b@x.com'] }, { emailCc: ['a@x.com', 'b@x.com'] }],
     ['reads ;-separated bcc', { ...sms, emailBcc: 'A@x.com;b@x.com' }, { emailBcc: ['a@x.com', 'b@x.com'] }],
-    ['reads JSON-text attachments', { ...sms, attachments: '["https://x.test/a","https://x.test/b"]' }, { attachments: ['https://x.test/a', 'https://x.test/b'] }],
+    [
+      'reads JSON-text attachments',
+      { ...sms, attachments: '["https://x.test/a","https://x.test/b"]' },
+      { attachments: ['https://x.test/a', 'https://x.test/b'] },
+    ],
     ['lower-cases emailFrom', { ...sms, emailFrom: 'Jane@Example.com' }, { emailFrom: 'jane@example.com' }],
-    ['turns phones into E.164', { ...sms, type: 'Call', conversationProviderId: 'p', call: { to: '(503) 708-1210', from: '503-708-1211', status: 'Voicemail' } }, { call: { to: '+15037081210', from: '+15037081211', status: 'voicemail' } }],
-    ['reads phones in the default region', { ...sms, type: 'Call', conversationProviderId: 'p', call: { to: '020 7946 0958', from: '020 7946 0959' } }, { call: { to: '+442079460958', from: '+442079460959' } }, { defaultRegion: 'GB' as const }],
+    [
+      'turns phones into E.164',
+      { ...sms, type: 'Call', conversationProviderId: 'p', call: { to: '(503) 708-1210', from: '503-708-1211', status: 'Voicemail' } },
+      { call: { to: '+15037081210', from: '+15037081211', status: 'voicemail' } },
+    ],
+    [
+      'reads phones in the default region',
+      { ...sms, type: 'Call', conversationProviderId: 'p', call: { to: '020 7946 0958', from: '020 7946 0959' } },
+      { call: { to: '+442079460958', from: '+442079460959' } },
+      { defaultRegion: 'GB' as const },
+    ],
     ['normalises the date to UTC', { ...sms, date: '2024-05-01T14:00:00+02:00' }, { date: '2024-05-01T12:00:00.000Z' }],
     ['reads epoch seconds', { ...sms, date: 1714564800 }, { date: '2024-05-01T12:00:00.000Z' }],
     ['takes numeric ids as text', { ...sms, altId: 12345 }, { altId: '12345' }],
@@ -117,8 +137,18 @@ describe('rejections carry a path and a reason', () => {
     ['a date without zone', { ...sms, date: '2024-05-01T12:00:00' }, 'date', 'no time zone'],
     ['an over-long message', { ...sms, message: 'x'.repeat(LIMITS.messageChars + 1) }, 'message', `the limit is ${LIMITS.messageChars}`],
     ['an over-long html', { ...sms, html: 'x'.repeat(LIMITS.htmlChars + 1) }, 'html', `the limit is ${LIMITS.htmlChars}`],
-    ['too many attachments', { ...sms, attachments: Array.from({ length: LIMITS.attachments + 1 }, (_, i) => `https://x.test/${i}`) }, 'attachments', `the limit is ${LIMITS.attachments}`],
-    ['too many cc', { ...sms, emailCc: Array.from({ length: LIMITS.ccAddresses + 1 }, (_, i) => `u${i}@x.test`) }, 'emailCc', `the limit is ${LIMITS.ccAddresses}`],
+    [
+      'too many attachments',
+      { ...sms, attachments: Array.from({ length: LIMITS.attachments + 1 }, (_, i) => `https://x.test/${i}`) },
+      'attachments',
+      `the limit is ${LIMITS.attachments}`,
+    ],
+    [
+      'too many cc',
+      { ...sms, emailCc: Array.from({ length: LIMITS.ccAddresses + 1 }, (_, i) => `u${i}@x.test`) },
+      'emailCc',
+      `the limit is ${LIMITS.ccAddresses}`,
+    ],
     ['an over-long key', { ...sms, key: 'k'.repeat(LIMITS.sourceIdChars + 1) }, 'key', 'the limit is'],
   ])('%s', (_name, input, path, message) => {
     const issues = issuesOf(input);

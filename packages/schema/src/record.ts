@@ -18,15 +18,7 @@ import {
 import { idempotencyKey } from './idempotency-key.ts';
 import { formatPath, type RecordIssue } from './issues.ts';
 import { LIMITS } from './limits.ts';
-import {
-  clip,
-  normalizeDate,
-  normalizeEmail,
-  normalizePhone,
-  normalizeUrl,
-  parseList,
-  type Normalised,
-} from './normalize.ts';
+import { clip, normalizeDate, normalizeEmail, normalizePhone, normalizeUrl, parseList, type Normalised } from './normalize.ts';
 import { inboundMessageBodySchema, LOCATION_ID } from './strict.ts';
 
 /** A normalised record, ready to become a job. */
@@ -51,8 +43,7 @@ export interface NormalizeOptions {
 }
 
 export type RecordResult =
-  | { ok: true; record: MessageRecord }
-  | { ok: false; issues: RecordIssue[]; /** best-effort id of the row, for the rejects report */ key?: string };
+  { ok: true; record: MessageRecord } | { ok: false; issues: RecordIssue[]; /** best-effort id of the row, for the rejects report */ key?: string };
 
 const RECORD_FIELDS = new Set<string>([...BODY_FIELDS, 'locationId', 'key']);
 /** Unknown fields named one by one in a rejection; past this, one line counts the rest. */
@@ -61,8 +52,7 @@ const CALL_FIELD_SET = new Set<string>(CALL_FIELDS);
 
 type Parse<T> = (value: unknown) => Normalised<T> & { at?: PropertyKey[] };
 
-const isAbsent = (value: unknown): boolean =>
-  value === undefined || value === null || (typeof value === 'string' && value.trim() === '');
+const isAbsent = (value: unknown): boolean => value === undefined || value === null || (typeof value === 'string' && value.trim() === '');
 
 function text(max: number, opts: { numbers?: boolean } = {}): Parse<string> {
   return (value) => {
@@ -120,7 +110,11 @@ const FIELD_PARSERS = {
   locationId,
   key: sourceId,
   type: oneOf(MESSAGE_TYPES, 'message type'),
-  attachments: list(LIMITS.attachments, (v) => (v.length > LIMITS.urlChars ? { ok: false, message: `is longer than ${LIMITS.urlChars} characters` } : normalizeUrl(v)), false),
+  attachments: list(
+    LIMITS.attachments,
+    (v) => (v.length > LIMITS.urlChars ? { ok: false, message: `is longer than ${LIMITS.urlChars} characters` } : normalizeUrl(v)),
+    false,
+  ),
   message: text(LIMITS.messageChars),
   conversationId: idText,
   contactId: idText,
@@ -206,9 +200,7 @@ export function normalizeRecord(input: unknown, options: NormalizeOptions = {}):
   }
   const bodyForKey = { ...body };
   const providerFilled =
-    body.conversationProviderId === undefined &&
-    !DEFAULT_PROVIDER_TYPES.has(body.type) &&
-    options.defaultConversationProviderId !== undefined;
+    body.conversationProviderId === undefined && !DEFAULT_PROVIDER_TYPES.has(body.type) && options.defaultConversationProviderId !== undefined;
   if (providerFilled) body.conversationProviderId = options.defaultConversationProviderId;
   const record: MessageRecord = {
     locationId: loc as string,

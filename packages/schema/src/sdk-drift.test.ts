@@ -12,10 +12,7 @@ type SdkBody = Parameters<HighLevel['conversations']['addAnInboundMessage']>[0];
 describe('our body against the official SDK', () => {
   it('has exactly the SDK fields', () => {
     expectTypeOf<keyof InboundMessageBody>().toEqualTypeOf<keyof SdkBody>();
-    const sdkFieldsAreOurs: Record<keyof SdkBody, true> = Object.fromEntries(BODY_FIELDS.map((f) => [f, true])) as Record<
-      (typeof BODY_FIELDS)[number],
-      true
-    >;
+    const sdkFieldsAreOurs: Record<keyof SdkBody, true> = Object.fromEntries(BODY_FIELDS.map((f) => [f, true])) as Record<(typeof BODY_FIELDS)[number], true>;
     expect(Object.keys(sdkFieldsAreOurs).sort()).toEqual([...BODY_FIELDS].sort());
   });
 

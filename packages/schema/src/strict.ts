@@ -16,7 +16,10 @@ const httpUrl = z
   .string()
   .max(LIMITS.urlChars)
   .refine((value) => /^https?:\/\/[^/\s]+/i.test(value), 'must be an absolute http(s) URL');
-const email = z.string().max(320).refine((value) => value === value.toLowerCase() && z.email().safeParse(value).success);
+const email = z
+  .string()
+  .max(320)
+  .refine((value) => value === value.toLowerCase() && z.email().safeParse(value).success);
 
 export const callDataSchema = z.strictObject({
   to: z.string().regex(E164).optional(),
@@ -44,8 +47,4 @@ export const inboundMessageBodySchema = z.strictObject({
   call: callDataSchema.optional(),
 }) satisfies z.ZodType<InboundMessageBody>;
 
-export const locationIdSchema = z
-  .string()
-  .min(1)
-  .max(LIMITS.idChars)
-  .regex(LOCATION_ID, 'may hold only letters, digits, "_" and "-"');
+export const locationIdSchema = z.string().min(1).max(LIMITS.idChars).regex(LOCATION_ID, 'may hold only letters, digits, "_" and "-"');

@@ -68,7 +68,10 @@ export class RedisServer {
     } catch {
       return undefined;
     }
-    const incr = manifest.split('\n').filter((l) => / type i\b/.test(l)).at(-1);
+    const incr = manifest
+      .split('\n')
+      .filter((l) => / type i\b/.test(l))
+      .at(-1);
     const name = /^file (\S+)/.exec(incr ?? '')?.[1];
     return name === undefined ? undefined : join(dir, name);
   }
@@ -87,15 +90,19 @@ export class RedisServer {
 
   async #spawn(): Promise<void> {
     const args = [
-      '--port', String(this.port),
-      '--bind', '127.0.0.1',
-      '--dir', this.dir,
-      '--save', '',
-      '--daemonize', 'no',
-      '--protected-mode', 'no',
-      ...(this.#options.appendfsync === undefined
-        ? ['--appendonly', 'no']
-        : ['--appendonly', 'yes', '--appendfsync', this.#options.appendfsync]),
+      '--port',
+      String(this.port),
+      '--bind',
+      '127.0.0.1',
+      '--dir',
+      this.dir,
+      '--save',
+      '',
+      '--daemonize',
+      'no',
+      '--protected-mode',
+      'no',
+      ...(this.#options.appendfsync === undefined ? ['--appendonly', 'no'] : ['--appendonly', 'yes', '--appendfsync', this.#options.appendfsync]),
       ...(this.#options.args ?? []),
     ];
     const child = spawn(this.#options.binary ?? 'redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });

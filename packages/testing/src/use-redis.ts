@@ -87,8 +87,7 @@ export function useRedis(): RedisTestContext {
     await deleteKeys(a, `${prefix}*`);
     if (leaked.length > 0) {
       throw new Error(
-        `leaked ${leaked.length} Redis connection(s) under ${prefix}: ${leaked.map((c) => c.name).join(', ')} ` +
-          '(a worker, queue or client was not closed)',
+        `leaked ${leaked.length} Redis connection(s) under ${prefix}: ${leaked.map((c) => c.name).join(', ')} ` + '(a worker, queue or client was not closed)',
       );
     }
   });
