@@ -4,7 +4,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { coerceError, ConfigError, createLogger, loadConfig, onShutdown } from '@ghl-ingest/queue';
+import { coerceError, ConfigError, createLogger, loadConfig, onShutdown, startTracing } from '@ghl-ingest/queue';
 import { connectProducer } from './connect.ts';
 import { locationIdSchema } from '@ghl-ingest/schema';
 import type * as DlqModuleNamespace from './dlq.ts';
@@ -55,7 +55,12 @@ export async function run(argv: string[], out: NodeJS.WritableStream = process.s
       }
       // Each command loads its own modules: an import need not carry the intake's web server.
       const { importCommand } = await import('./import-command.ts');
-      exitCode = await importCommand(file, flags, out);
+      const tracing = flags.dryRun === true ? undefined : await startTracing('ghl-ingest-import');
+      try {
+        exitCode = await importCommand(file, flags, out);
+      } finally {
+        await tracing?.shutdown().catch(() => undefined);
+      }
     });
 
   program
@@ -65,6 +70,7 @@ export async function run(argv: string[], out: NodeJS.WritableStream = process.s
     .action(async (flags: { port?: string }) => {
       const config = loadConfig();
       const logger = createLogger(config.logLevel, 'intake');
+      const tracing = await startTracing('ghl-ingest-intake');
       const redis = await connectProducer(config, 'intake', 'service');
       const port = flags.port === undefined ? config.intake.port : Number(flags.port);
       if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new ConfigError(`--port must be a port number, not "${flags.port ?? ''}"`);
@@ -79,6 +85,7 @@ export async function run(argv: string[], out: NodeJS.WritableStream = process.s
         const inTime = await Promise.race([closed, sleep(config.shutdownTimeoutMs, false, { ref: false })]);
         if (!inTime) logger.warn({ deadlineMs: config.shutdownTimeoutMs }, 'shutdown deadline passed: requests still in progress were cut off');
         await redis.quit().catch(() => redis.disconnect());
+        await tracing?.shutdown().catch((error: unknown) => logger.warn({ err: coerceError(error) }, 'could not flush traces'));
       }, logger);
       await new Promise<never>(() => undefined);
     });

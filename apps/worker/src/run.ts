@@ -2,7 +2,7 @@
  * A worker process (`pnpm worker`, `ghl-ingest worker`): takes messages from the queue and posts
  * them to HighLevel until SIGINT/SIGTERM. Settings come from the environment only.
  */
-import { coerceError, ConfigError, createLogger, IngestError, loadConfig } from '@ghl-ingest/queue';
+import { coerceError, ConfigError, createLogger, IngestError, loadConfig, startTracing } from '@ghl-ingest/queue';
 import { WORKER_HELP } from './help.ts';
 import { onShutdown } from '@ghl-ingest/queue';
 import { startWorker, type WorkerParts } from './worker.ts';
@@ -35,6 +35,7 @@ async function start(): Promise<void> {
     throw error;
   }
   const logger = createLogger(config.logLevel, 'worker');
+  const tracing = await startTracing('ghl-ingest-worker');
   let worker;
   try {
     worker = await startWorker(config, { logger, admin: { port: config.adminPort, explicit: config.adminPortExplicit }, ...testSeams() });
@@ -50,6 +51,7 @@ async function start(): Promise<void> {
   onShutdown(async () => {
     const { forced } = await running.close(config.shutdownTimeoutMs);
     if (forced) logger.warn('shutdown deadline passed: in-flight jobs cut off, they will be taken again');
+    await tracing?.shutdown().catch((error: unknown) => logger.warn({ err: coerceError(error) }, 'could not flush traces'));
   }, logger);
 }
 

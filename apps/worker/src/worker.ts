@@ -4,6 +4,7 @@
  */
 import { unwatchFile, watchFile } from 'node:fs';
 import {
+  annotateActiveSpan,
   budgetFor,
   coerceError,
   createRedis,
@@ -11,7 +12,10 @@ import {
   flushLogs,
   keysFor,
   LocationState,
+  locationOfQueue,
   readBudgetOverrides,
+  traceConsume,
+  tracingRequested,
   type Config,
   type Logger,
 } from '@ghl-ingest/queue';
@@ -24,6 +28,7 @@ import { WorkerMetrics } from './metrics.ts';
 import { Dispatcher } from './dispatcher.ts';
 import { Semaphore } from './semaphore.ts';
 import { TokenStore } from './tokens.ts';
+import { LocationPaused, LocationWait, WorkerStopping } from './signals.ts';
 
 /** In-flight requests per process when WORKER_CONCURRENCY is not set. */
 export const DEFAULT_CONCURRENCY = 32;
@@ -81,7 +86,7 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
     subscriber,
     prefix: config.queuePrefix,
     state,
-    processor: (job) => delivery.process(job),
+    processor: tracingRequested() ? (job) => traceConsume(job, traceOptions(job), () => delivery.process(job)) : (job) => delivery.process(job),
     deadLetters,
     // Active jobs: twice the requests in flight, as some sleep on reserved slots.
     maxActive: 2 * concurrency,
@@ -106,6 +111,7 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
     maxAttempts: config.maxAttempts,
     onEvent: (event) => {
       metrics.record(event);
+      if (event.status !== undefined) annotateActiveSpan({ 'http.response.status_code': event.status, 'ghl.outcome': event.outcome });
       countOutcome(event);
       parts.onEvent?.(event);
     },
@@ -175,5 +181,14 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
       await connection.quit().catch(() => connection.disconnect());
       return result;
     },
+  };
+}
+
+/** A delivery attempt's span: its location; the message id HighLevel gave; waits and stops are not errors. */
+function traceOptions(job: Job): Parameters<typeof traceConsume<{ messageId: string; skipped?: true }>>[1] {
+  return {
+    attributes: { 'ghl.location_id': locationOfQueue(job.queueName) ?? '' },
+    describe: (result) => ({ 'ghl.message_id': result.messageId, 'ghl.skipped': result.skipped === true }),
+    expected: (error) => error instanceof LocationWait || error instanceof LocationPaused || error instanceof WorkerStopping,
   };
 }

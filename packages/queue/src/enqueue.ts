@@ -7,6 +7,7 @@ import type { JobData } from '@ghl-ingest/schema';
 import { Queue, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { locationQueueName } from './keys.ts';
+import { queueTelemetry } from './tracing.ts';
 import { LocationState } from './location-state.ts';
 
 /** The worker's backoff strategy (exponential, full jitter; see apps/worker/src/backoff.ts). */
@@ -44,7 +45,12 @@ export class Enqueuer {
   queue(locationId: string): Queue<JobData> {
     let queue = this.#queues.get(locationId);
     if (queue === undefined) {
-      queue = new Queue<JobData>(locationQueueName(locationId), { connection: this.#connection, prefix: this.#prefix });
+      const telemetry = queueTelemetry();
+      queue = new Queue<JobData>(locationQueueName(locationId), {
+        connection: this.#connection,
+        prefix: this.#prefix,
+        ...(telemetry === undefined ? {} : { telemetry }),
+      });
       // A Redis failure reaches the caller through the command that failed.
       queue.on('error', () => undefined);
       this.#queues.set(locationId, queue);

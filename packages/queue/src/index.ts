@@ -12,3 +12,4 @@ export { rateKeys, type Acquired, type RateHeaders } from './rate-limiter.ts';
 export * from './health.ts';
 export * from './imports.ts';
 export { onShutdown } from './shutdown.ts';
+export { activeTraceIds, annotateActiveSpan, queueTelemetry, startTracing, traceConsume, tracingRequested, type Tracing } from './tracing.ts';

@@ -3,6 +3,7 @@
  * Components take a `child()`; messages are short and constant, context goes in the object.
  */
 import { pino, type DestinationStream, type Logger } from 'pino';
+import { activeTraceIds } from './tracing.ts';
 
 export type { Logger } from 'pino';
 
@@ -32,6 +33,8 @@ export function createLogger(level: string, name: string, destination?: Destinat
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
       base: { pid: process.pid },
       timestamp: pino.stdTimeFunctions.isoTime,
+      // Inside a traced delivery or enqueue (OpenTelemetry on), the line names its trace and span.
+      mixin: activeTraceIds,
     },
     destination ?? pino.destination({ dest: 1, sync: false, minLength: 4096 }),
   );
