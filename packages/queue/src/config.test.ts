@@ -45,6 +45,8 @@ describe('loadConfig', () => {
 
   it('wants both dashboard credentials or neither', () => {
     expect(() => loadConfig({ DASHBOARD_USER: 'a' })).toThrow('DASHBOARD_PASSWORD');
-    expect(loadConfig({ DASHBOARD_USER: 'a', DASHBOARD_PASSWORD: 'b' }).dashboard).toEqual({ user: 'a', password: 'b' });
+    expect(loadConfig({ DASHBOARD_USER: 'a', DASHBOARD_PASSWORD: 'b' }).dashboard).toEqual({ user: 'a', password: 'b', readOnly: true });
+    expect(loadConfig({ DASHBOARD_USER: 'a', DASHBOARD_PASSWORD: 'b', DASHBOARD_ALLOW_CHANGES: 'true' }).dashboard?.readOnly).toBe(false);
+    expect(() => loadConfig({ DASHBOARD_ALLOW_CHANGES: 'yes' })).toThrow('DASHBOARD_ALLOW_CHANGES');
   });
 });
