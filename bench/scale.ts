@@ -8,7 +8,8 @@
  * - Redis CPU per delivered message (INFO CPU delta / deliveries) for both, and for a bare BullMQ
  *   worker posting with got on the one-location run.
  * - idle: 10,000 known locations, all delivered, then 60 s with nothing to do: each worker's CPU
- *   and Redis's commands per second.
+ *   and Redis's commands per second; then what one /metrics scrape costs the reporting worker
+ *   with that many locations (time, Redis commands; they go in pipelined batches of 500 locations).
  * - live: 2,000 locations busy with backfill while a sync process sends live messages with
  *   `createProducer().send()` to a location with budget to spare: p50/p99 from send() to arrival.
  *
@@ -19,10 +20,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createProducer } from '@ghl-ingest/producer';
-import { createRedis, Enqueuer, loadConfig, locationQueueName } from '@ghl-ingest/queue';
+import { createRedis, Enqueuer, loadConfig, LocationState, locationQueueName } from '@ghl-ingest/queue';
 import { normalizeRecord, toJobData, type JobData } from '@ghl-ingest/schema';
 import { peakRssMb, RedisServer } from '@ghl-ingest/testing';
 import type { Redis } from 'ioredis';
+import { WorkerMetrics } from '../apps/worker/src/metrics.ts';
 import { fmt, median, node, standIn, stopChild, until } from './support.ts';
 
 const QUICK = process.env.BENCH_QUICK === '1';
@@ -136,7 +138,12 @@ async function deliveryRun(locations: string[], perLocation: number, limits: boo
   }
 }
 
-async function idleRun(count: number, seconds: number): Promise<{ workerCpuPercent: number[]; redisCommandsPerSecond: number }> {
+interface Scrape {
+  ms: number;
+  commands: number;
+}
+
+async function idleRun(count: number, seconds: number): Promise<{ workerCpuPercent: number[]; redisCommandsPerSecond: number; scrapes: Scrape[] }> {
   const locations = Array.from({ length: count }, (_, i) => `idle${i}`);
   const s = await setting(locations, true);
   try {
@@ -150,7 +157,24 @@ async function idleRun(count: number, seconds: number): Promise<{ workerCpuPerce
     const commands = (await info(s.redis, 'stats', 'total_commands_processed')) - commandsBefore - 1;
     const cpu = workers.map((w, i) => ((processCpu(w.pid ?? 0) - (cpuBefore[i] ?? 0)) / seconds) * 100);
     await Promise.all(workers.map((w) => stopChild(w)));
-    return { workerCpuPercent: cpu, redisCommandsPerSecond: commands / seconds };
+    // A scrape of the reporting worker's /metrics (a fresh reporter each time, so nothing cached).
+    const scrapes: Scrape[] = [];
+    for (let i = 0; i < 3; i += 1) {
+      const metrics = new WorkerMetrics({
+        state: new LocationState(s.redis, { prefix: 'sb' }),
+        redis: s.redis,
+        prefix: 'sb',
+        deadLetterCount: () => Promise.resolve(0),
+      });
+      await sleep(200);
+      const before = await info(s.redis, 'stats', 'total_commands_processed');
+      const t0 = performance.now();
+      await metrics.registry.metrics();
+      const ms = performance.now() - t0;
+      scrapes.push({ ms, commands: (await info(s.redis, 'stats', 'total_commands_processed')) - before - 1 });
+      await metrics.close();
+    }
+    return { workerCpuPercent: cpu, redisCommandsPerSecond: commands / seconds, scrapes };
   } finally {
     await s.stop();
   }
@@ -219,7 +243,9 @@ export async function scaleBench(): Promise<void> {
   const idle = await idleRun(idleCount, idleSeconds);
   process.stdout.write(
     `idle: ${idleCount} known idle locations for ${idleSeconds} s: worker CPU ${idle.workerCpuPercent.map((c) => `${fmt(c, 2)} %`).join(' / ')} of a core (goal <= 2 %), ` +
-      `Redis ${fmt(idle.redisCommandsPerSecond, 1)} commands/s in all (goal <= 100)\n`,
+      `Redis ${fmt(idle.redisCommandsPerSecond, 1)} commands/s in all (goal <= 100)\n` +
+      `  a /metrics scrape of the reporting worker with ${idleCount} locations: median ${fmt(median(idle.scrapes.map((x) => x.ms)))} ms, ` +
+      `${fmt(median(idle.scrapes.map((x) => x.commands)))} Redis commands\n`,
   );
 
   const busyCount = Math.round(2000 * SCALE);
