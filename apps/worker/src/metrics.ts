@@ -9,8 +9,9 @@
  * - Gauges of the whole system (jobs by state, locations by state, budget use, dead letters,
  *   imports) are reported by one worker at a time, the reporter, so that summing over workers
  *   does not double count: a Redis key with a TTL names it, and another worker takes over when
- *   it stops renewing. The reporter reads every location in pipelined batches, at most once per
- *   SHARED_READ_MS whatever the scrape rate.
+ *   it stops renewing. The reporter reads the locations at work (ready, leased, paused or parked:
+ *   not every location ever known) in pipelined batches, at most once per SHARED_READ_MS whatever
+ *   the scrape rate.
  */
 import { randomUUID } from 'node:crypto';
 import { keysFor, readImports, type LocationSnapshot, type LocationState } from '@ghl-ingest/queue';
@@ -33,6 +34,7 @@ export interface SharedSources {
 
 interface SharedReading {
   at: number;
+  known: number;
   snapshots: LocationSnapshot[];
   deadLetters: number;
   imports: Awaited<ReturnType<typeof readImports>>;
@@ -102,12 +104,13 @@ export class WorkerMetrics {
       reading ??= (async () => {
         if (!(await this.#report())) return undefined;
         if (last === undefined || Date.now() - last.at >= SHARED_READ_MS) {
-          const [snapshots, deadLetters, imports] = await Promise.all([
-            state.known().then((ids) => state.snapshot(ids)),
+          const [known, snapshots, deadLetters, imports] = await Promise.all([
+            state.knownCount(),
+            state.active().then((ids) => state.snapshot(ids)),
             deadLetterCount(),
             readImports(redis, prefix),
           ]);
-          last = { at: Date.now(), snapshots, deadLetters, imports };
+          last = { at: Date.now(), known, snapshots, deadLetters, imports };
         }
         return last;
       })().finally(() => setTimeout(() => (reading = undefined), 0).unref());
@@ -124,30 +127,20 @@ export class WorkerMetrics {
     });
     new Gauge({
       name: 'ghl_queue_jobs',
-      help: 'Jobs of every location by state (wait, active, delayed: retries, failed). Reported by one worker.',
+      help: 'Jobs of every location by state (wait, active, delayed: retries); failed ones are dead letters (ghl_dead_letter_messages). Reported by one worker.',
       labelNames: ['state'],
       registers,
       async collect() {
         this.reset();
         const r = await read();
         if (r === undefined) return;
-        const sum = (f: (s: LocationSnapshot) => number) => r.snapshots.reduce((a, s) => a + f(s), 0);
-        this.set(
-          { state: 'wait' },
-          sum((s) => s.waiting),
-        );
-        this.set(
-          { state: 'active' },
-          sum((s) => s.active),
-        );
-        this.set(
-          { state: 'delayed' },
-          sum((s) => s.delayed),
-        );
-        this.set(
-          { state: 'failed' },
-          sum((s) => s.failed),
-        );
+        const totals = { wait: 0, active: 0, delayed: 0 };
+        for (const l of r.snapshots) {
+          totals.wait += l.waiting;
+          totals.active += l.active;
+          totals.delayed += l.delayed;
+        }
+        for (const [state, n] of Object.entries(totals)) this.set({ state }, n);
       },
     });
     new Gauge({
@@ -160,7 +153,7 @@ export class WorkerMetrics {
         const r = await read();
         if (r === undefined) return;
         const count = (f: (s: LocationSnapshot) => boolean) => r.snapshots.filter(f).length;
-        this.set({ state: 'known' }, r.snapshots.length);
+        this.set({ state: 'known' }, r.known);
         this.set(
           { state: 'with_work' },
           count((s) => s.waiting + s.active + s.delayed > 0),

@@ -35,7 +35,7 @@ describe('admin endpoint', () => {
         .every((l) => l.startsWith('ghl_location_held_seconds')),
     ).toBe(true);
     expect(value(text, 'ghl_metrics_reporter')).toBe(1);
-    expect(value(text, 'ghl_queue_jobs{state="failed"}')).toBe(1);
+    expect(value(text, 'ghl_queue_jobs{state="failed"}')).toBeUndefined(); // failed jobs are dead letters
     expect(value(text, 'ghl_queue_jobs{state="wait"}')).toBe(0);
     expect(value(text, 'ghl_locations{state="known"}')).toBe(2);
     expect(value(text, 'ghl_dead_letter_messages')).toBe(1);

@@ -29,6 +29,8 @@ export interface Keys {
   ledger(locationId: string, key: string): string;
   /** HASH: why a location is paused or parked (state, reason, since, until). */
   state(locationId: string): string;
+  /** SET: locations with a `state` hash (paused or parked), so readers need not scan every location. */
+  held: string;
   /** Rate-limit state of a location (the limiter's own keys start with this). */
   rate(locationId: string): string;
   /** HASH: a location's outcomes so far (delivered, skipped, dead), for `status`. */
@@ -50,6 +52,7 @@ export function keysFor(prefix: string): Keys {
     wakeChannel: `${prefix}:wake`,
     ledger: (locationId, key) => `${prefix}:ledger:{${locationId}}:${key}`,
     state: (locationId) => `${prefix}:state:{${locationId}}`,
+    held: `${prefix}:held`,
     rate: (locationId) => `${prefix}:rate:{${locationId}}`,
     stats: (locationId) => `${prefix}:stats:{${locationId}}`,
     importRecord: (importId) => `${prefix}:import:${importId}`,

@@ -25,6 +25,23 @@ describe('LocationState: the ready set (Lua, on a real Redis)', () => {
     expect(await redis.admin.hlen(keysFor(redis.prefix).leases)).toBe(0);
   });
 
+  it('active(): the locations at work (due, leased, paused, parked), not every location known', async () => {
+    const s = state();
+    await s.register(['idle1', 'idle2', 'due', 'leased', 'paused', 'parked']);
+    await s.markReady(['leased'], false);
+    const lease = await claimOne(s);
+    await s.markReady(['due'], false);
+    await s.pause('paused', 'token rejected');
+    await s.park('parked', Date.now() + 60_000, 'daily budget spent');
+    expect(await s.knownCount()).toBe(6);
+    expect(await s.active()).toEqual(['due', 'leased', 'parked', 'paused']);
+    await s.resume('paused');
+    await s.endLease(lease, { mode: 'idle' });
+    // Resumed: due now (no longer held); the leased location's turn ended with nothing left.
+    expect(await redis.admin.sismember(keysFor(redis.prefix).held, 'paused')).toBe(0);
+    expect(await s.active()).toEqual(['due', 'parked', 'paused']);
+  });
+
   it('messages added while a location is held keep it due: no wake-up is lost', async () => {
     const s = state();
     await s.markReady(['a'], false);

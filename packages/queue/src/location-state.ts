@@ -174,7 +174,7 @@ export class LocationState {
   async resume(locationId: string): Promise<LocationHold | undefined> {
     const hold = await this.hold(locationId);
     await this.#withQueue(locationId, (q) => q.resume());
-    await this.#redis.del(this.#keys.state(locationId));
+    await this.#redis.multi().del(this.#keys.state(locationId)).srem(this.#keys.held, locationId).exec();
     await this.#mark([locationId], 'resume');
     return hold;
   }
@@ -195,6 +195,21 @@ export class LocationState {
   async register(locationIds: Iterable<string>): Promise<void> {
     const ids = [...new Set(locationIds)];
     if (ids.length > 0) await this.#redis.sadd(this.#keys.locations, ...ids);
+  }
+
+  /** How many locations ever had a message enqueued. */
+  async knownCount(): Promise<number> {
+    return this.#redis.scard(this.#keys.locations);
+  }
+
+  /**
+   * The locations that may have messages waiting, in flight or retrying, or a hold: those in the
+   * ready set and those paused or parked. What the metrics read, so that a scrape grows with the
+   * locations at work, not with every location ever known.
+   */
+  async active(): Promise<string[]> {
+    const [ready, held] = await Promise.all([this.#redis.zrange(this.#keys.ready, 0, -1), this.#redis.smembers(this.#keys.held)]);
+    return [...new Set([...ready, ...held])].sort();
   }
 
   /** Every location that ever had a message enqueued, sorted. */
@@ -265,6 +280,7 @@ export class LocationState {
       .multi()
       .del(key)
       .hset(key, Object.fromEntries(Object.entries(hold).map(([k, v]) => [k, String(v)])))
+      .sadd(this.#keys.held, locationId)
       .exec();
   }
 
