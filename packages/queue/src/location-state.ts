@@ -174,7 +174,9 @@ export class LocationState {
   async resume(locationId: string): Promise<LocationHold | undefined> {
     const hold = await this.hold(locationId);
     await this.#withQueue(locationId, (q) => q.resume());
-    await this.#redis.multi().del(this.#keys.state(locationId)).srem(this.#keys.held, locationId).exec();
+    // Two slots on Redis Cluster (the location's, the held set's): two commands, the hold first.
+    await this.#redis.del(this.#keys.state(locationId));
+    await this.#redis.srem(this.#keys.held, locationId);
     await this.#mark([locationId], 'resume');
     return hold;
   }
@@ -276,11 +278,13 @@ export class LocationState {
 
   async #writeHold(locationId: string, hold: LocationHold): Promise<void> {
     const key = this.#keys.state(locationId);
+    // Listed as held before the hold is written, so a reader of the set never misses one; the
+    // set is another slot than the location's on Redis Cluster, hence outside the transaction.
+    await this.#redis.sadd(this.#keys.held, locationId);
     await this.#redis
       .multi()
       .del(key)
       .hset(key, Object.fromEntries(Object.entries(hold).map(([k, v]) => [k, String(v)])))
-      .sadd(this.#keys.held, locationId)
       .exec();
   }
 

@@ -3,3 +3,4 @@ export { useRedis, type RedisTestContext } from './use-redis.ts';
 export { pendingJobs, settled, until, type CountsJobs } from './wait.ts';
 export { followPeakRss, peakRssMb } from './memory.ts';
 export { nodeArgsOf } from './package-scripts.ts';
+export { RedisCluster, parseClusterNodes, type ClusterNode, type RedisClusterOptions } from './redis-cluster.ts';

@@ -1,0 +1,189 @@
+/**
+ * A real Redis Cluster of a test's own, from the `redis-server` binary: masters and replicas on
+ * free loopback ports (cluster mode, AOF on), created with `redis-cli --cluster create`, torn
+ * down with the test. For tests and chaos scenarios that must run on a cluster or fail one over.
+ */
+import { spawn } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Redis } from 'ioredis';
+import { freePort, RedisServer } from './redis-server.ts';
+
+export interface RedisClusterOptions {
+  /** Default 3. */
+  masters?: number;
+  /** Default 1. */
+  replicasPerMaster?: number;
+  /** Default `everysec`. */
+  appendfsync?: 'always' | 'everysec' | 'no';
+  /** How long a master may be unreachable before its replica takes over (ms). Default 2,000. */
+  nodeTimeoutMs?: number;
+}
+
+export interface ClusterNode {
+  id: string;
+  port: number;
+  role: 'master' | 'replica';
+  /** For a replica, the id of its master. */
+  masterId: string | undefined;
+  /** Slot ranges a master serves. */
+  slots: string[];
+  /** False once the cluster marks it failed. */
+  healthy: boolean;
+}
+
+export class RedisCluster {
+  readonly servers: RedisServer[];
+  readonly #masters: number;
+
+  private constructor(servers: RedisServer[], masters: number) {
+    this.servers = servers;
+    this.#masters = masters;
+  }
+
+  static async start(options: RedisClusterOptions = {}): Promise<RedisCluster> {
+    const masters = options.masters ?? 3;
+    const count = masters * (1 + (options.replicasPerMaster ?? 1));
+    const ports = await clusterPorts(count);
+    const servers = await Promise.all(
+      ports.map((port) =>
+        RedisServer.start({
+          port,
+          appendfsync: options.appendfsync ?? 'everysec',
+          args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', String(options.nodeTimeoutMs ?? 2_000)],
+        }),
+      ),
+    );
+    const cluster = new RedisCluster(servers, masters);
+    try {
+      await run('redis-cli', [
+        '--cluster',
+        'create',
+        ...ports.map((p) => `127.0.0.1:${p}`),
+        '--cluster-replicas',
+        String(options.replicasPerMaster ?? 1),
+        '--cluster-yes',
+      ]);
+      await cluster.waitUntilHealthy();
+    } catch (error) {
+      await cluster.stop();
+      throw error;
+    }
+    return cluster;
+  }
+
+  /** Seed URLs, as REDIS_CLUSTER_NODES takes them (comma-separated). */
+  get nodesSetting(): string {
+    return this.servers.map((s) => s.url).join(',');
+  }
+
+  /** The cluster as one node sees it (`CLUSTER NODES`), from the first node that answers. */
+  async nodes(): Promise<ClusterNode[]> {
+    for (const server of this.servers.filter((s) => s.running)) {
+      const client = new Redis(server.url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      client.on('error', () => undefined);
+      try {
+        await client.connect();
+        const text = (await client.call('CLUSTER', 'NODES')) as string;
+        return parseClusterNodes(text);
+      } catch {
+        // Try the next one.
+      } finally {
+        client.disconnect();
+      }
+    }
+    throw new Error('no cluster node answers');
+  }
+
+  /** Waits until every running node says `cluster_state:ok` and sees as many healthy masters (with slots) as the cluster has. */
+  async waitUntilHealthy(timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const states = await Promise.all(
+        this.servers
+          .filter((s) => s.running)
+          .map(async (s) => {
+            const client = new Redis(s.url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+            client.on('error', () => undefined);
+            try {
+              await client.connect();
+              if (!/cluster_state:ok/.test((await client.call('CLUSTER', 'INFO')) as string)) return false;
+              const nodes = parseClusterNodes((await client.call('CLUSTER', 'NODES')) as string);
+              const masters = nodes.filter((n) => n.role === 'master' && n.healthy && n.slots.length > 0);
+              const replicas = nodes.filter((n) => n.role === 'replica' && n.healthy);
+              return masters.length === this.#masters && masters.length + replicas.length === this.servers.filter((x) => x.running).length;
+            } catch {
+              return false;
+            } finally {
+              client.disconnect();
+            }
+          }),
+      );
+      if (states.length > 0 && states.every(Boolean)) return;
+      if (Date.now() > deadline) throw new Error(`the cluster did not become healthy within ${timeoutMs} ms`);
+      await sleep(100);
+    }
+  }
+
+  /** The server behind a node's port. */
+  server(port: number): RedisServer {
+    const s = this.servers.find((x) => x.port === port);
+    if (s === undefined) throw new Error(`no node on port ${port}`);
+    return s;
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.servers.map((s) => s.stop()));
+  }
+}
+
+/** `CLUSTER NODES` text as records. */
+export function parseClusterNodes(text: string): ClusterNode[] {
+  return text
+    .trim()
+    .split('\n')
+    .map((line) => {
+      const [id = '', address = '', flags = '', master = '-', , , , , ...slots] = line.trim().split(' ');
+      const port = Number(/:(\d+)@/.exec(address)?.[1] ?? 0);
+      const flagList = flags.split(',');
+      return {
+        id,
+        port,
+        role: flagList.includes('master') ? 'master' : 'replica',
+        masterId: master === '-' ? undefined : master,
+        slots,
+        healthy: !flagList.includes('fail') && !flagList.includes('fail?'),
+      };
+    });
+}
+
+/** Ports whose cluster bus port (+10,000) is free too. */
+async function clusterPorts(count: number): Promise<number[]> {
+  const ports: number[] = [];
+  while (ports.length < count) {
+    const port = await freePort();
+    if (port > 55_000 || ports.includes(port)) continue;
+    if (!(await isFree(port + 10_000))) continue;
+    ports.push(port);
+  }
+  return ports;
+}
+
+async function isFree(port: number): Promise<boolean> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
+function run(command: string, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    child.once('error', reject);
+    child.once('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${command} ${args.join(' ')} exited ${String(code)}:\n${out}`))));
+  });
+}
