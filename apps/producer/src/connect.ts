@@ -3,10 +3,10 @@
  * Redis, and a producer's commands fail fast rather than queue while it is away (connection.ts).
  */
 import { coerceError, ConfigError, createRedis, type Config, type ConnectionRole } from '@ghl-ingest/queue';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@ghl-ingest/queue';
 
-export async function connectProducer(config: Config, name: string, role: ConnectionRole = 'producer'): Promise<Redis> {
-  const redis = createRedis(config.redisUrl, role, `${config.queuePrefix}:${name}`);
+export async function connectProducer(config: Config, name: string, role: ConnectionRole = 'producer'): Promise<RedisClient> {
+  const redis = createRedis(config, role, `${config.queuePrefix}:${name}`);
   let lastError: Error | undefined;
   // Connection errors surface through the commands that fail; without a listener ioredis prints them.
   redis.on('error', (error: unknown) => {
@@ -17,7 +17,14 @@ export async function connectProducer(config: Config, name: string, role: Connec
   } catch (error) {
     redis.disconnect();
     const cause = lastError ?? coerceError(error);
-    throw new ConfigError(`cannot reach Redis at ${redactUrl(config.redisUrl)} (${cause.message}): start one, or set REDIS_URL`, { cause });
+    const where =
+      config.redisClusterNodes === undefined
+        ? `Redis at ${redactUrl(config.redisUrl)}`
+        : `the Redis Cluster at ${config.redisClusterNodes.map(redactUrl).join(', ')}`;
+    throw new ConfigError(
+      `cannot reach ${where} (${cause.message}): start one, or set ${config.redisClusterNodes === undefined ? 'REDIS_URL' : 'REDIS_CLUSTER_NODES'}`,
+      { cause },
+    );
   }
   return redis;
 }
@@ -25,7 +32,7 @@ export async function connectProducer(config: Config, name: string, role: Connec
 /** How long a producer waits for Redis at start before saying it cannot reach it. */
 const CONNECT_DEADLINE_MS = 5_000;
 
-function ready(redis: Redis, deadlineMs: number): Promise<void> {
+function ready(redis: RedisClient, deadlineMs: number): Promise<void> {
   if (redis.status === 'ready') return Promise.resolve();
   return new Promise((resolve, reject) => {
     const done = (error?: Error) => {

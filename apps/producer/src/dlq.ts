@@ -8,7 +8,7 @@ import { createInterface } from 'node:readline/promises';
 import { DeadLetters, Enqueuer, FAILURE_CLASSES, locationQueueName, type Config, type DeadLetterRecord } from '@ghl-ingest/queue';
 import { toImportRecord } from '@ghl-ingest/schema';
 import { Queue, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@ghl-ingest/queue';
 import { table } from './status.ts';
 
 export interface DlqFilter {
@@ -55,10 +55,10 @@ function matches(r: DeadLetterRecord, f: DlqFilter): boolean {
 
 export class DeadLetterTool {
   #dlq: DeadLetters;
-  #redis: Redis;
+  #redis: RedisClient;
   #config: Config;
 
-  constructor(redis: Redis, config: Config) {
+  constructor(redis: RedisClient, config: Config) {
     this.#redis = redis;
     this.#config = config;
     this.#dlq = new DeadLetters(redis, config.queuePrefix);

@@ -2,7 +2,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { budgetFor, loadConfig, readBudgetOverrides, type Config } from '@ghl-ingest/queue';
 import { connectProducer } from './connect.ts';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@ghl-ingest/queue';
 import { importKey } from './checkpoint.ts';
 import { runImport, type Format, type ImportSummary } from './import.ts';
 import { progressView } from './progress.ts';
@@ -72,7 +72,7 @@ export async function importCommand(file: string, flags: ImportFlags, out: NodeJ
 }
 
 /** `--wait`: follows delivery of this import until every message is delivered or dead-lettered. */
-async function follow(redis: Redis, config: Config, s: ImportSummary): Promise<{ delivered: number; dead: number }> {
+async function follow(redis: RedisClient, config: Config, s: ImportSummary): Promise<{ delivered: number; dead: number }> {
   const target = s.accepted - s.alreadyDelivered;
   const overrides = readBudgetOverrides(config.rateLimitsFile);
   const perSecond = s.locations.reduce((sum, l) => {

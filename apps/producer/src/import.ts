@@ -9,7 +9,7 @@ import { extname } from 'node:path';
 import type { Readable } from 'node:stream';
 import { DeliveryLedger, Enqueuer, type Config } from '@ghl-ingest/queue';
 import { normalizeRecord, toJobData, type JobData, type RecordIssue } from '@ghl-ingest/schema';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@ghl-ingest/queue';
 import { importIdFor, readCheckpoint, redisRunId, writeCheckpoint, type Checkpoint } from './checkpoint.ts';
 import { readCsv } from './readers/csv.ts';
 import { readJsonArray } from './readers/json-array.ts';
@@ -73,7 +73,7 @@ export function formatOf(file: string, format: Format | undefined): Format {
   return 'ndjson';
 }
 
-export async function runImport(redis: Redis | undefined, config: Config, options: ImportOptions): Promise<ImportSummary> {
+export async function runImport(redis: RedisClient | undefined, config: Config, options: ImportOptions): Promise<ImportSummary> {
   const format = formatOf(options.file, options.format);
   const dryRun = options.dryRun === true;
   if (!dryRun && redis === undefined) throw new Error('an import needs Redis unless it is a dry run');
@@ -82,8 +82,8 @@ export async function runImport(redis: Redis | undefined, config: Config, option
   const totalBytes = options.file === '-' ? undefined : statSync(options.file).size;
   const batchSize = options.batchSize ?? 1000;
 
-  const previous = dryRun ? undefined : await readCheckpoint(redis as Redis, config.queuePrefix, importId);
-  const runId = dryRun ? '' : await redisRunId(redis as Redis);
+  const previous = dryRun ? undefined : await readCheckpoint(redis as RedisClient, config.queuePrefix, importId);
+  const runId = dryRun ? '' : await redisRunId(redis as RedisClient);
   // An interrupted import resumes from its checkpoint, unless Redis restarted since: then the last
   // batches before the checkpoint may be gone with it, and the import starts over (idempotent).
   const unfinished = previous !== undefined && previous.state !== 'done' ? previous : undefined;
@@ -112,8 +112,8 @@ export async function runImport(redis: Redis | undefined, config: Config, option
   };
   cp.state = 'running';
   const locations = new Set(cp.locations === '' ? [] : cp.locations.split(','));
-  const enqueuer = dryRun ? undefined : new Enqueuer(redis as Redis, config.queuePrefix, config.maxAttempts);
-  const ledger = dryRun ? undefined : new DeliveryLedger(redis as Redis, config.queuePrefix, config.ledgerTtlMs);
+  const enqueuer = dryRun ? undefined : new Enqueuer(redis as RedisClient, config.queuePrefix, config.maxAttempts);
+  const ledger = dryRun ? undefined : new DeliveryLedger(redis as RedisClient, config.queuePrefix, config.ledgerTtlMs);
 
   const input = options.file === '-' ? (options.stdin ?? process.stdin) : createReadStream(options.file, { start: format === 'ndjson' ? cp.bytes : 0 });
   const rows: AsyncIterable<Row> = format === 'csv' ? readCsv(input) : format === 'json' ? readJsonArray(input) : readNdjson(input, cp.line + 1, cp.bytes);
@@ -149,7 +149,7 @@ export async function runImport(redis: Redis | undefined, config: Config, option
     }
     cp.updatedAt = Date.now();
     cp.locations = [...locations].join(',');
-    if (!dryRun) await writeCheckpoint(redis as Redis, config.queuePrefix, importId, cp);
+    if (!dryRun) await writeCheckpoint(redis as RedisClient, config.queuePrefix, importId, cp);
     report();
   };
 
@@ -198,7 +198,7 @@ export async function runImport(redis: Redis | undefined, config: Config, option
   cp.state = interrupted ? 'interrupted' : 'done';
   await flush();
   await enqueuer?.close();
-  const redisRestarted = !dryRun && (await redisRunId(redis as Redis)) !== runId;
+  const redisRestarted = !dryRun && (await redisRunId(redis as RedisClient)) !== runId;
   return {
     redisRestarted,
     startedOver: unfinished !== undefined && resume === undefined,

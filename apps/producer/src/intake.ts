@@ -16,7 +16,7 @@ import { createGunzip } from 'node:zlib';
 import { ConfigError, locationQueueName, readiness, type Config, type Logger } from '@ghl-ingest/queue';
 import { Queue } from 'bullmq';
 import Fastify from 'fastify';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@ghl-ingest/queue';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { producerOn } from './producer.ts';
 
@@ -46,7 +46,7 @@ export interface Intake {
   close(): Promise<void>;
 }
 
-export async function startIntake(redis: Redis, config: Config, logger: Logger, port = config.intake.port): Promise<Intake> {
+export async function startIntake(redis: RedisClient, config: Config, logger: Logger, port = config.intake.port): Promise<Intake> {
   const { token, host, highWater } = config.intake;
   if (token === undefined && !LOOPBACK.has(host)) {
     throw new ConfigError(`refusing to serve on ${host} without INTAKE_TOKEN: set a token, or bind to 127.0.0.1 (INTAKE_HOST)`);
@@ -273,12 +273,12 @@ function digest(text: string): Buffer {
 
 /** Waiting counts per location, cached for a second so a busy intake adds little Redis load. */
 class QueueDepth {
-  #redis: Redis;
+  #redis: RedisClient;
   #prefix: string;
   #queues = new Map<string, Queue>();
   #cache = new Map<string, { at: number; count: number }>();
 
-  constructor(redis: Redis, prefix: string) {
+  constructor(redis: RedisClient, prefix: string) {
     this.#redis = redis;
     this.#prefix = prefix;
   }

@@ -10,7 +10,7 @@
  */
 import { coerceError, Enqueuer, loadConfig, type Config } from '@ghl-ingest/queue';
 import { normalizeRecord, toJobData, type JobData, type NormalizeOptions, type RecordIssue } from '@ghl-ingest/schema';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@ghl-ingest/queue';
 import { connectProducer } from './connect.ts';
 
 export type SendResult = { ok: true; key: string; locationId: string } | { ok: false; errors: RecordIssue[]; key?: string };
@@ -37,7 +37,7 @@ export async function createProducer(options: ProducerOptions = {}): Promise<Pro
 }
 
 /** A producer on a connection the caller owns (the intake shares its own). */
-export function producerOn(redis: Redis, config: Config, options: ProducerOptions = {}, ownsConnection = false): Producer {
+export function producerOn(redis: RedisClient, config: Config, options: ProducerOptions = {}, ownsConnection = false): Producer {
   const enqueuer = new Enqueuer(redis, config.queuePrefix, config.maxAttempts);
   const normalize: NormalizeOptions = {
     defaultRegion: config.defaultPhoneRegion,

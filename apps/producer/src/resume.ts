@@ -3,8 +3,8 @@
  * every worker process: the location's owner clears the reason, resumes its queue and makes it due.
  */
 import { LocationState, type LocationHold } from '@ghl-ingest/queue';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@ghl-ingest/queue';
 
-export async function resumeLocation(redis: Redis, prefix: string, locationId: string): Promise<LocationHold | undefined> {
+export async function resumeLocation(redis: RedisClient, prefix: string, locationId: string): Promise<LocationHold | undefined> {
   return new LocationState(redis, { prefix }).resume(locationId);
 }

@@ -6,7 +6,7 @@
  * busiest few; `--all` lists every location, `--json` gives everything.
  */
 import { budgetFor, LocationState, readBudgetOverrides, readImports, type Config, type ImportCounts, type LocationSnapshot } from '@ghl-ingest/queue';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@ghl-ingest/queue';
 
 export type LocationStateName = 'running' | 'idle' | 'waiting for the burst window' | 'parked' | 'paused';
 
@@ -59,7 +59,7 @@ export interface Status {
 /** A location due this long with no worker taking it needs attention: are workers running? */
 const DUE_TOO_LONG_S = 60;
 
-export async function readStatus(redis: Redis, config: Config, only?: string): Promise<Status> {
+export async function readStatus(redis: RedisClient, config: Config, only?: string): Promise<Status> {
   const overrides = readBudgetOverrides(config.rateLimitsFile);
   const budget = (id: string) => budgetFor(id, config.rateLimit, overrides);
   const state = new LocationState(redis, { prefix: config.queuePrefix, budget, resetOffsetMs: config.dailyResetOffsetMs });

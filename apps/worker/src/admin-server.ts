@@ -10,10 +10,10 @@ import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
 import fastifyBasicAuth from '@fastify/basic-auth';
-import { ConfigError, DEAD_LETTER_QUEUE, locationQueueName, readiness, type Config, type Logger } from '@ghl-ingest/queue';
+import { ConfigError, deadLetterQueueName, locationQueueName, mixesSlots, readiness, type Config, type Logger } from '@ghl-ingest/queue';
 import { Queue } from 'bullmq';
 import Fastify from 'fastify';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@ghl-ingest/queue';
 import type { WorkerMetrics } from './metrics.ts';
 
 export interface AdminServer {
@@ -30,7 +30,7 @@ const DEFAULT_PORT_TRIES = 64;
 
 export async function startAdminServer(options: {
   config: Config;
-  redis: Redis;
+  redis: RedisClient;
   metrics: WorkerMetrics;
   logger: Logger;
   port?: number;
@@ -77,7 +77,7 @@ export async function startAdminServer(options: {
     });
   }
   if (dashboard !== undefined) {
-    const deadLetters = new Queue(DEAD_LETTER_QUEUE, { connection: redis, prefix: config.queuePrefix });
+    const deadLetters = new Queue(deadLetterQueueName(!mixesSlots(redis)), { connection: redis, prefix: config.queuePrefix });
     deadLetters.on('error', () => undefined);
     queues.push(deadLetters);
     addQueue(deadLetters);

@@ -15,7 +15,7 @@ import { hostname } from 'node:os';
 import { coerceError, locationQueueName, type DeadLetters, type Lease, type LocationState, type Logger, type TurnEnd } from '@ghl-ingest/queue';
 import { jobDataSchema } from '@ghl-ingest/schema';
 import { Job, Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@ghl-ingest/queue';
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.ts';
 import type { DeliveryResult } from './deliver.ts';
 import { RetryableDeliveryError } from './deliver.ts';
@@ -23,9 +23,9 @@ import { isDeadLettered, LocationPaused, LocationWait, WorkerStopping } from './
 
 export interface DispatcherOptions {
   /** The process's shared connection (worker role). */
-  connection: Redis;
+  connection: RedisClient;
   /** A second connection, for the wake-up channel only. */
-  subscriber: Redis;
+  subscriber: RedisClient;
   prefix: string;
   state: LocationState;
   processor: (job: Job) => Promise<DeliveryResult>;

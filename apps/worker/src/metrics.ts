@@ -15,7 +15,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { keysFor, readImports, type LocationSnapshot, type LocationState } from '@ghl-ingest/queue';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@ghl-ingest/queue';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { DeliveryEvent } from './deliver.ts';
 
@@ -26,7 +26,7 @@ const SHARED_READ_MS = 10_000;
 
 export interface SharedSources {
   state: LocationState;
-  redis: Redis;
+  redis: RedisClient;
   prefix: string;
   /** Messages now in the dead-letter queue. */
   deadLetterCount: () => Promise<number>;
@@ -47,7 +47,7 @@ export class WorkerMetrics {
   readonly #latency: Histogram;
   readonly #rateLimited: Counter;
   readonly #deadLetters: Counter<'class'>;
-  readonly #reporter: { redis: Redis; key: string; id: string; timer: NodeJS.Timeout };
+  readonly #reporter: { redis: RedisClient; key: string; id: string; timer: NodeJS.Timeout };
 
   constructor(shared: SharedSources) {
     collectDefaultMetrics({ register: this.registry });

@@ -58,7 +58,7 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
   const tokens = new TokenStore({ file: config.tokensFile, token: config.token });
   let overrides = readBudgetOverrides(config.rateLimitsFile);
   const concurrency = config.workerConcurrency ?? DEFAULT_CONCURRENCY;
-  const connection = createRedis(config.redisUrl, 'worker', `${config.queuePrefix}:worker`);
+  const connection = createRedis(config, 'worker', `${config.queuePrefix}:worker`);
   connection.on('error', (error: unknown) => log.warn({ err: coerceError(error) }, 'redis connection error'));
   const deadLetters = new DeadLetters(connection, config.queuePrefix);
   const client = new HighLevelClient({ baseUrl: config.apiBaseUrl, timeoutMs: config.httpTimeoutMs, maxSockets: concurrency });
@@ -77,7 +77,7 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
       ledgerTtlMs: config.ledgerTtlMs,
     },
   });
-  const subscriber = createRedis(config.redisUrl, 'worker', `${config.queuePrefix}:worker-subscriber`);
+  const subscriber = createRedis(config, 'worker', `${config.queuePrefix}:worker-subscriber`);
   subscriber.on('error', (error: unknown) => log.warn({ err: coerceError(error) }, 'subscriber connection error'));
   // The dispatcher runs the delivery: built in this order, `delivery` is defined before the
   // dispatcher takes a job (start() below).

@@ -22,6 +22,22 @@ const envSchema = z.object({
       .default('redis://127.0.0.1:6379')
       .refine((v) => /^rediss?:\/\/.+/.test(v), 'must be a redis:// or rediss:// URL'),
   ),
+  REDIS_CLUSTER_NODES: z.preprocess(
+    blankIsUnset,
+    z
+      .string()
+      .transform((v) =>
+        v
+          .split(',')
+          .map((u) => u.trim())
+          .filter((u) => u !== ''),
+      )
+      .refine(
+        (urls) => urls.length > 0 && urls.every((u) => /^rediss?:\/\/[^/]+:\d+\/?$/.test(u)),
+        'must be comma-separated redis://host:port or rediss://host:port URLs',
+      )
+      .optional(),
+  ),
   QUEUE_PREFIX: z.preprocess(
     blankIsUnset,
     z
@@ -75,6 +91,8 @@ export const SETTINGS = Object.keys(envSchema.shape);
 
 export interface Config {
   redisUrl: string;
+  /** REDIS_CLUSTER_NODES: seed URLs of a Redis Cluster, used instead of `redisUrl`. */
+  redisClusterNodes: readonly string[] | undefined;
   queuePrefix: string;
   apiBaseUrl: string;
   token: string | undefined;
@@ -117,6 +135,7 @@ export function loadConfig(env: Record<string, string | undefined> = readEnv()):
   }
   return Object.freeze({
     redisUrl: e.REDIS_URL,
+    redisClusterNodes: e.REDIS_CLUSTER_NODES === undefined ? undefined : Object.freeze(e.REDIS_CLUSTER_NODES),
     queuePrefix: e.QUEUE_PREFIX,
     apiBaseUrl: e.GHL_API_BASE_URL.replace(/\/+$/, ''),
     token: e.GHL_TOKEN,

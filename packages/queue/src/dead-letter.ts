@@ -5,9 +5,10 @@
  * or the other; `dlq` commands read, export, redrive and purge them.
  */
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './connection.ts';
 import type { JobData } from '@ghl-ingest/schema';
-import { deadLetterId, DEAD_LETTER_QUEUE } from './keys.ts';
+import { mixesSlots } from './connection.ts';
+import { deadLetterId, deadLetterQueueName } from './keys.ts';
 
 export const FAILURE_CLASSES = ['permanent', 'suspect', 'transient', 'invalid-job', 'stalled'] as const;
 export type FailureClass = (typeof FAILURE_CLASSES)[number];
@@ -40,8 +41,8 @@ export interface DeadLetterRecord {
 export class DeadLetters {
   readonly queue: Queue<DeadLetterRecord>;
 
-  constructor(connection: Redis, prefix: string) {
-    this.queue = new Queue<DeadLetterRecord>(DEAD_LETTER_QUEUE, { connection, prefix });
+  constructor(connection: RedisClient, prefix: string) {
+    this.queue = new Queue<DeadLetterRecord>(deadLetterQueueName(!mixesSlots(connection)), { connection, prefix });
   }
 
   /** Writes the record unless one exists for the message. Returns whether it wrote. */

@@ -5,7 +5,7 @@
  */
 import type { JobData } from '@ghl-ingest/schema';
 import { Queue, type JobsOptions } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './connection.ts';
 import { locationQueueName } from './keys.ts';
 import { queueTelemetry } from './tracing.ts';
 import { LocationState } from './location-state.ts';
@@ -28,14 +28,14 @@ export function jobOptions(data: JobData, maxAttempts: number): JobsOptions {
 }
 
 export class Enqueuer {
-  #connection: Redis;
+  #connection: RedisClient;
   #prefix: string;
   #maxAttempts: number;
   #queues = new Map<string, Queue<JobData>>();
   #registered = new Set<string>();
   #state: LocationState;
 
-  constructor(connection: Redis, prefix: string, maxAttempts: number) {
+  constructor(connection: RedisClient, prefix: string, maxAttempts: number) {
     this.#connection = connection;
     this.#prefix = prefix;
     this.#maxAttempts = maxAttempts;

@@ -1,5 +1,5 @@
 /** Readiness as both HTTP servers (the worker's admin endpoint and the intake) answer it. */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './connection.ts';
 
 export interface Readiness {
   status: 200 | 503;
@@ -8,7 +8,7 @@ export interface Readiness {
   retryAfter?: number;
 }
 
-export async function readiness(redis: Redis): Promise<Readiness> {
+export async function readiness(redis: RedisClient): Promise<Readiness> {
   try {
     await redis.ping();
     return { status: 200, body: { status: 'ready' } };

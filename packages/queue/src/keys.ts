@@ -5,6 +5,17 @@
  */
 export const DEAD_LETTER_QUEUE = 'dead-letter';
 
+/**
+ * The dead-letter queue's name. BullMQ's scripts touch several keys of a queue at once, so on
+ * Redis Cluster they must share a slot: there the name carries a hash tag, `{dead-letter}`, which
+ * puts the whole queue in one slot by design (dead letters are few, read by people, and `dlq`
+ * filters them together). On one Redis the name stays as it always was, so existing records stay
+ * where they are.
+ */
+export function deadLetterQueueName(onCluster: boolean): string {
+  return onCluster ? `{${DEAD_LETTER_QUEUE}}` : DEAD_LETTER_QUEUE;
+}
+
 export function locationQueueName(locationId: string): string {
   return `loc.{${locationId}}`;
 }

@@ -3,7 +3,7 @@
  * accepted (idempotency key → messageId). Checked before every post; written right after a
  * success, before the job completes. Entries expire after GHL_LEDGER_TTL_DAYS.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './connection.ts';
 import { keysFor, type Keys } from './keys.ts';
 
 export interface LedgerEntry {
@@ -13,11 +13,11 @@ export interface LedgerEntry {
 }
 
 export class DeliveryLedger {
-  #redis: Redis;
+  #redis: RedisClient;
   #keys: Keys;
   #ttlMs: number;
 
-  constructor(redis: Redis, prefix: string, ttlMs: number) {
+  constructor(redis: RedisClient, prefix: string, ttlMs: number) {
     this.#redis = redis;
     this.#keys = keysFor(prefix);
     this.#ttlMs = ttlMs;

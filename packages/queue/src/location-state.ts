@@ -9,7 +9,8 @@
  * known but idle costs no process anything (no connection, timer or poll).
  */
 import { QueueKeys, Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { ChainableCommander } from 'ioredis';
+import { mixesSlots, type RedisClient } from './connection.ts';
 import { dayIndex, effectiveBudget, type Budget } from './rate-budget.ts';
 import { keysFor, locationQueueName, type Keys } from './keys.ts';
 import type { LedgerEntry } from './ledger.ts';
@@ -70,12 +71,12 @@ export interface LocationStateOptions {
 }
 
 export class LocationState {
-  readonly #redis: Redis;
+  readonly #redis: RedisClient;
   readonly #o: LocationStateOptions;
   readonly #keys: Keys;
   readonly #limiter: RateLimiter | undefined;
 
-  constructor(redis: Redis, options: LocationStateOptions) {
+  constructor(redis: RedisClient, options: LocationStateOptions) {
     this.#redis = redis;
     this.#o = options;
     this.#keys = keysFor(options.prefix);
@@ -226,23 +227,53 @@ export class LocationState {
     const out: LocationSnapshot[] = [];
     const FIELDS = 16;
     const queueKeys = new QueueKeys(this.#o.prefix);
-    for (let start = 0; start < locationIds.length; start += 500) {
-      const ids = locationIds.slice(start, start + 500);
-      const p = this.#redis.pipeline();
-      for (const id of ids) {
-        const q = (type: string) => queueKeys.toKey(locationQueueName(id), type);
-        const rk = rateKeys(this.#o.prefix, id);
-        p.llen(q('wait')).llen(q('paused')).zcard(q('prioritized')).llen(q('active')).zcard(q('delayed')).zcard(q('failed')).hget(q('meta'), 'paused');
-        p.hgetall(this.#keys.stats(id)).hmget(rk.learned, 'max', 'windowMs', 'daily');
-        p.zcount(rk.answered, `(${now}`, '+inf').zcount(rk.inflight, `(${now}`, '+inf').hget(rk.daily, day).get(rk.block);
-        p.hgetall(this.#keys.state(id)).zscore(this.#keys.ready, id).hget(this.#keys.leases, id);
-      }
-      const r = ((await p.exec()) ?? []).map(([error, value]) => {
+    // A location's own keys (one slot: its `{id}`), then its place in the ready set (the `{ready}` slot).
+    const own = (p: ChainableCommander, id: string) => {
+      const q = (type: string) => queueKeys.toKey(locationQueueName(id), type);
+      const rk = rateKeys(this.#o.prefix, id);
+      p.llen(q('wait')).llen(q('paused')).zcard(q('prioritized')).llen(q('active')).zcard(q('delayed')).zcard(q('failed')).hget(q('meta'), 'paused');
+      p.hgetall(this.#keys.stats(id)).hmget(rk.learned, 'max', 'windowMs', 'daily');
+      p.zcount(rk.answered, `(${now}`, '+inf').zcount(rk.inflight, `(${now}`, '+inf').hget(rk.daily, day).get(rk.block);
+      p.hgetall(this.#keys.state(id));
+    };
+    const place = (p: ChainableCommander, id: string) => p.zscore(this.#keys.ready, id).hget(this.#keys.leases, id);
+    const values = (results: [Error | null, unknown][] | null) =>
+      (results ?? []).map(([error, value]) => {
         if (error) throw error;
         return value;
       });
+    for (let start = 0; start < locationIds.length; start += 500) {
+      const ids = locationIds.slice(start, start + 500);
+      let rows: unknown[][];
+      if (mixesSlots(this.#redis)) {
+        const p = this.#redis.pipeline();
+        for (const id of ids) {
+          own(p, id);
+          place(p, id);
+        }
+        const r = values(await p.exec());
+        rows = ids.map((_, i) => r.slice(i * FIELDS, (i + 1) * FIELDS));
+      } else {
+        // Redis Cluster: a pipeline may not mix slots, so one per location (ioredis sends them to
+        // each location's master together) and one for the ready set.
+        const [owns, places] = await Promise.all([
+          Promise.all(
+            ids.map(async (id) => {
+              const p = this.#redis.pipeline();
+              own(p, id);
+              return values(await p.exec());
+            }),
+          ),
+          (async () => {
+            const p = this.#redis.pipeline();
+            for (const id of ids) place(p, id);
+            return values(await p.exec());
+          })(),
+        ]);
+        rows = ids.map((_, i) => [...(owns[i] ?? []), ...places.slice(i * 2, i * 2 + 2)]);
+      }
       ids.forEach((locationId, i) => {
-        const v = r.slice(i * FIELDS, (i + 1) * FIELDS);
+        const v = rows[i] ?? [];
         const n = (x: unknown) => Number(x ?? 0);
         const stats = v[7] as Record<string, string>;
         const learned = v[8] as (string | null)[];

@@ -13,7 +13,7 @@
  * adopted; `X-RateLimit-Remaining` lower than our own count becomes slots of "others" (other apps
  * spending the same location); `X-RateLimit-Daily-Remaining` corrects the day's count.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './connection.ts';
 import { formatLedgerEntry, parseLedgerEntry, type LedgerEntry } from './ledger.ts';
 import { keysFor } from './keys.ts';
 import type { Budget } from './rate-budget.ts';
@@ -58,10 +58,10 @@ export interface RateLimiterOptions {
 }
 
 export class RateLimiter {
-  #redis: Redis;
+  #redis: RedisClient;
   #o: RateLimiterOptions;
 
-  constructor(redis: Redis, options: RateLimiterOptions) {
+  constructor(redis: RedisClient, options: RateLimiterOptions) {
     this.#redis = redis;
     this.#o = options;
     defineScripts(redis);

@@ -6,7 +6,8 @@
  * on Redis Cluster too.
  */
 import { readFileSync } from 'node:fs';
-import type { Redis, Result } from 'ioredis';
+import type { Result } from 'ioredis';
+import type { RedisClient } from './connection.ts';
 
 /** Each script and how many of its arguments are KEYS (`undefined`: given with each call, for a batch). */
 export const SCRIPTS = {
@@ -54,8 +55,8 @@ export function scriptSource(file: string): string {
 const sources = new Map<string, string>();
 
 /** Defines every script on the connection (once per connection); ioredis sends EVALSHA, then EVAL on NOSCRIPT. */
-export function defineScripts(redis: Redis): void {
-  if (typeof (redis as Partial<Redis>).ghlAcquire === 'function') return;
+export function defineScripts(redis: RedisClient): void {
+  if (typeof (redis as Partial<RedisClient>).ghlAcquire === 'function') return;
   for (const [name, { file, keys }] of Object.entries(SCRIPTS)) {
     let lua = sources.get(file);
     if (lua === undefined) {

@@ -1,0 +1,127 @@
+/**
+ * ghl-ingest on a real Redis Cluster (3 masters, 3 replicas, started from redis-server), run as a
+ * user runs it with only REDIS_CLUSTER_NODES set: `ingest import` of a file with bad rows, two
+ * `pnpm worker` processes, messages HighLevel refuses (dead letters), then `ingest status` and
+ * `ingest dlq list`. Keys spread over the masters; nothing lost; no token in any node's data.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { FakeHighLevel } from '@ghl-ingest/fake-api';
+import { nodeArgsOf, RedisCluster, until } from '@ghl-ingest/testing';
+import { Cluster } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const root = resolve(import.meta.dirname, '../../..');
+const TOKEN = 'cluster-secret-token-7f3a9c';
+
+describe('on a Redis Cluster', () => {
+  let cluster: RedisCluster;
+  const children: ChildProcess[] = [];
+
+  beforeAll(async () => {
+    cluster = await RedisCluster.start();
+  }, 60_000);
+
+  afterAll(async () => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    await cluster.stop();
+  });
+
+  function run(
+    script: 'worker' | 'ingest',
+    args: string[],
+    env: Record<string, string>,
+  ): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
+    const child = spawn(process.execPath, [...nodeArgsOf(script), ...args], {
+      cwd: root,
+      env: { ...process.env, REDIS_URL: 'redis://127.0.0.1:1', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    children.push(child);
+    let text = '';
+    child.stdout.on('data', (d: Buffer) => (text += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (text += d.toString()));
+    const exited = once(child, 'exit').then(([code]) => code as number | null);
+    return { child, output: () => text, exited };
+  }
+
+  it('import, two workers, dead letters, status and dlq with only REDIS_CLUSTER_NODES set', async () => {
+    const fake = await FakeHighLevel.start({ maxMessageChars: 40 });
+    const prefix = `c${randomBytes(3).toString('hex')}`;
+    // REDIS_URL points nowhere: everything must go to the cluster.
+    const env = { REDIS_CLUSTER_NODES: cluster.nodesSetting, QUEUE_PREFIX: prefix, GHL_API_BASE_URL: fake.url, GHL_TOKEN: TOKEN, LOG_LEVEL: 'warn' };
+    const dir = mkdtempSync(join(tmpdir(), 'ghl-cluster-'));
+    const file = join(dir, 'history.ndjson');
+    const rows = [
+      ...Array.from({ length: 60 }, (_, i) => ({ locationId: `cl${i % 12}`, type: 'SMS', contactId: `c${i}`, message: `cluster ${i}`, altId: `cl-${i}` })),
+      { locationId: 'cl1', type: 'SMS', contactId: 'c-long', message: 'this one is far too long for the stand-in to take', altId: 'cl-long-1' },
+      { locationId: 'cl2', type: 'SMS', contactId: 'c-long', message: 'and this one is far too long for the stand-in too', altId: 'cl-long-2' },
+    ];
+    writeFileSync(file, [...rows.map((r) => JSON.stringify(r)), '{"locationId": "cl3", "type": "Pigeon"}', 'not json'].join('\n'));
+    try {
+      const imp = run('ingest', ['import', file, '--json'], env);
+      expect(await imp.exited, imp.output()).toBe(2); // finished, with rejected rows
+      expect(JSON.parse(imp.output().slice(imp.output().indexOf('{')))).toMatchObject({ accepted: 62, rejected: 2 });
+
+      const workers = [run('worker', [], env), run('worker', [], env)];
+      await until(() => fake.stats().accepted >= 60, 60_000, '60 deliveries');
+
+      const status = run('ingest', ['status', '--json'], env);
+      expect(await status.exited, status.output()).toBe(0);
+      const dlq = run('ingest', ['dlq', 'list', '--json'], env);
+      await until(
+        async () => {
+          const again = run('ingest', ['dlq', 'list', '--json'], env);
+          await again.exited;
+          return (
+            again
+              .output()
+              .trim()
+              .split('\n')
+              .filter((l) => l.startsWith('{')).length === 2
+          );
+        },
+        30_000,
+        'two dead letters',
+      );
+      expect(await dlq.exited).toBe(0);
+      const totals = (JSON.parse(status.output()) as { totals: Record<string, unknown> }).totals;
+      expect(totals).toBeDefined();
+      expect(fake.stats().accepted).toBe(60);
+      expect(fake.stats().duplicateAltIds).toBe(0);
+
+      for (const w of workers) w.child.kill('SIGTERM');
+      expect(await Promise.all(workers.map((w) => w.exited))).toEqual([0, 0]);
+
+      // Keys spread over the masters, and no node holds the token.
+      const client = new Cluster(cluster.nodesSetting.split(',').map((u) => ({ host: '127.0.0.1', port: Number(new URL(u).port) })));
+      try {
+        await until(() => client.status === 'ready', 10_000, 'the cluster client');
+        const perMaster = await Promise.all(
+          client.nodes('master').map(async (node) => {
+            const keys: string[] = [];
+            let cursor = '0';
+            do {
+              const [next, found] = await node.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+              cursor = next;
+              keys.push(...found);
+            } while (cursor !== '0');
+            const dumps = await Promise.all(keys.map((k) => node.dumpBuffer(k)));
+            return { queues: keys.filter((k) => k.includes(':loc.{')).length, leaks: dumps.filter((d) => d.includes(TOKEN)).length };
+          }),
+        );
+        console.log(`cluster: location queue keys per master ${perMaster.map((m) => m.queues).join(' / ')}; status totals ${JSON.stringify(totals)}`);
+        expect(perMaster.filter((m) => m.queues > 0)).toHaveLength(3);
+        expect(perMaster.reduce((a, m) => a + m.leaks, 0)).toBe(0);
+      } finally {
+        client.disconnect();
+      }
+    } finally {
+      await fake.close();
+    }
+  }, 120_000);
+});
