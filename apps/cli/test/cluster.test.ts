@@ -124,4 +124,91 @@ describe('on a Redis Cluster', () => {
       await fake.close();
     }
   }, 120_000);
+
+  it('a master SIGKILLed mid-run: its replica takes over, the workers carry on by themselves, and the import run again recovers what the failover lost', async () => {
+    const fake = await FakeHighLevel.start({ latency: { minMs: 5, maxMs: 25 }, limits: { max: 1_000_000, windowMs: 1_000, daily: 100_000_000 } });
+    const prefix = `f${randomBytes(3).toString('hex')}`;
+    const env = {
+      REDIS_CLUSTER_NODES: cluster.nodesSetting,
+      QUEUE_PREFIX: prefix,
+      GHL_API_BASE_URL: fake.url,
+      GHL_TOKEN: TOKEN,
+      GHL_RATE_LIMIT_MAX: '1000',
+      GHL_RATE_LIMIT_WINDOW_MS: '1000',
+      LOG_LEVEL: 'warn',
+    };
+    const dir = mkdtempSync(join(tmpdir(), 'ghl-failover-'));
+    const file = join(dir, 'history.ndjson');
+    const total = 3000;
+    writeFileSync(
+      file,
+      Array.from({ length: total }, (_, i) =>
+        JSON.stringify({ locationId: `fo${i % 24}`, type: 'SMS', contactId: `c${i}`, message: `failover ${i}`, altId: `fo-${i}` }),
+      ).join('\n'),
+    );
+    try {
+      const first = run('ingest', ['import', file, '--json'], env);
+      expect(await first.exited, first.output()).toBe(0);
+      const workers = [run('worker', [], env), run('worker', [], env)];
+      await until(() => fake.stats().accepted >= 500, 60_000, '500 deliveries before the kill');
+
+      // The master holding the most of this run's location queues dies.
+      const nodes = await cluster.nodes();
+      const counts = await Promise.all(
+        nodes
+          .filter((n) => n.role === 'master' && n.healthy)
+          .map(async (n) => {
+            const client = new Cluster([{ host: '127.0.0.1', port: n.port }]);
+            try {
+              await until(() => client.status === 'ready', 10_000, 'a client');
+              const node = client.nodes('master').find((m) => m.options.port === n.port);
+              const [, keys] = (await node?.scan('0', 'MATCH', `${prefix}:loc.*:meta`, 'COUNT', 10_000)) ?? ['0', []];
+              return { port: n.port, keys: keys.length };
+            } finally {
+              client.disconnect();
+            }
+          }),
+      );
+      const victim = counts.sort((a, b) => b.keys - a.keys)[0];
+      if (victim === undefined) throw new Error('no master');
+      const deliveredAtKill = fake.stats().accepted;
+      const killedAt = Date.now();
+      await cluster.server(victim.port).kill();
+      await cluster.waitUntilHealthy(30_000);
+      const failoverMs = Date.now() - killedAt;
+
+      // As the README says to after a failover: run the import again; what the old master lost is enqueued again.
+      const again = run('ingest', ['import', file, '--json'], env);
+      expect(await again.exited, again.output()).toBe(0);
+      const unique = () => new Set(fake.messages().map((m) => m.altId)).size;
+      try {
+        await until(() => unique() >= total, 60_000, `every message delivered`);
+      } catch (error) {
+        console.log(
+          `after the failover: ${unique()} delivered; worker output:\n${workers
+            .map((w) =>
+              w
+                .output()
+                .split('\n')
+                .filter((l) => !l.includes('"level":40') || !l.includes('rate limited'))
+                .slice(-30)
+                .join('\n'),
+            )
+            .join('\n---\n')}`,
+        );
+        throw error;
+      }
+      const stats = fake.stats();
+      console.log(
+        `failover: master :${victim.port} (${victim.keys} location queues) killed after ${deliveredAtKill} deliveries; cluster healthy again ${failoverMs} ms later; ` +
+          `${total} messages: ${unique()} delivered, 0 lost, ${stats.duplicateAltIds} duplicates; second import: ${again.output().trim().split('\n').pop() ?? ''}`,
+      );
+      expect(unique()).toBe(total);
+
+      for (const w of workers) w.child.kill('SIGTERM');
+      expect(await Promise.all(workers.map((w) => w.exited))).toEqual([0, 0]);
+    } finally {
+      await fake.close();
+    }
+  }, 240_000);
 });

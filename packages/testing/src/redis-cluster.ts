@@ -49,7 +49,18 @@ export class RedisCluster {
         RedisServer.start({
           port,
           appendfsync: options.appendfsync ?? 'everysec',
-          args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', String(options.nodeTimeoutMs ?? 2_000)],
+          args: [
+            '--cluster-enabled',
+            'yes',
+            '--cluster-config-file',
+            'nodes.conf',
+            '--cluster-node-timeout',
+            String(options.nodeTimeoutMs ?? 2_000),
+            // A replica's first sync starts at once, not after Redis's default 5 s wait for more
+            // replicas: until it has synced, it cannot take over from its master.
+            '--repl-diskless-sync-delay',
+            '0',
+          ],
         }),
       ),
     );
@@ -94,7 +105,11 @@ export class RedisCluster {
     throw new Error('no cluster node answers');
   }
 
-  /** Waits until every running node says `cluster_state:ok` and sees as many healthy masters (with slots) as the cluster has. */
+  /**
+   * Waits until every running node says `cluster_state:ok`, sees as many healthy masters (with
+   * slots) as the cluster has and every other running node as a healthy replica, and each replica
+   * has synced with its master.
+   */
   async waitUntilHealthy(timeoutMs = 30_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
@@ -110,7 +125,10 @@ export class RedisCluster {
               const nodes = parseClusterNodes((await client.call('CLUSTER', 'NODES')) as string);
               const masters = nodes.filter((n) => n.role === 'master' && n.healthy && n.slots.length > 0);
               const replicas = nodes.filter((n) => n.role === 'replica' && n.healthy);
-              return masters.length === this.#masters && masters.length + replicas.length === this.servers.filter((x) => x.running).length;
+              if (masters.length !== this.#masters || masters.length + replicas.length !== this.servers.filter((x) => x.running).length) return false;
+              // A replica counts once it has synced with its master (it can take over only then).
+              const replication = (await client.info('replication')).replace(/\r/g, '');
+              return !/role:slave/.test(replication) || /master_link_status:up/.test(replication);
             } catch {
               return false;
             } finally {

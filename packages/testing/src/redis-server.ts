@@ -46,6 +46,11 @@ export class RedisServer {
     return `redis://127.0.0.1:${this.port}`;
   }
 
+  /** The last lines redis-server wrote (its log). */
+  get output(): string {
+    return this.#log;
+  }
+
   /** Whether the process is running. */
   get running(): boolean {
     return this.#child !== undefined && this.#child.exitCode === null && this.#child.signalCode === null;
