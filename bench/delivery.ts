@@ -3,8 +3,12 @@
  * with got to the same stand-in, with rate limits off and the stand-in answering at once. Runs
  * alternate (ours, bare, ours, bare...) in one session, and the figure is the ratio of medians:
  * the machine is shared and noisy, so absolute rates mean little and side-by-side ratios a lot.
+ * A third variant runs our worker on a local Redis Cluster (3 masters, 3 replicas, no AOF, as the single Redis) with
+ * REDIS_CLUSTER_NODES: what cluster mode costs against one Redis (the one location lives on one
+ * master, so this is the client's cost, not scale-out). BENCH_DELIVERY_CLUSTER=0 leaves it out.
  */
-import { createRedis, Enqueuer, locationQueueName } from '@ghl-ingest/queue';
+import { createRedis, Enqueuer, everyPrimary, locationQueueName, type RedisClient } from '@ghl-ingest/queue';
+import { RedisCluster } from '@ghl-ingest/testing';
 import { normalizeRecord, toJobData, type JobData } from '@ghl-ingest/schema';
 import { benchRedis, fmt, median, node, standIn, stopChild, until, type Stand } from './support.ts';
 
@@ -13,6 +17,9 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
 const WARMUP = Math.floor(MESSAGES * 0.05);
 const TOKEN = 'bench-token';
+const WITH_CLUSTER = process.env.BENCH_DELIVERY_CLUSTER !== '0';
+
+type Variant = 'ours' | 'bare' | 'cluster';
 
 function jobs(run: string): JobData[] {
   return Array.from({ length: MESSAGES }, (_, i) => {
@@ -29,20 +36,25 @@ function jobs(run: string): JobData[] {
   });
 }
 
-/** Redis's CPU seconds so far (user + sys). */
-async function redisCpu(redis: ReturnType<typeof createRedis>): Promise<number> {
-  const info = await redis.info('cpu');
-  const field = (name: string) => Number(new RegExp(`${name}:([\\d.]+)`).exec(info)?.[1] ?? 0);
-  return field('used_cpu_user') + field('used_cpu_sys');
+/** Redis's CPU seconds so far (user + sys), over every master of a cluster. */
+async function redisCpu(redis: RedisClient): Promise<number> {
+  let total = 0;
+  for (const node of everyPrimary(redis)) {
+    const info = await node.info('cpu');
+    const field = (name: string) => Number(new RegExp(`${name}:([\\d.]+)`).exec(info)?.[1] ?? 0);
+    total += field('used_cpu_user') + field('used_cpu_sys');
+  }
+  return total;
 }
 
 /**
  * Delivers MESSAGES with one worker process; returns deliveries per second after warm-up, and
  * Redis's CPU per delivered message (µs) over the whole delivery.
  */
-async function measure(variant: 'ours' | 'bare', run: number, redisUrl: string, stand: Stand): Promise<{ rate: number; cpuUs: number }> {
+async function measure(variant: Variant, run: number, redisUrl: string, stand: Stand, clusterNodes?: string): Promise<{ rate: number; cpuUs: number }> {
   const prefix = `bench-d${run}-${variant}`;
-  const redis = createRedis(redisUrl, 'worker', `${prefix}:bench`);
+  const redis = createRedis({ redisUrl, redisClusterNodes: variant === 'cluster' ? clusterNodes?.split(',') : undefined }, 'worker', `${prefix}:bench`);
+  if (variant === 'cluster') await until(async () => Promise.resolve(redis.status === 'ready'), 10_000, 'the cluster client');
   const enqueuer = new Enqueuer(redis, prefix, 10);
   const all = jobs(prefix);
   for (let i = 0; i < MESSAGES; i += 1000) await enqueuer.enqueue(all.slice(i, i + 1000));
@@ -51,9 +63,10 @@ async function measure(variant: 'ours' | 'bare', run: number, redisUrl: string, 
   const cpuBefore = await redisCpu(redis);
 
   const child =
-    variant === 'ours'
+    variant !== 'bare'
       ? node('apps/worker/src/main.ts', {
           REDIS_URL: redisUrl,
+          ...(variant === 'cluster' ? { REDIS_CLUSTER_NODES: clusterNodes ?? '' } : {}),
           QUEUE_PREFIX: prefix,
           GHL_API_BASE_URL: stand.url,
           GHL_TOKEN: TOKEN,
@@ -88,24 +101,29 @@ async function measure(variant: 'ours' | 'bare', run: number, redisUrl: string, 
   return { rate: (MESSAGES - WARMUP) / seconds, cpuUs };
 }
 
-async function deletePrefix(redis: ReturnType<typeof createRedis>, prefix: string): Promise<void> {
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length > 0) await redis.unlink(...keys);
-  } while (cursor !== '0');
+async function deletePrefix(redis: RedisClient, prefix: string): Promise<void> {
+  for (const node of everyPrimary(redis)) {
+    let cursor = '0';
+    do {
+      const [next, keys] = await node.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+      cursor = next;
+      // One key per call: on a cluster the keys of one scan span slots.
+      await Promise.all(keys.map((k) => node.unlink(k)));
+    } while (cursor !== '0');
+  }
 }
 
 export async function deliveryBench(): Promise<void> {
   const redis = await benchRedis();
   const stand = await standIn(['--rate-max', '1000000000', '--daily-limit', '1000000000', '--no-record-bodies']);
-  const rates: Record<'ours' | 'bare', number[]> = { ours: [], bare: [] };
-  const cpu: Record<'ours' | 'bare', number[]> = { ours: [], bare: [] };
+  const cluster = WITH_CLUSTER ? await RedisCluster.start({ appendfsync: 'off' }) : undefined;
+  const rates: Record<Variant, number[]> = { ours: [], bare: [], cluster: [] };
+  const cpu: Record<Variant, number[]> = { ours: [], bare: [], cluster: [] };
   try {
+    const variants: Variant[] = cluster === undefined ? ['ours', 'bare'] : ['ours', 'bare', 'cluster'];
     for (let run = 1; run <= ROUNDS; run += 1) {
-      for (const variant of run % 2 === 1 ? (['ours', 'bare'] as const) : (['bare', 'ours'] as const)) {
-        const { rate, cpuUs } = await measure(variant, run, redis.url, stand);
+      for (const variant of run % 2 === 1 ? variants : [...variants].reverse()) {
+        const { rate, cpuUs } = await measure(variant, run, redis.url, stand, cluster?.nodesSetting);
         rates[variant].push(rate);
         cpu[variant].push(cpuUs);
         process.stdout.write(`  round ${run} ${variant.padEnd(4)} ${fmt(rate)} deliveries/s, Redis ${fmt(cpuUs)} µs CPU per message\n`);
@@ -114,6 +132,7 @@ export async function deliveryBench(): Promise<void> {
   } finally {
     await stand.stop();
     await redis.stop();
+    await cluster?.stop();
   }
   const ours = median(rates.ours);
   const bare = median(rates.bare);
@@ -122,4 +141,10 @@ export async function deliveryBench(): Promise<void> {
       `ours ${fmt(ours)}/s, bare BullMQ+got ${fmt(bare)}/s, ratio ${fmt(ours / bare, 2)} (goal >= 0.80); ` +
       `Redis CPU per message ours ${fmt(median(cpu.ours))} µs, bare ${fmt(median(cpu.bare))} µs, ratio ${fmt(median(cpu.ours) / median(cpu.bare), 2)} (goal <= 1.3)\n`,
   );
+  if (cluster !== undefined) {
+    process.stdout.write(
+      `delivery on a Redis Cluster (3 masters + 3 replicas) / one Redis, neither with AOF, our worker: ${fmt(median(rates.cluster))}/s vs ${fmt(ours)}/s, ` +
+        `ratio ${fmt(median(rates.cluster) / ours, 2)}; Redis CPU per message (all masters) ${fmt(median(cpu.cluster))} µs vs ${fmt(median(cpu.ours))} µs\n`,
+    );
+  }
 }
