@@ -11,6 +11,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { FakeHighLevel } from '@ghl-ingest/fake-api';
+import { createProducer } from '@ghl-ingest/producer';
+import { loadConfig } from '@ghl-ingest/queue';
 import { nodeArgsOf, RedisCluster, until } from '@ghl-ingest/testing';
 import { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -124,6 +126,51 @@ describe('on a Redis Cluster', () => {
       await fake.close();
     }
   }, 120_000);
+
+  // KNOWN DEFECT (issue 13, found by this test): on a cluster the per-location limiter does not
+  // hold, even with one worker: 37 to 45 of these 60 requests at 10 per second met a 429 in three
+  // runs, where the same run on one Redis meets none (apps/worker/test/rate-limit.test.ts). Cause
+  // not found yet. `it.fails` keeps the defect in view: when it is fixed this fails, and becomes `it`.
+  it.fails(
+    'KNOWN DEFECT: the rate limit holds on the cluster: the stand-in never answers 429, the budget is used',
+    async () => {
+      const fake = await FakeHighLevel.start({ limits: { max: 10, windowMs: 1_000, daily: 200_000 }, latency: { minMs: 5, maxMs: 60 } });
+      const prefix = `r${randomBytes(3).toString('hex')}`;
+      const env = {
+        REDIS_CLUSTER_NODES: cluster.nodesSetting,
+        QUEUE_PREFIX: prefix,
+        GHL_API_BASE_URL: fake.url,
+        GHL_TOKEN: TOKEN,
+        GHL_RATE_LIMIT_MAX: '10',
+        GHL_RATE_LIMIT_WINDOW_MS: '1000',
+        LOG_LEVEL: 'warn',
+      };
+      try {
+        // Enqueued with the library, as a sync process would.
+        const producer = await createProducer({ config: loadConfig({ ...env, REDIS_URL: 'redis://127.0.0.1:1' }) });
+        const locations = ['rl0', 'rl1', 'rl2'];
+        const results = await producer.send(
+          locations.flatMap((l) =>
+            Array.from({ length: 40 }, (_, i) => ({ locationId: l, type: 'SMS', contactId: `c${i}`, message: `rate ${i}`, altId: `${l}-${i}` })),
+          ),
+        );
+        await producer.close();
+        expect(results.every((r) => r.ok)).toBe(true);
+        const workers = [run('worker', [], env)];
+        await until(() => fake.stats().accepted >= 60, 30_000, '60 deliveries');
+        expect(fake.stats().rateLimited).toBe(0);
+        const times = fake.messages().map((m) => m.receivedAt);
+        expect(times).toHaveLength(60);
+        // 60 at 10 per second: about 5 windows, not much more (the budget is used, not just respected).
+        expect(Math.max(...times) - Math.min(...times)).toBeLessThan(7_000);
+        for (const w of workers) w.child.kill('SIGTERM');
+        expect(await Promise.all(workers.map((w) => w.exited))).toEqual([0]);
+      } finally {
+        await fake.close();
+      }
+    },
+    60_000,
+  );
 
   it('a master SIGKILLed mid-run: its replica takes over, the workers carry on by themselves, and the import run again recovers what the failover lost', async () => {
     const fake = await FakeHighLevel.start({ latency: { minMs: 5, maxMs: 25 }, limits: { max: 1_000_000, windowMs: 1_000, daily: 100_000_000 } });
