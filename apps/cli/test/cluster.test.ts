@@ -33,6 +33,11 @@ describe('on a Redis Cluster', () => {
     await cluster.stop();
   });
 
+  /** What a user sets to run on the cluster: its nodes, a prefix of the test's own, the stand-in, a token. */
+  function clusterEnv(prefix: string, api: string, extra: Record<string, string> = {}): Record<string, string> {
+    return { REDIS_CLUSTER_NODES: cluster.nodesSetting, QUEUE_PREFIX: prefix, GHL_API_BASE_URL: api, GHL_TOKEN: TOKEN, LOG_LEVEL: 'warn', ...extra };
+  }
+
   function run(
     script: 'worker' | 'ingest',
     args: string[],
@@ -55,7 +60,7 @@ describe('on a Redis Cluster', () => {
     const fake = await FakeHighLevel.start({ maxMessageChars: 40 });
     const prefix = `c${randomBytes(3).toString('hex')}`;
     // REDIS_URL points nowhere: everything must go to the cluster.
-    const env = { REDIS_CLUSTER_NODES: cluster.nodesSetting, QUEUE_PREFIX: prefix, GHL_API_BASE_URL: fake.url, GHL_TOKEN: TOKEN, LOG_LEVEL: 'warn' };
+    const env = clusterEnv(prefix, fake.url);
     const dir = mkdtempSync(join(tmpdir(), 'ghl-cluster-'));
     const file = join(dir, 'history.ndjson');
     const rows = [
@@ -136,15 +141,7 @@ describe('on a Redis Cluster', () => {
     async () => {
       const fake = await FakeHighLevel.start({ limits: { max: 10, windowMs: 1_000, daily: 200_000 }, latency: { minMs: 5, maxMs: 60 } });
       const prefix = `r${randomBytes(3).toString('hex')}`;
-      const env = {
-        REDIS_CLUSTER_NODES: cluster.nodesSetting,
-        QUEUE_PREFIX: prefix,
-        GHL_API_BASE_URL: fake.url,
-        GHL_TOKEN: TOKEN,
-        GHL_RATE_LIMIT_MAX: '10',
-        GHL_RATE_LIMIT_WINDOW_MS: '1000',
-        LOG_LEVEL: 'warn',
-      };
+      const env = clusterEnv(prefix, fake.url, { GHL_RATE_LIMIT_MAX: '10', GHL_RATE_LIMIT_WINDOW_MS: '1000' });
       try {
         // Enqueued with the library, as a sync process would.
         const producer = await createProducer({ config: loadConfig({ ...env, REDIS_URL: 'redis://127.0.0.1:1' }) });
@@ -175,15 +172,7 @@ describe('on a Redis Cluster', () => {
   it('a master SIGKILLed mid-run: its replica takes over, the workers carry on by themselves, and the import run again recovers what the failover lost', async () => {
     const fake = await FakeHighLevel.start({ latency: { minMs: 5, maxMs: 25 }, limits: { max: 1_000_000, windowMs: 1_000, daily: 100_000_000 } });
     const prefix = `f${randomBytes(3).toString('hex')}`;
-    const env = {
-      REDIS_CLUSTER_NODES: cluster.nodesSetting,
-      QUEUE_PREFIX: prefix,
-      GHL_API_BASE_URL: fake.url,
-      GHL_TOKEN: TOKEN,
-      GHL_RATE_LIMIT_MAX: '1000',
-      GHL_RATE_LIMIT_WINDOW_MS: '1000',
-      LOG_LEVEL: 'warn',
-    };
+    const env = clusterEnv(prefix, fake.url, { GHL_RATE_LIMIT_MAX: '1000', GHL_RATE_LIMIT_WINDOW_MS: '1000' });
     const dir = mkdtempSync(join(tmpdir(), 'ghl-failover-'));
     const file = join(dir, 'history.ndjson');
     const total = 3000;

@@ -154,10 +154,7 @@ export class WorkerMetrics {
         if (r === undefined) return;
         const count = (f: (s: LocationSnapshot) => boolean) => r.snapshots.filter(f).length;
         this.set({ state: 'known' }, r.known);
-        this.set(
-          { state: 'with_work' },
-          count((s) => s.waiting + s.active + s.delayed > 0),
-        );
+        this.set({ state: 'with_work' }, count(hasWork));
         this.set(
           { state: 'paused' },
           count((s) => s.hold?.state === 'paused'),
@@ -178,7 +175,7 @@ export class WorkerMetrics {
       registers,
       async collect() {
         const r = await read();
-        const busy = r?.snapshots.filter((s) => s.waiting + s.active + s.delayed > 0) ?? [];
+        const busy = r?.snapshots.filter(hasWork) ?? [];
         const budget = busy.reduce((a, s) => a + s.budget.max, 0);
         this.set(budget === 0 ? 0 : Math.min(1, busy.reduce((a, s) => a + s.sentInWindow, 0) / budget));
       },
@@ -236,4 +233,9 @@ export class WorkerMetrics {
     await redis.pexpire(key, REPORTER_TTL_MS);
     return true;
   }
+}
+
+/** A location with messages waiting, in flight or due for a retry. */
+function hasWork(s: LocationSnapshot): boolean {
+  return s.waiting + s.active + s.delayed > 0;
 }
