@@ -6,10 +6,10 @@
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
+import { bareConnection } from './bare-connection.ts';
 
 const [file, redisUrl, prefix, queueName] = process.argv.slice(2) as [string, string, string, string];
-const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
+const connection = bareConnection(redisUrl);
 const queue = new Queue(queueName, { connection, prefix });
 let batch: { name: string; data: unknown; opts: { jobId: string } }[] = [];
 for await (const line of createInterface({ input: createReadStream(file), crlfDelay: Infinity })) {

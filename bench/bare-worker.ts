@@ -6,7 +6,7 @@
 import { Agent } from 'node:http';
 import { Worker } from 'bullmq';
 import got from 'got';
-import { Redis } from 'ioredis';
+import { bareConnection } from './bare-connection.ts';
 
 const env = (name: string): string => {
   const v = process.env[name];
@@ -14,7 +14,7 @@ const env = (name: string): string => {
   return v;
 };
 const concurrency = Number(env('CONCURRENCY'));
-const connection = new Redis(env('REDIS_URL'), { maxRetriesPerRequest: null });
+const connection = bareConnection(env('REDIS_URL'));
 const client = got.extend({
   prefixUrl: env('API_URL'),
   agent: { http: new Agent({ keepAlive: true, maxSockets: concurrency }) },

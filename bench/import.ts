@@ -8,9 +8,8 @@ import { once } from 'node:events';
 import { createWriteStream, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { createRedis } from '@ghl-ingest/queue';
-import { followPeakRss, RedisServer } from '@ghl-ingest/testing';
-import { fmt, median, ROOT } from './support.ts';
+import { followPeakRss } from '@ghl-ingest/testing';
+import { fmt, median, ownRedis, ROOT } from './support.ts';
 
 const ROWS = Number(process.env.BENCH_IMPORT_ROWS ?? 200_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
@@ -48,27 +47,26 @@ export async function importBench(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'ghl-bench-import-'));
   const file = join(dir, 'messages.ndjson');
   await generate(file);
-  const server = await RedisServer.start();
-  const redis = createRedis(server.url, 'worker', 'bench-import');
+  const own = await ownRedis('bench-import');
   const rates: Record<'ours' | 'bare', number[]> = { ours: [], bare: [] };
   let peakMb = 0;
   let bytesPerMessage = 0;
   try {
     for (let round = 1; round <= ROUNDS; round += 1) {
       for (const variant of round % 2 === 1 ? (['ours', 'bare'] as const) : (['bare', 'ours'] as const)) {
-        await redis.flushall();
-        const base = Number(/used_memory:(\d+)/.exec(await redis.info('memory'))?.[1] ?? 0);
+        await own.flush();
+        const base = await own.info('memory', 'used_memory');
         const run =
           variant === 'ours'
             ? await timed(['--max-old-space-size=128', '--max-semi-space-size=16', resolve(ROOT, 'apps/producer/src/main.ts'), 'import', file, '--json'], {
-                REDIS_URL: server.url,
+                ...own.env,
                 QUEUE_PREFIX: `bi${round}`,
               })
-            : await timed([resolve(ROOT, 'bench/bare-import.ts'), file, server.url, `bb${round}`, 'loc.{bare}'], {});
+            : await timed([resolve(ROOT, 'bench/bare-import.ts'), file, own.bareTarget, `bb${round}`, 'loc.{bare}'], {});
         rates[variant].push(ROWS / run.seconds);
         if (variant === 'ours') {
           peakMb = Math.max(peakMb, run.peakMb);
-          const used = Number(/used_memory:(\d+)/.exec(await redis.info('memory'))?.[1] ?? 0);
+          const used = await own.info('memory', 'used_memory');
           bytesPerMessage = (used - base) / ROWS;
         }
         process.stdout.write(
@@ -77,13 +75,12 @@ export async function importBench(): Promise<void> {
       }
     }
   } finally {
-    await redis.quit();
-    await server.stop();
+    await own.stop();
   }
   const ours = median(rates.ours);
   const bare = median(rates.bare);
   process.stdout.write(
-    `import: ${fmt(ROWS)} rows, ${ROUNDS} rounds, medians: ours ${fmt(ours)} rows/s, bare addBulk ${fmt(bare)} rows/s, ` +
+    `import (${own.label}): ${fmt(ROWS)} rows, ${ROUNDS} rounds, medians: ours ${fmt(ours)} rows/s, bare addBulk ${fmt(bare)} rows/s, ` +
       `ratio ${fmt(ours / bare, 2)} (goal >= 0.80); peak RSS ${fmt(peakMb)} MB (goal <= 200); ` +
       `Redis ${fmt(bytesPerMessage)} bytes per pending message (goal <= 1,500)\n`,
   );

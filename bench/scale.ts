@@ -20,12 +20,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createProducer } from '@ghl-ingest/producer';
-import { createRedis, Enqueuer, loadConfig, LocationState, locationQueueName } from '@ghl-ingest/queue';
+import { Enqueuer, loadConfig, LocationState, locationQueueName } from '@ghl-ingest/queue';
 import { normalizeRecord, toJobData, type JobData } from '@ghl-ingest/schema';
-import { peakRssMb, RedisServer } from '@ghl-ingest/testing';
-import type { Redis } from 'ioredis';
+import { peakRssMb } from '@ghl-ingest/testing';
 import { WorkerMetrics } from '../apps/worker/src/metrics.ts';
-import { fmt, median, node, standIn, stopChild, until } from './support.ts';
+import { fmt, median, node, ownRedis, type OwnRedis, standIn, stopChild, until } from './support.ts';
 
 const QUICK = process.env.BENCH_QUICK === '1';
 const SCALE = Number(process.env.BENCH_SCALE_LOCATIONS ?? 1);
@@ -42,8 +41,8 @@ function records(locationId: string, count: number, tag: string, source: 'backfi
 
 /** A Redis, a stand-in and token files for `locations`, with HighLevel's limits or none. */
 async function setting(locations: string[], limits: boolean) {
-  const server = await RedisServer.start();
-  const redis = createRedis(server.url, 'worker', 'bench-scale');
+  const own = await ownRedis('bench-scale');
+  const redis = own.client;
   const dir = mkdtempSync(join(tmpdir(), 'ghl-bench-scale-'));
   const workerTokens = join(dir, 'tokens.json');
   const standTokens = join(dir, 'stand-tokens.json');
@@ -52,7 +51,7 @@ async function setting(locations: string[], limits: boolean) {
   const rate = limits ? ['--rate-max', '100', '--rate-window-ms', '10000', '--window', 'rolling'] : ['--rate-max', '1000000000', '--daily-limit', '1000000000'];
   const stand = await standIn(['--tokens', standTokens, ...rate, '--latency', LATENCY, '--no-record-bodies']);
   const env: Record<string, string> = {
-    REDIS_URL: server.url,
+    ...own.env,
     QUEUE_PREFIX: 'sb',
     GHL_API_BASE_URL: stand.url,
     GHL_TOKENS_FILE: workerTokens,
@@ -60,7 +59,7 @@ async function setting(locations: string[], limits: boolean) {
     ...(limits ? {} : { GHL_RATE_LIMIT_MAX: '1000000', GHL_RATE_LIMIT_WINDOW_MS: '1000', GHL_DAILY_LIMIT: '100000000' }),
   };
   return {
-    server,
+    own,
     redis,
     stand,
     env,
@@ -71,17 +70,13 @@ async function setting(locations: string[], limits: boolean) {
       await enqueuer.close();
     },
     async stop() {
-      await redis.quit();
       await stand.stop();
-      await server.stop();
+      await own.stop();
     },
   };
 }
 
-async function info(redis: Redis, section: string, field: string): Promise<number> {
-  return Number(new RegExp(`${field}:([\\d.]+)`).exec(await redis.info(section))?.[1] ?? 0);
-}
-const redisCpu = async (redis: Redis) => (await info(redis, 'cpu', 'used_cpu_user')) + (await info(redis, 'cpu', 'used_cpu_sys'));
+const redisCpu = async (own: OwnRedis) => (await own.info('cpu', 'used_cpu_user')) + (await own.info('cpu', 'used_cpu_sys'));
 
 /** CPU seconds a process has used (utime + stime). */
 function processCpu(pid: number): number {
@@ -106,12 +101,12 @@ async function deliveryRun(locations: string[], perLocation: number, limits: boo
     const all = locations.flatMap((l) => records(l, perLocation, variant));
     await s.enqueue(all);
     const total = all.length;
-    const cpuBefore = await redisCpu(s.redis);
+    const cpuBefore = await redisCpu(s.own);
     const workers = Array.from({ length: PROCESSES }, () =>
       variant === 'ours'
         ? node('apps/worker/src/main.ts', s.env)
         : node('bench/bare-worker.ts', {
-            REDIS_URL: s.env.REDIS_URL ?? '',
+            REDIS_URL: s.own.bareTarget,
             PREFIX: 'sb',
             QUEUE: locationQueueName(locations[0] ?? ''),
             API_URL: s.stand.url,
@@ -121,7 +116,7 @@ async function deliveryRun(locations: string[], perLocation: number, limits: boo
     );
     let peakClients = 0;
     const sampler = setInterval(() => {
-      void info(s.redis, 'clients', 'connected_clients').then((n) => (peakClients = Math.max(peakClients, n)));
+      void s.own.info('clients', 'connected_clients').then((n) => (peakClients = Math.max(peakClients, n)));
     }, 250);
     // From the first delivery to the last: process start-up is not delivery.
     await until(async () => (await s.stand.stats()).accepted >= 1, 60_000, 'a first delivery');
@@ -129,7 +124,7 @@ async function deliveryRun(locations: string[], perLocation: number, limits: boo
     await until(async () => (await s.stand.stats()).accepted >= total, 600_000, `all ${total} deliveries`);
     const seconds = (performance.now() - started) / 1000;
     clearInterval(sampler);
-    const cpu = (await redisCpu(s.redis)) - cpuBefore;
+    const cpu = (await redisCpu(s.own)) - cpuBefore;
     const rss = workers.map((w) => peakRssMb(w.pid ?? 0));
     await Promise.all(workers.map((w) => stopChild(w)));
     return { rate: (total - 1) / seconds, redisCpuUsPerMessage: (cpu * 1e6) / total, peakClients, peakRssMb: rss };
@@ -152,9 +147,9 @@ async function idleRun(count: number, seconds: number): Promise<{ workerCpuPerce
     await until(async () => (await s.stand.stats()).accepted >= count, 600_000, 'every idle location delivered once');
     await sleep(3_000); // the last turns end
     const cpuBefore = workers.map((w) => processCpu(w.pid ?? 0));
-    const commandsBefore = await info(s.redis, 'stats', 'total_commands_processed');
+    const commandsBefore = await s.own.info('stats', 'total_commands_processed');
     await sleep(seconds * 1000);
-    const commands = (await info(s.redis, 'stats', 'total_commands_processed')) - commandsBefore - 1;
+    const commands = (await s.own.info('stats', 'total_commands_processed')) - commandsBefore - 1;
     const cpu = workers.map((w, i) => ((processCpu(w.pid ?? 0) - (cpuBefore[i] ?? 0)) / seconds) * 100);
     await Promise.all(workers.map((w) => stopChild(w)));
     // A scrape of the reporting worker's /metrics (a fresh reporter each time, so nothing cached).
@@ -167,11 +162,11 @@ async function idleRun(count: number, seconds: number): Promise<{ workerCpuPerce
         deadLetterCount: () => Promise.resolve(0),
       });
       await sleep(200);
-      const before = await info(s.redis, 'stats', 'total_commands_processed');
+      const before = await s.own.info('stats', 'total_commands_processed');
       const t0 = performance.now();
       await metrics.registry.metrics();
       const ms = performance.now() - t0;
-      scrapes.push({ ms, commands: (await info(s.redis, 'stats', 'total_commands_processed')) - before - 1 });
+      scrapes.push({ ms, commands: (await s.own.info('stats', 'total_commands_processed')) - before - 1 });
       await metrics.close();
     }
     return { workerCpuPercent: cpu, redisCommandsPerSecond: commands / seconds, scrapes };
@@ -188,7 +183,7 @@ async function liveRun(busyCount: number, sends: number): Promise<number[]> {
     await s.enqueue(busy.flatMap((l) => records(l, 60, 'busy')));
     const workers = Array.from({ length: PROCESSES }, () => node('apps/worker/src/main.ts', s.env));
     await until(async () => (await s.stand.stats()).accepted >= busyCount, 120_000, 'the backlog under way');
-    const producer = await createProducer({ config: loadConfig({ ...s.env, REDIS_URL: s.env.REDIS_URL }) });
+    const producer = await createProducer({ config: loadConfig(s.env) });
     const latencies: number[] = [];
     for (let i = 0; i < sends; i += 1) {
       const sentAt = Date.now();

@@ -3,7 +3,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { nodeArgsOf, RedisServer, waitForPing } from '@ghl-ingest/testing';
+import { createRedis, everyPrimary, whenReady, type RedisClient } from '@ghl-ingest/queue';
+import { nodeArgsOf, RedisCluster, RedisServer, waitForPing } from '@ghl-ingest/testing';
 
 export const ROOT = resolve(import.meta.dirname, '..');
 
@@ -17,9 +18,65 @@ export async function benchRedis(): Promise<{ url: string; stop: () => Promise<v
   return { url: server.url, stop: () => server.stop() };
 }
 
+/** A Redis of a benchmark's own, so that its counters are ours alone: one, or a cluster. */
+export interface OwnRedis {
+  /** `one Redis` or `Redis Cluster (3 masters, 3 replicas)`, for the report. */
+  label: string;
+  /** What the product's processes are given: REDIS_URL, or REDIS_CLUSTER_NODES (REDIS_URL then names a dead port). */
+  env: Record<string, string>;
+  /** REDIS_URL for the bare BullMQ baselines, or the cluster's seeds (they take either). */
+  bareTarget: string;
+  client: RedisClient;
+  /** An INFO field (`name:value`, or `name=value` as in commandstats) summed over every master. */
+  info(section: string, field: string): Promise<number>;
+  /** Deletes every key on every master. */
+  flush(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * A redis-server of the benchmark's own, or with BENCH_REDIS=cluster a local Redis Cluster (3
+ * masters, 3 replicas, no AOF, as the single one), reached by REDIS_CLUSTER_NODES as a user does.
+ */
+export async function ownRedis(name: string): Promise<OwnRedis> {
+  const onCluster = process.env.BENCH_REDIS === 'cluster';
+  const backend = onCluster ? await RedisCluster.start({ appendfsync: 'off' }) : await RedisServer.start();
+  const nodes = backend instanceof RedisCluster ? backend.nodesSetting : undefined;
+  const url = backend instanceof RedisServer ? backend.url : 'redis://127.0.0.1:1';
+  const client = createRedis({ redisUrl: url, redisClusterNodes: nodes?.split(',') }, 'worker', name);
+  await whenReady(client, 10_000);
+  return {
+    label: nodes === undefined ? 'one Redis' : 'Redis Cluster (3 masters, 3 replicas)',
+    env: { REDIS_URL: url, ...(nodes === undefined ? {} : { REDIS_CLUSTER_NODES: nodes }) },
+    bareTarget: nodes ?? url,
+    client,
+    async info(section, field) {
+      const values = await Promise.all(
+        everyPrimary(client).map(async (n) => Number(new RegExp(`${field}[:=]([\\d.]+)`).exec(await n.info(section))?.[1] ?? 0)),
+      );
+      return values.reduce((a, b) => a + b, 0);
+    },
+    async flush() {
+      await Promise.all(everyPrimary(client).map((n) => n.flushall()));
+    },
+    async stop() {
+      await client.quit();
+      await backend.stop();
+    },
+  };
+}
+
 export interface Stand {
   url: string;
-  stats(): Promise<{ accepted: number; requests: number; rateLimited: number; acceptedByLocation: Record<string, number> }>;
+  stats(): Promise<{
+    accepted: number;
+    requests: number;
+    reads: number;
+    dropped: number;
+    duplicateAltIds: number;
+    rateLimited: number;
+    acceptedByLocation: Record<string, number>;
+  }>;
   admin(method: string, path: string, body?: unknown): Promise<unknown>;
   stop(): Promise<void>;
 }

@@ -5,7 +5,7 @@
  */
 import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { keysFor, parseLedgerEntry } from '@ghl-ingest/queue';
+import { keysFor, mixesSlots, parseLedgerEntry, scanEvery } from '@ghl-ingest/queue';
 import { idempotencyKey } from '@ghl-ingest/schema';
 import { PREFIX, type Cluster } from './cluster.ts';
 
@@ -90,7 +90,13 @@ export async function account(cluster: Cluster, datasets: Dataset[], rejected: n
     rowsIn += set.rows;
     const entries = [...set.valid];
     const ledgerKeys = entries.map(([altId, loc]) => keysFor(PREFIX).ledger(loc, idempotencyKey(loc, altId, { altId })));
-    const values = ledgerKeys.length === 0 ? [] : await cluster.client.mget(...ledgerKeys);
+    // One MGET on one Redis; on a cluster the keys are in many slots, so one GET each.
+    const values =
+      ledgerKeys.length === 0
+        ? []
+        : mixesSlots(cluster.client)
+          ? await cluster.client.mget(...ledgerKeys)
+          : await Promise.all(ledgerKeys.map((k) => cluster.client.get(k)));
     entries.forEach(([altId, loc], i) => {
       const id = `${loc}/${altId}`;
       const atApi = seen.get(id);
@@ -148,25 +154,19 @@ export interface SecretsScan {
  * value, every log line, every dead-letter record and the workers' /metrics.
  */
 export async function scanForSecrets(cluster: Cluster, metrics: string[]): Promise<SecretsScan> {
-  const secrets = [...Object.values(cluster.tokens), ...cluster.retiredTokens, cluster.env.INTAKE_TOKEN ?? '', cluster.env.DASHBOARD_PASSWORD ?? ''].filter(
-    (s) => s !== '',
-  );
+  const secrets = await cluster.secrets();
   const findings: string[] = [];
   const check = (where: string, text: string) => {
     for (const s of secrets) if (text.includes(s)) findings.push(`${where} holds ${s.slice(0, 12)}…`);
   };
-  const redis = cluster.client;
   let keys = 0;
-  let cursor = '0';
-  do {
-    const [next, batch] = await redis.scan(cursor, 'COUNT', 1000);
-    cursor = next;
+  for await (const batch of scanEvery(cluster.client, '*')) {
     for (const key of batch) {
       keys += 1;
       check(`key ${key}`, key);
       check(`value of ${key}`, await dump(cluster, key));
     }
-  } while (cursor !== '0');
+  }
   let logLines = 0;
   for (const file of cluster.logFiles()) {
     const text = readFileSync(file, 'utf8');

@@ -1,19 +1,19 @@
 /**
  * The whole product as users run it, for the chaos suite: a Redis of the scenario's own (AOF on
- * when asked), the HighLevel stand-in as its own process (driven through its admin API), `pnpm
+ * when asked), or a Redis Cluster of its own (3 masters, 3 replicas, AOF everysec), the HighLevel stand-in as its own process (driven through its admin API), `pnpm
  * worker` processes, `ingest import` and `ingest serve`. Every process logs into a file in the
  * scenario's directory, so the logs can be searched for secrets afterwards. `stop()` ends all of it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { randomBytes, randomInt } from 'node:crypto';
 import { createWriteStream, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { ConfigPatch, FakeStats, ReceivedMessage } from '@ghl-ingest/fake-api';
-import { createRedis, DeadLetters, locationQueueName, type DeadLetterRecord } from '@ghl-ingest/queue';
-import { nodeArgsOf, pendingJobs, RedisServer, settled, type RedisServerOptions } from '@ghl-ingest/testing';
+import { createRedis, DeadLetters, locationQueueName, type DeadLetterRecord, type RedisClient } from '@ghl-ingest/queue';
+import { nodeArgsOf, pendingJobs, RedisCluster, RedisServer, settled, type RedisServerOptions } from '@ghl-ingest/testing';
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const FAKE_MAIN = join(ROOT, 'packages/fake-api/src/main.ts');
@@ -21,10 +21,20 @@ const FAKE_MAIN = join(ROOT, 'packages/fake-api/src/main.ts');
 
 export const PREFIX = 'chaos';
 
+/** The marketplace app HighLevel knows in OAuth scenarios. */
+const OAUTH_APP = { clientId: 'chaos-app', clientSecret: 'chaos-app-secret-91c2' };
+
 export interface ClusterOptions {
   locations: string[];
   /** Redis with an append-only file and this fsync policy (default: none, as in the unit tests). */
   appendfsync?: RedisServerOptions['appendfsync'];
+  /** On a Redis Cluster of 3 masters and 3 replicas (AOF everysec), reached by REDIS_CLUSTER_NODES only. */
+  redisCluster?: boolean;
+  /**
+   * As a marketplace app: no static tokens anywhere; each location's OAuth refresh token from the
+   * stand-in, seeded with `ingest auth import` (`authorise()`), access tokens living `accessTtlMs`.
+   */
+  oauth?: { accessTtlMs: number };
   /** The stand-in's behaviour from the start (limits, latency, faults). */
   api?: ConfigPatch;
   /** Settings for every product process, over the defaults below. */
@@ -42,7 +52,7 @@ export interface Proc {
 
 export class Cluster {
   readonly dir: string;
-  readonly redis: RedisServer;
+  readonly #redis: RedisServer | RedisCluster;
   readonly api: StandIn;
   readonly locations: string[];
   /** Location → its HighLevel token (the secrets that must not leak). */
@@ -52,22 +62,24 @@ export class Cluster {
   readonly tokensFile: string;
   readonly env: Record<string, string>;
   /** The test's own connection (waits out Redis restarts, like a worker's). */
-  readonly client: Redis;
+  readonly client: RedisClient;
   readonly procs: Proc[] = [];
   #queues = new Map<string, Queue>();
   #dlq: DeadLetters;
   #seq = 0;
+  #oauth = false;
 
-  private constructor(dir: string, redis: RedisServer, api: StandIn, options: ClusterOptions, tokens: Record<string, string>) {
+  private constructor(dir: string, redis: RedisServer | RedisCluster, api: StandIn, options: ClusterOptions, tokens: Record<string, string>) {
     this.dir = dir;
-    this.redis = redis;
+    this.#redis = redis;
     this.api = api;
     this.locations = options.locations;
     this.tokens = tokens;
     this.tokensFile = join(dir, 'tokens.json');
     writeFileSync(this.tokensFile, JSON.stringify(tokens));
     this.env = {
-      REDIS_URL: redis.url,
+      // On a cluster, REDIS_URL names a port where nothing listens: only REDIS_CLUSTER_NODES may work.
+      ...(redis instanceof RedisCluster ? { REDIS_URL: 'redis://127.0.0.1:1', REDIS_CLUSTER_NODES: redis.nodesSetting } : { REDIS_URL: redis.url }),
       QUEUE_PREFIX: PREFIX,
       GHL_API_BASE_URL: api.url,
       GHL_TOKENS_FILE: this.tokensFile,
@@ -81,9 +93,22 @@ export class Cluster {
       DASHBOARD_USER: 'ops',
       DASHBOARD_PASSWORD: 'chaos-dashboard-password',
       INTAKE_TOKEN: 'chaos-intake-token-7f3e1d',
+      ...(options.oauth === undefined
+        ? {}
+        : {
+            GHL_TOKENS_FILE: '',
+            GHL_CLIENT_ID: OAUTH_APP.clientId,
+            GHL_CLIENT_SECRET: OAUTH_APP.clientSecret,
+            GHL_TOKEN_KEY: randomBytes(32).toString('base64'),
+          }),
       ...options.env,
     };
-    this.client = createRedis(redis.url, 'worker', `${PREFIX}:chaos-test`);
+    this.#oauth = options.oauth !== undefined;
+    this.client = createRedis(
+      redis instanceof RedisCluster ? { redisUrl: '', redisClusterNodes: redis.nodesSetting.split(',') } : redis.url,
+      'worker',
+      `${PREFIX}:chaos-test`,
+    );
     this.client.on('error', () => undefined);
     this.#dlq = new DeadLetters(this.client, PREFIX);
     this.#dlq.queue.on('error', () => undefined);
@@ -92,14 +117,60 @@ export class Cluster {
   static async start(options: ClusterOptions): Promise<Cluster> {
     const dir = mkdtempSync(join(tmpdir(), 'ghl-chaos-'));
     const tokens = Object.fromEntries(options.locations.map((l, i) => [l, `ghl-secret-${l}-${(0x5eed00 + i * 7919).toString(16)}`]));
-    const redis = await RedisServer.start({
-      // No AOF rewrites during a scenario: the file that a crash cuts short stays the one file.
-      ...(options.appendfsync === undefined ? {} : { appendfsync: options.appendfsync, args: ['--auto-aof-rewrite-percentage', '0'] }),
-    });
+    const redis =
+      options.redisCluster === true
+        ? await RedisCluster.start()
+        : await RedisServer.start({
+            // No AOF rewrites during a scenario: the file that a crash cuts short stays the one file.
+            ...(options.appendfsync === undefined ? {} : { appendfsync: options.appendfsync, args: ['--auto-aof-rewrite-percentage', '0'] }),
+          });
     // HighLevel's budget as the workers are told it (GHL_RATE_LIMIT_* below), unless a scenario says otherwise.
-    const apiConfig: ConfigPatch = { ...options.api, limits: { max: 100, windowMs: 1000, ...options.api?.limits } };
-    const api = await StandIn.start(dir, Object.fromEntries(Object.entries(tokens).map(([l, t]) => [t, l])), apiConfig);
+    const apiConfig: ConfigPatch = {
+      ...options.api,
+      limits: { max: 100, windowMs: 1000, ...options.api?.limits },
+      ...(options.oauth === undefined ? {} : { oauth: { ...OAUTH_APP, accessTtlMs: options.oauth.accessTtlMs } }),
+    };
+    // As a marketplace app, HighLevel knows no static token: only the OAuth access tokens it grants.
+    const staticTokens = options.oauth === undefined ? Object.fromEntries(Object.entries(tokens).map(([l, t]) => [t, l])) : {};
+    const api = await StandIn.start(dir, staticTokens, apiConfig);
     return new Cluster(dir, redis, api, options, tokens);
+  }
+
+  /** As a marketplace app: HighLevel authorises every location, and `ingest auth import` seeds the refresh tokens. */
+  async authorise(): Promise<void> {
+    const lines = await Promise.all(
+      this.locations.map(async (locationId) =>
+        JSON.stringify({ locationId, refreshToken: (await this.api.authorise({ kind: 'location', id: locationId })).refreshToken }),
+      ),
+    );
+    const file = join(this.dir, 'oauth-seed.jsonl');
+    writeFileSync(file, `${lines.join('\n')}\n`);
+    const { code, output } = await this.ingestToEnd(['auth', 'import', file]);
+    if (code !== 0) throw new Error(`ingest auth import exited ${String(code)}: ${output}`);
+  }
+
+  /** Every secret that must not leak: HighLevel tokens (static, retired, and every OAuth token issued), the intake's and the dashboard's. */
+  async secrets(): Promise<string[]> {
+    return [
+      ...(this.#oauth ? [] : Object.values(this.tokens)),
+      ...this.retiredTokens,
+      ...(this.#oauth ? await this.api.issued() : []),
+      this.env.INTAKE_TOKEN ?? '',
+      this.env.DASHBOARD_PASSWORD ?? '',
+      this.env.GHL_TOKEN_KEY ?? '',
+    ].filter((s) => s !== '');
+  }
+
+  /** The scenario's one Redis (not on a cluster). */
+  get redis(): RedisServer {
+    if (this.#redis instanceof RedisCluster) throw new Error('this scenario runs on a Redis Cluster: use redisCluster');
+    return this.#redis;
+  }
+
+  /** The scenario's Redis Cluster (when started with `redisCluster`). */
+  get redisCluster(): RedisCluster {
+    if (!(this.#redis instanceof RedisCluster)) throw new Error('this scenario runs on one Redis: use redis');
+    return this.#redis;
   }
 
   /**
@@ -143,6 +214,16 @@ export class Cluster {
   async kill(proc: Proc, signal: NodeJS.Signals = 'SIGKILL'): Promise<number | string> {
     if (proc.child.exitCode === null && proc.child.signalCode === null) proc.child.kill(signal);
     return proc.exited;
+  }
+
+  /** SIGKILLs a running worker picked at random and starts another in its place (with `env`). */
+  async replaceRandomWorker(env: Record<string, string> = {}): Promise<void> {
+    const running = this.workers();
+    const victim = running[randomInt(Math.max(1, running.length))];
+    if (victim === undefined) throw new Error('no worker to kill');
+    const ended = await this.kill(victim);
+    if (ended !== 'SIGKILL') throw new Error(`${victim.name} ended by ${String(ended)} before it was killed`);
+    this.spawnWorker(env);
   }
 
   /** Running workers. */
@@ -192,7 +273,7 @@ export class Cluster {
     await this.#dlq.close().catch(() => undefined);
     this.client.disconnect();
     await this.api.stop();
-    await this.redis.stop();
+    await this.#redis.stop();
     rmSync(this.dir, { recursive: true, force: true });
   }
 
@@ -211,6 +292,15 @@ export class Cluster {
     const proc: Proc = { name, child, log, exited };
     this.procs.push(proc);
     return proc;
+  }
+
+  /** The workers' log records whose message contains `text` (pino JSON lines). */
+  workerLogs(text: string): ({ time: string } & Record<string, unknown>)[] {
+    return this.logFiles()
+      .filter((f) => f.includes('-worker'))
+      .flatMap((f) => readFileSync(f, 'utf8').split('\n'))
+      .filter((line) => line.includes(text))
+      .map((line) => JSON.parse(line) as { time: string } & Record<string, unknown>);
   }
 
   /** Every log file the scenario's processes wrote. */
@@ -254,6 +344,21 @@ export class StandIn {
   /** Another app spends `count` of the location's window. */
   async spend(locationId: string, count: number): Promise<number> {
     return ((await this.#call('POST', 'spend', { locationId, count })) as { spent: number }).spent;
+  }
+
+  /** An authorisation at HighLevel (an install): a live refresh token for the owner. */
+  async authorise(owner: { kind: 'location' | 'company'; id: string }): Promise<{ refreshToken: string }> {
+    return (await this.#call('POST', 'oauth/authorise', owner)) as { refreshToken: string };
+  }
+
+  /** Uninstall or revoke at HighLevel: the owner's tokens stop working. */
+  async revoke(owner: { kind: 'location' | 'company'; id: string }): Promise<void> {
+    await this.#call('POST', 'oauth/revoke', owner);
+  }
+
+  /** Every OAuth token HighLevel issued. */
+  async issued(): Promise<string[]> {
+    return (await this.#call('GET', 'oauth/issued')) as string[];
   }
 
   async stats(): Promise<FakeStats> {

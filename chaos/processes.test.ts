@@ -6,7 +6,7 @@ import { readImports } from '@ghl-ingest/queue';
 import { describe, expect, it } from 'vitest';
 import { countLines, writeDataset } from './accounting.ts';
 import { PREFIX } from './cluster.ts';
-import { closeScenario, randomInt, until, useCluster } from './support.ts';
+import { closeScenario, until, useCluster } from './support.ts';
 
 const LOCATIONS = ['loc-north', 'loc-south', 'loc-east'];
 
@@ -26,12 +26,8 @@ describe('chaos: processes', () => {
     let kills = 0;
     for (const target of targets) {
       await until(async () => (await c.api.stats()).accepted >= target, 60_000, `${target} deliveries`);
-      const running = c.workers();
-      const victim = running[randomInt(0, running.length - 1)];
-      if (victim === undefined) throw new Error('no worker to kill');
-      expect(await c.kill(victim)).toBe('SIGKILL');
+      await c.replaceRandomWorker(env);
       kills += 1;
-      c.spawnWorker(env);
     }
     expect(await importer.exited).toBe(2); // 2: some rows rejected
     await c.settled();

@@ -104,7 +104,7 @@ async function main(): Promise<void> {
     step('npm install of the tarballs into an empty project: ok');
 
     const help = run('npx', ['--no-install', 'ghl-ingest', '--help'], project, env);
-    for (const command of ['import', 'serve', 'status', 'dlq', 'resume', 'worker']) {
+    for (const command of ['import', 'serve', 'status', 'dlq', 'resume', 'auth', 'worker']) {
       if (!new RegExp(`^\\s+${command}\\b`, 'm').test(help)) fail(`ghl-ingest --help lists no ${command}:\n${help}`);
     }
     if (!/REDIS_URL/.test(run('npx', ['--no-install', 'ghl-ingest', 'worker', '--help'], project, env))) fail('ghl-ingest worker --help names no settings');
@@ -123,6 +123,10 @@ async function main(): Promise<void> {
 
     await redis.connect();
     const appEnv = { ...env, REDIS_URL: redisUrl, QUEUE_PREFIX: prefix, LOG_LEVEL: 'warn' };
+    // The OAuth commands load their own modules (and their Lua) only when asked: they must be in the package.
+    const auth = run('npx', ['--no-install', 'ghl-ingest', 'auth', 'status'], project, { ...appEnv, GHL_TOKEN_KEY: randomBytes(32).toString('base64') });
+    if (!auth.includes('no OAuth tokens stored')) fail(`ghl-ingest auth status: ${auth}`);
+    step('ghl-ingest auth status: ok');
     writeFileSync(join(project, 'use.mjs'), CONSUMER_JS);
     const sent = run('node', ['use.mjs'], project, appEnv);
     if (!/"ok":true/.test(sent)) fail(`createProducer from plain JavaScript did not accept the record: ${sent}`);

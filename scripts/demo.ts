@@ -1,6 +1,6 @@
 /**
- * `pnpm demo`: the main job on embedded defaults, in about a minute. A Redis (REDIS_URL if one
- * answers, else a redis-server of its own), the HighLevel stand-in with realistic latency, a few
+ * `pnpm demo`: the main job on embedded defaults, in about a minute. A Redis (the Redis Cluster
+ * REDIS_CLUSTER_NODES names; else REDIS_URL if one answers; else a redis-server of its own), the HighLevel stand-in with realistic latency, a few
  * faults and a short rate window, two workers, and an import of demo/sample.ndjson (2,424 mixed
  * messages over three locations, some of them bad) followed to the end. Then a report, and where
  * to look next. It stops everything it started.
@@ -11,22 +11,47 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { FakeHighLevel } from '@ghl-ingest/fake-api';
-import { createRedis, DeadLetters } from '@ghl-ingest/queue';
+import { createRedis, DeadLetters, whenReady, type RedisTarget } from '@ghl-ingest/queue';
 import { RedisServer, waitForPing } from '@ghl-ingest/testing';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const LOCATIONS = ['acme-dental', 'brightside-gym', 'cornerstone-law'];
 const say = (text: string) => process.stdout.write(`${text}\n`);
 
-async function redisForDemo(): Promise<{ url: string; stop: () => Promise<void>; own: boolean }> {
+interface DemoRedis {
+  /** What the demo's processes are given (REDIS_URL, or REDIS_CLUSTER_NODES). */
+  env: Record<string, string>;
+  target: RedisTarget;
+  /** For the report. */
+  label: string;
+  stop: () => Promise<void>;
+  own: boolean;
+}
+
+async function redisForDemo(): Promise<DemoRedis> {
+  const nodes = process.env.REDIS_CLUSTER_NODES;
+  if (nodes !== undefined && nodes !== '') {
+    const target = { redisUrl: 'redis://127.0.0.1:1', redisClusterNodes: nodes.split(',').map((n) => n.trim()) };
+    const probe = createRedis(target, 'producer', 'demo-probe');
+    probe.on('error', () => undefined);
+    try {
+      await whenReady(probe, 5_000);
+    } catch {
+      say(`The Redis Cluster at ${nodes} does not answer (REDIS_CLUSTER_NODES).`);
+      process.exit(1);
+    } finally {
+      probe.disconnect();
+    }
+    return { env: { REDIS_CLUSTER_NODES: nodes }, target, label: `Redis Cluster ${nodes}`, stop: () => Promise.resolve(), own: false };
+  }
   const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
   try {
     await waitForPing(url, 1500);
-    return { url, stop: () => Promise.resolve(), own: false };
+    return { env: { REDIS_URL: url }, target: url, label: url, stop: () => Promise.resolve(), own: false };
   } catch {
     try {
       const server = await RedisServer.start();
-      return { url: server.url, stop: () => server.stop(), own: true };
+      return { env: { REDIS_URL: server.url }, target: server.url, label: server.url, stop: () => server.stop(), own: true };
     } catch {
       say(`No Redis answers at ${url}, and there is no redis-server on PATH to start one.`);
       say('Install one (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis), or set REDIS_URL.');
@@ -46,7 +71,7 @@ async function main(): Promise<void> {
   }
   say('ghl-ingest demo: import message history into a (local, simulated) HighLevel\n');
   const redis = await redisForDemo();
-  say(`  Redis           ${redis.url}${redis.own ? ' (started for the demo)' : ''}`);
+  say(`  Redis           ${redis.label}${redis.own ? ' (started for the demo)' : ''}`);
   const tokens = Object.fromEntries(LOCATIONS.map((l) => [`demo-token-${l}`, l]));
   const fake = await FakeHighLevel.start({
     tokens,
@@ -62,7 +87,7 @@ async function main(): Promise<void> {
   const prefix = `demo-${Date.now().toString(36)}`;
   const env = {
     ...process.env,
-    REDIS_URL: redis.url,
+    ...redis.env,
     QUEUE_PREFIX: prefix,
     GHL_API_BASE_URL: fake.url,
     GHL_TOKENS_FILE: tokensFile,
@@ -87,7 +112,8 @@ async function main(): Promise<void> {
   const [code] = (await once(importer, 'exit')) as [number | null];
   const seconds = Math.round((Date.now() - started) / 1000);
 
-  const connection = createRedis(redis.url, 'producer', `${prefix}:demo`);
+  const connection = createRedis(redis.target, 'producer', `${prefix}:demo`);
+  await whenReady(connection, 5_000);
   const dlq = new DeadLetters(connection, prefix);
   const dead = await dlq.all();
   const byReason = new Map<string, number>();
@@ -113,7 +139,7 @@ async function main(): Promise<void> {
       .map(([s, c]) => `${c} x ${s}`)
       .join(', ')}, ${stats.dropped} connection resets, ${stats.rateLimited} x 429`,
   );
-  say('\nWhere to look next (with the same REDIS_URL and QUEUE_PREFIX):');
+  say(`\nWhere to look next (with the same ${redis.env.REDIS_CLUSTER_NODES === undefined ? 'REDIS_URL' : 'REDIS_CLUSTER_NODES'} and QUEUE_PREFIX):`);
   say(`  QUEUE_PREFIX=${prefix} pnpm ingest status          per location: pending, delivered, rate, budget`);
   say(`  QUEUE_PREFIX=${prefix} pnpm ingest dlq list        what failed for good, and why`);
   say(`  QUEUE_PREFIX=${prefix} pnpm ingest dlq export      fix them and import them again`);

@@ -7,7 +7,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { keysFor } from '@ghl-ingest/queue';
-import { everyPrimary, type RedisClient } from '@ghl-ingest/queue';
+import { type RedisClient } from '@ghl-ingest/queue';
 
 export interface Checkpoint {
   file: string;
@@ -68,14 +68,4 @@ export async function readCheckpoint(redis: RedisClient, prefix: string, importI
 
 export async function writeCheckpoint(redis: RedisClient, prefix: string, importId: string, c: Checkpoint): Promise<void> {
   await redis.hset(importKey(prefix, importId), Object.fromEntries(Object.entries(c).map(([k, v]) => [k, String(v)])));
-}
-
-/**
- * The Redis server's run id: new at every start of redis-server. On a cluster, the masters' run
- * ids together: a master restarted, or replaced by its replica in a failover (which may have
- * lost the last writes acknowledged to the old master), changes it, and an import started over.
- */
-export async function redisRunId(redis: RedisClient): Promise<string> {
-  const ids = await Promise.all(everyPrimary(redis).map(async (node) => /^run_id:(\w+)/m.exec(await node.info('server'))?.[1] ?? ''));
-  return ids.sort().join(',');
 }

@@ -5,7 +5,7 @@
 import { Command, CommanderError } from 'commander';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { coerceError, ConfigError, createLogger, loadConfig, onShutdown, startTracing } from '@ghl-ingest/queue';
-import { connectProducer } from './connect.ts';
+import { connectProducer, withRedis } from './connect.ts';
 import { locationIdSchema } from '@ghl-ingest/schema';
 import type * as DlqModuleNamespace from './dlq.ts';
 import type { DeadLetterTool } from './dlq.ts';
@@ -70,23 +70,28 @@ export async function run(argv: string[], out: NodeJS.WritableStream = process.s
     .action(async (flags: { port?: string }) => {
       const config = loadConfig();
       const logger = createLogger(config.logLevel, 'intake');
-      const tracing = await startTracing('ghl-ingest-intake');
-      const redis = await connectProducer(config, 'intake', 'service');
       const port = flags.port === undefined ? config.intake.port : Number(flags.port);
       if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new ConfigError(`--port must be a port number, not "${flags.port ?? ''}"`);
-      const { startIntake } = await import('./intake.ts');
-      const intake = await startIntake(redis, config, logger, port);
-      process.stderr.write(`intake listening on ${intake.url} (POST /v1/messages)\n`);
-      logger.info({ url: intake.url }, 'intake started');
-      // As the worker stops: requests in progress are answered (up to SHUTDOWN_TIMEOUT_MS), new
-      // connections are refused; a second signal exits at once.
+      const starting = (async () => {
+        const tracing = await startTracing('ghl-ingest-intake');
+        const redis = await connectProducer(config, 'intake', 'service');
+        const { startIntake } = await import('./intake.ts');
+        return { tracing, redis, intake: await startIntake(redis, config, logger, port) };
+      })();
+      // As the worker stops (handled from the start, so a signal during start-up stops it once
+      // started): requests in progress are answered (up to SHUTDOWN_TIMEOUT_MS), new connections
+      // are refused; a second signal exits at once.
       onShutdown(async () => {
+        const { tracing, redis, intake } = await starting;
         const closed = intake.close().then(() => true);
         const inTime = await Promise.race([closed, sleep(config.shutdownTimeoutMs, false, { ref: false })]);
         if (!inTime) logger.warn({ deadlineMs: config.shutdownTimeoutMs }, 'shutdown deadline passed: requests still in progress were cut off');
         await redis.quit().catch(() => redis.disconnect());
         await tracing?.shutdown().catch((error: unknown) => logger.warn({ err: coerceError(error) }, 'could not flush traces'));
       }, logger);
+      const { intake } = await starting;
+      process.stderr.write(`intake listening on ${intake.url} (POST /v1/messages)\n`);
+      logger.info({ url: intake.url }, 'intake started');
       await new Promise<never>(() => undefined);
     });
 
@@ -97,15 +102,11 @@ export async function run(argv: string[], out: NodeJS.WritableStream = process.s
     .option('--all', 'every location, not only the busiest and those needing attention')
     .option('--json', 'JSON on stdout (totals, every location, imports)')
     .action(async (flags: { location?: string; all?: boolean; json?: boolean }) => {
-      const config = loadConfig();
-      const redis = await connectProducer(config, 'ingest-status');
-      try {
+      await withRedis('ingest-status', async (redis, config) => {
         const { readStatus, renderStatus } = await import('./status.ts');
         const status = await readStatus(redis, config, flags.location);
         out.write(flags.json === true ? `${JSON.stringify(status, null, 2)}\n` : renderStatus(status, { all: flags.all === true }));
-      } finally {
-        await redis.quit().catch(() => redis.disconnect());
-      }
+      });
     });
 
   const dlq = program.command('dlq').description('the dead-letter queue: list, show, export, redrive, purge');
@@ -116,18 +117,16 @@ export async function run(argv: string[], out: NodeJS.WritableStream = process.s
       .option('--status <code>', 'only this HTTP status')
       .option('--since <iso>', 'last attempt at or after')
       .option('--until <iso>', 'last attempt before');
-  const withTool = async (fn: (tool: DeadLetterTool, m: DlqModule) => Promise<void>) => {
-    const config = loadConfig();
-    const redis = await connectProducer(config, 'ingest-dlq');
-    const m = await import('./dlq.ts');
-    const tool = new m.DeadLetterTool(redis, config);
-    try {
-      await fn(tool, m);
-    } finally {
-      await tool.close();
-      await redis.quit().catch(() => redis.disconnect());
-    }
-  };
+  const withTool = (fn: (tool: DeadLetterTool, m: DlqModule) => Promise<void>) =>
+    withRedis('ingest-dlq', async (redis, config) => {
+      const m = await import('./dlq.ts');
+      const tool = new m.DeadLetterTool(redis, config);
+      try {
+        await fn(tool, m);
+      } finally {
+        await tool.close();
+      }
+    });
   filterOptions(dlq.command('list').description('list dead-lettered messages').option('--json', 'JSON lines on stdout')).action(
     async (flags: FilterFlags & { json?: boolean }) =>
       withTool(async (tool, m) => {
@@ -193,18 +192,53 @@ export async function run(argv: string[], out: NodeJS.WritableStream = process.s
     .action(async (locationId: string) => {
       const id = locationIdSchema.safeParse(locationId);
       if (!id.success) throw new ConfigError(`"${locationId}" is not a location id: ${id.error.issues[0]?.message ?? ''}`);
-      const config = loadConfig();
-      const redis = await connectProducer(config, 'ingest-resume');
-      try {
+      await withRedis('ingest-resume', async (redis, config) => {
         const hold = await resumeLocation(redis, config.queuePrefix, id.data);
         out.write(
           hold === undefined
             ? `location ${id.data} was not paused; its queue is running\n`
             : `location ${id.data} resumed (it was ${hold.state}: ${hold.reason})\n`,
         );
-      } finally {
-        await redis.quit().catch(() => redis.disconnect());
-      }
+      });
+    });
+
+  const auth = program.command('auth').description("a marketplace app's OAuth tokens (encrypted in Redis with GHL_TOKEN_KEY): import, status, remove");
+  auth
+    .command('import')
+    .description('store refresh tokens: JSON lines {"locationId","refreshToken","accessToken"?,"expiresAt"?} or {"companyId","refreshToken"}')
+    .argument('<file>', 'a JSON-lines file, or - for standard input')
+    .action(async (file: string) => {
+      await withRedis('ingest-auth', async (redis, config) => {
+        const { authStore, importAuth } = await import('./auth.ts');
+        const summary = await importAuth(authStore(redis, config), file, (text) => process.stderr.write(`${text}\n`));
+        out.write(`stored tokens for ${summary.locations} location(s) and ${summary.companies} agency(ies); ${summary.rejected} line(s) rejected\n`);
+        exitCode = summary.rejected > 0 ? 2 : 0;
+      });
+    });
+  auth
+    .command('status')
+    .description('per location and agency: where its token comes from, expiry, last refresh, failures, why it is paused; never a secret')
+    .option('--json', 'JSON on stdout')
+    .action(async (flags: { json?: boolean }) => {
+      await withRedis('ingest-auth', async (redis, config) => {
+        const { authStore, renderAuthStatus } = await import('./auth.ts');
+        const records = await authStore(redis, config).list();
+        out.write(flags.json === true ? `${JSON.stringify(records, null, 2)}\n` : renderAuthStatus(records));
+      });
+    });
+  auth
+    .command('remove')
+    .description("delete a location's or an agency's OAuth record and tokens")
+    .argument('<id>', 'a location id or a company (agency) id')
+    .action(async (owner: string) => {
+      const valid = locationIdSchema.safeParse(owner);
+      if (!valid.success) throw new ConfigError(`"${owner}" is not a location or company id: ${valid.error.issues[0]?.message ?? ''}`);
+      await withRedis('ingest-auth', async (redis, config) => {
+        const { authStore, removeAuth } = await import('./auth.ts');
+        const removed = await removeAuth(authStore(redis, config), valid.data);
+        if (removed === undefined) throw new ConfigError(`no OAuth record for ${valid.data}`);
+        out.write(`removed the OAuth tokens of ${removed.kind === 'company' ? 'agency' : 'location'} ${removed.id}\n`);
+      });
     });
 
   options.extend?.(program);

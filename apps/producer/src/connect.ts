@@ -2,7 +2,7 @@
  * A producer's Redis connection, ready before it is returned: nothing is read or accepted without
  * Redis, and a producer's commands fail fast rather than queue while it is away (connection.ts).
  */
-import { coerceError, ConfigError, createRedis, type Config, type ConnectionRole } from '@ghl-ingest/queue';
+import { coerceError, ConfigError, createRedis, loadConfig, whenReady, type Config, type ConnectionRole } from '@ghl-ingest/queue';
 import type { RedisClient } from '@ghl-ingest/queue';
 
 export async function connectProducer(config: Config, name: string, role: ConnectionRole = 'producer'): Promise<RedisClient> {
@@ -13,7 +13,7 @@ export async function connectProducer(config: Config, name: string, role: Connec
     lastError = coerceError(error);
   });
   try {
-    await ready(redis, CONNECT_DEADLINE_MS);
+    await whenReady(redis, CONNECT_DEADLINE_MS);
   } catch (error) {
     redis.disconnect();
     const cause = lastError ?? coerceError(error);
@@ -29,26 +29,19 @@ export async function connectProducer(config: Config, name: string, role: Connec
   return redis;
 }
 
+/** A one-off command's connection (`ingest status`, `dlq`, `auth`...): settings loaded, connected, closed after `fn`. */
+export async function withRedis(name: string, fn: (redis: RedisClient, config: Config) => Promise<void>): Promise<void> {
+  const config = loadConfig();
+  const redis = await connectProducer(config, name);
+  try {
+    await fn(redis, config);
+  } finally {
+    await redis.quit().catch(() => redis.disconnect());
+  }
+}
+
 /** How long a producer waits for Redis at start before saying it cannot reach it. */
 const CONNECT_DEADLINE_MS = 5_000;
-
-function ready(redis: RedisClient, deadlineMs: number): Promise<void> {
-  if (redis.status === 'ready') return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    const done = (error?: Error) => {
-      clearTimeout(timer);
-      redis.off('ready', onReady);
-      redis.off('end', onEnd);
-      if (error === undefined) resolve();
-      else reject(error);
-    };
-    const onReady = () => done();
-    const onEnd = () => done(new Error('connection closed'));
-    const timer = setTimeout(() => done(new Error(`not ready within ${deadlineMs / 1000} s`)), deadlineMs);
-    redis.once('ready', onReady);
-    redis.once('end', onEnd);
-  });
-}
 
 /** The URL without its password, for messages. */
 export function redactUrl(url: string): string {

@@ -7,10 +7,10 @@ import { createReadStream, openSync, closeSync, ftruncateSync, statSync } from '
 import { appendFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import type { Readable } from 'node:stream';
-import { DeliveryLedger, Enqueuer, type Config } from '@ghl-ingest/queue';
+import { DeliveryLedger, Enqueuer, redisRunId, type Config } from '@ghl-ingest/queue';
 import { normalizeRecord, toJobData, type JobData, type RecordIssue } from '@ghl-ingest/schema';
 import type { RedisClient } from '@ghl-ingest/queue';
-import { importIdFor, readCheckpoint, redisRunId, writeCheckpoint, type Checkpoint } from './checkpoint.ts';
+import { importIdFor, readCheckpoint, writeCheckpoint, type Checkpoint } from './checkpoint.ts';
 import { readCsv } from './readers/csv.ts';
 import { readJsonArray } from './readers/json-array.ts';
 import { readNdjson } from './readers/ndjson.ts';

@@ -13,7 +13,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { Transform, type Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { ConfigError, locationQueueName, readiness, type Config, type Logger } from '@ghl-ingest/queue';
+import { ConfigError, LocationState, locationQueueName, OAuthClient, OAuthStore, readiness, TokenCipher, type Config, type Logger } from '@ghl-ingest/queue';
 import { Queue } from 'bullmq';
 import Fastify from 'fastify';
 import type { RedisClient } from '@ghl-ingest/queue';
@@ -23,6 +23,12 @@ import { producerOn } from './producer.ts';
 export const MAX_RECORDS_PER_REQUEST = 1000;
 /** Bytes of one request: room for 1,000 records of a few KB each. */
 export const BODY_LIMIT = 10 * 1024 * 1024;
+/**
+ * A body announced over BODY_LIMIT is answered 413 at once; a client still sending it would meet
+ * a closed connection (a broken pipe, and no answer) if the rest were not read. Up to this many
+ * bytes it is read and dropped, so the client gets the 413 and why; past it the connection closes.
+ */
+const DRAIN_LIMIT = 8 * BODY_LIMIT;
 /** Bytes of all requests in progress (each parsed body takes a few times its size in memory). */
 export const MAX_INFLIGHT_BYTES = 4 * BODY_LIMIT;
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
@@ -38,6 +44,23 @@ class RequestRefused extends Error {
     super(message);
     this.statusCode = statusCode;
     this.error = error;
+  }
+}
+
+/**
+ * A Redis call of a request failed: the queue cannot take the records now (503, retry later).
+ * On Redis Cluster a failover shows as errors of many kinds while the slot moves (closed
+ * connections, MOVED replies past the redirection limit, CLUSTERDOWN); none of them is the
+ * sender's fault nor ours. A programming error (TypeError and the like) stays a 500.
+ */
+class QueueUnavailable extends Error {}
+
+async function viaRedis<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (error) {
+    if (error instanceof TypeError || error instanceof RangeError || error instanceof ReferenceError || error instanceof SyntaxError) throw error;
+    throw new QueueUnavailable('the queue (Redis) refused the call', { cause: error });
   }
 }
 
@@ -57,9 +80,16 @@ export async function startIntake(redis: RedisClient, config: Config, logger: Lo
   const expected = token === undefined ? undefined : digest(token);
   const metrics = new IntakeMetrics();
 
-  app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, _request, reply) => {
+  app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, request, reply) => {
     if (error instanceof RequestRefused) return reply.code(error.statusCode).send({ error: error.error, message: error.message });
     if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      // Refused by its announced length, before any of it was read (a compressed body is read
+      // through a decompressor, and refused as it grows: that connection closes).
+      const length = Number(request.headers['content-length']);
+      if (!isCompressed(request.headers['content-encoding']) && length > BODY_LIMIT && length <= DRAIN_LIMIT) {
+        reply.removeHeader('connection');
+        request.raw.resume();
+      }
       return reply
         .code(413)
         .send({ error: 'payload_too_large', message: `the body is over ${BODY_LIMIT} bytes (decompressed); send fewer records per request` });
@@ -76,9 +106,10 @@ export async function startIntake(redis: RedisClient, config: Config, logger: Lo
     if (error.statusCode !== undefined && error.statusCode > 400 && error.statusCode < 500) {
       return reply.code(error.statusCode).send({ error: 'bad_request', message: error.message });
     }
-    // Redis away: producer connections fail fast while they are not ready (connection.ts), or
-    // ran out of retries for a command sent just before the connection dropped.
-    if (redis.status !== 'ready' || error.name === 'MaxRetriesPerRequestError') {
+    // Redis away: producer connections fail fast while they are not ready (connection.ts), run
+    // out of retries for a command sent just before the connection dropped, or meet a failover.
+    if (error instanceof QueueUnavailable || redis.status !== 'ready') {
+      if (error instanceof QueueUnavailable) logger.warn({ err: error.cause }, 'the queue refused a request; answered 503');
       return reply.code(503).header('retry-after', '5').send({ error: 'unavailable', message: 'the queue (Redis) cannot be reached; retry later' });
     }
     logger.error({ err: error }, 'intake error');
@@ -143,7 +174,7 @@ export async function startIntake(redis: RedisClient, config: Config, logger: Lo
       return reply.code(413).send({ error: 'payload_too_large', message: `at most ${MAX_RECORDS_PER_REQUEST} records per request, not ${records.length}` });
     }
     const { results, jobs } = producer.check(records);
-    const full = await depth.over(new Set(jobs.map((j) => j.locationId)), highWater);
+    const full = await viaRedis(() => depth.over(new Set(jobs.map((j) => j.locationId)), highWater));
     if (full !== undefined) {
       return reply
         .code(503)
@@ -158,7 +189,7 @@ export async function startIntake(redis: RedisClient, config: Config, logger: Lo
         .code(400)
         .send({ error: 'invalid_records', message: "no record is valid; each one's errors are in results", accepted, rejected: results.length, results });
     }
-    await producer.send(records.filter((_, i) => results[i]?.ok === true));
+    await viaRedis(() => producer.send(records.filter((_, i) => results[i]?.ok === true)));
     for (const job of jobs) depth.added(job.locationId);
     metrics.records(accepted, results.length - accepted);
     return reply.code(202).send({ accepted, rejected: results.length - accepted, results });
@@ -175,6 +206,24 @@ export async function startIntake(redis: RedisClient, config: Config, logger: Lo
     if (r.retryAfter !== undefined) void reply.header('retry-after', String(r.retryAfter));
     return reply.code(r.status).send(r.body);
   });
+
+  if (config.oauth !== undefined) {
+    // A marketplace app's install redirect and webhooks (marketplace.ts), outside the bearer check.
+    const { oauth } = config;
+    const { marketplaceRoutes, webhookKey } = await import('./marketplace.ts');
+    await app.register(
+      marketplaceRoutes({
+        store: new OAuthStore(redis, config.queuePrefix, TokenCipher.fromSetting(oauth.tokenKey)),
+        client:
+          oauth.clientId === undefined || oauth.clientSecret === undefined
+            ? undefined
+            : new OAuthClient({ baseUrl: config.apiBaseUrl, clientId: oauth.clientId, clientSecret: oauth.clientSecret, timeoutMs: config.httpTimeoutMs }),
+        webhookKey: config.webhookPublicKey === undefined ? undefined : webhookKey(config.webhookPublicKey),
+        state: new LocationState(redis, { prefix: config.queuePrefix }),
+        logger,
+      }),
+    );
+  }
 
   await app.listen({ port, host });
   const address = app.server.address();

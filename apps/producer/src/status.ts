@@ -22,6 +22,8 @@ export interface LocationStatus {
   delivered: number;
   skipped: number;
   deadLettered: number;
+  /** Lookups at HighLevel before posting again after an unknown outcome, by result. */
+  lookups: { found: number; absent: number; undecided: number };
   /** Requests counted in the current window (answered and in flight), against the budget. */
   sentInWindow: number;
   budget: { max: number; windowMs: number; daily: number };
@@ -39,7 +41,7 @@ export type ImportStatus = Omit<ImportCounts, 'dead'> & { deadLettered: number }
 /** Summed over every location: the message counts and requests in the current windows. */
 export type StatusTotals = Pick<
   LocationStatus,
-  'pending' | 'inFlight' | 'delayedForRetry' | 'delivered' | 'skipped' | 'deadLettered' | 'sentInWindow' | 'etaSeconds'
+  'pending' | 'inFlight' | 'delayedForRetry' | 'delivered' | 'skipped' | 'deadLettered' | 'lookups' | 'sentInWindow' | 'etaSeconds'
 > & {
   locations: number;
   byState: Record<LocationStateName, number>;
@@ -94,6 +96,7 @@ function toStatus(s: LocationSnapshot, now: number): LocationStatus {
     delivered: s.delivered,
     skipped: s.skipped,
     deadLettered: s.dead,
+    lookups: { ...s.lookups },
     sentInWindow: s.sentInWindow,
     budget: s.budget,
     dailyUsed: s.dailyUsed,
@@ -116,6 +119,7 @@ function totalsOf(locations: LocationStatus[]): StatusTotals {
     delivered: 0,
     skipped: 0,
     deadLettered: 0,
+    lookups: { found: 0, absent: 0, undecided: 0 },
     sentInWindow: 0,
     budgetPerSecond: 0,
     etaSeconds: 0,
@@ -130,6 +134,9 @@ function totalsOf(locations: LocationStatus[]): StatusTotals {
     t.delivered += l.delivered;
     t.skipped += l.skipped;
     t.deadLettered += l.deadLettered;
+    t.lookups.found += l.lookups.found;
+    t.lookups.absent += l.lookups.absent;
+    t.lookups.undecided += l.lookups.undecided;
     t.sentInWindow += l.sentInWindow;
     if (l.pending + l.inFlight > 0) t.budgetPerSecond += (l.budget.max * 1000) / l.budget.windowMs;
     if (l.etaSeconds === null || t.etaSeconds === null) t.etaSeconds = null;
@@ -189,6 +196,10 @@ export function renderStatus(status: Status, options: { all?: boolean } = {}): s
       `messages: ${n(t.pending)} pending, ${n(t.inFlight)} in flight, ${n(t.delayedForRetry)} retrying, ${n(t.delivered)} delivered, ${n(t.skipped)} skipped, ${n(t.deadLettered)} dead-lettered`,
       `rate: ${n(t.sentInWindow)} requests in the current windows; budget of the busy locations ${n(Math.round(t.budgetPerSecond))}/s; eta ${dur(t.etaSeconds)}`,
     );
+    const { found, absent, undecided } = t.lookups;
+    if (found + absent + undecided > 0) {
+      out.push(`lookups before posting again: ${n(found)} found (not posted twice), ${n(absent)} absent, ${n(undecided)} undecided (posted without knowing)`);
+    }
     if (t.dueUnheld > 0) out.push(`waiting for a worker: ${n(t.dueUnheld)} locations, the longest for ${dur(t.longestDueSeconds)}`);
     const needy = locations.filter((l) => attention(l) !== undefined);
     if (needy.length > 0) {

@@ -19,7 +19,7 @@ describe('ingest import', () => {
 
   function ingest(args: string[], input?: string) {
     return spawnSync(process.execPath, [MAIN, ...args], {
-      env: { ...process.env, REDIS_URL: redis.url, QUEUE_PREFIX: redis.prefix },
+      env: { ...process.env, ...redis.env },
       encoding: 'utf8',
       ...(input === undefined ? {} : { input }),
     });
@@ -147,7 +147,7 @@ describe('ingest import', () => {
     expect(ingest(['import', path]).status).toBe(0);
     // As a Redis that lost its last second would leave it: the checkpoint says line 2 of a run that
     // never finished, written by another Redis server run; the jobs after it are gone.
-    const [key] = await redis.admin.keys(`${redis.prefix}:import:*`);
+    const [key] = await redis.keys(`${redis.prefix}:import:*`);
     await redis.admin.hset(key as string, { state: 'running', line: 2, redisRunId: 'an-earlier-run' });
     const q = new Queue(locationQueueName('locA'), { connection: redis.client(), prefix: redis.prefix });
     await q.remove('k-a2');
@@ -170,11 +170,11 @@ describe('ingest import', () => {
     const rows = Array.from({ length: 30_000 }, (_, i) => (i % 1000 === 999 ? 'broken' : sms(i, i % 3 === 0 ? 'locA' : 'locB')));
     const path = file('big.ndjson', ndjson(rows));
     const child = spawn(process.execPath, [MAIN, 'import', path], {
-      env: { ...process.env, REDIS_URL: redis.url, QUEUE_PREFIX: redis.prefix },
+      env: { ...process.env, ...redis.env },
       stdio: 'ignore',
     });
     for (;;) {
-      const keys = await redis.admin.keys(`${redis.prefix}:import:*`);
+      const keys = await redis.keys(`${redis.prefix}:import:*`);
       const line = keys[0] === undefined ? 0 : Number(await redis.admin.hget(keys[0], 'line'));
       if (line >= 3000) break;
       await sleep(10);

@@ -1,7 +1,8 @@
-import { createLogger, createRedis, loadConfig, locationQueueName } from '@ghl-ingest/queue';
+import { createLogger, createRedis, loadConfig, locationQueueName, whenReady } from '@ghl-ingest/queue';
 import { RedisServer, useRedis } from '@ghl-ingest/testing';
 import { Queue } from 'bullmq';
 import { Writable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { startIntake } from '../src/intake.ts';
@@ -12,12 +13,14 @@ const quiet = createLogger('silent', 'intake', new Writable({ write: (_c, _e, do
 
 describe('library API and HTTP intake', () => {
   const redis = useRedis();
-  const configFor = (env: Record<string, string> = {}) => loadConfig({ REDIS_URL: redis.url, QUEUE_PREFIX: redis.prefix, ...env });
+  const configFor = (env: Record<string, string> = {}) => loadConfig({ ...redis.env, ...env });
 
-  async function intake(env: Record<string, string> = {}, url = redis.url) {
-    const config = loadConfig({ REDIS_URL: url, QUEUE_PREFIX: redis.prefix, INTAKE_TOKEN: 'intake-secret', ...env });
-    const connection = createRedis(url, 'producer', `${redis.prefix}:intake`);
+  /** An intake on this file's Redis (one or a cluster), or on the one Redis at `url`. */
+  async function intake(env: Record<string, string> = {}, url?: string) {
+    const config = loadConfig({ ...(url === undefined ? redis.env : { REDIS_URL: url, QUEUE_PREFIX: redis.prefix }), INTAKE_TOKEN: 'intake-secret', ...env });
+    const connection = createRedis(config, 'producer', `${redis.prefix}:intake`);
     connection.on('error', () => undefined);
+    await whenReady(connection, 10_000); // as `ingest serve` does: a cluster client needs a moment to learn the slots
     const server = await startIntake(connection, config, quiet, 0);
     const post = (body: unknown, token: string | null = 'intake-secret') =>
       fetch(`${server.url}/v1/messages`, {
@@ -100,6 +103,33 @@ describe('library API and HTTP intake', () => {
     await i.close();
   });
 
+  it('a client still sending a body announced over 10 MB gets the 413 and why, not a broken pipe', async () => {
+    const i = await intake();
+    const size = 12 * 1024 * 1024;
+    const piece = new Uint8Array(256 * 1024).fill(120);
+    let sent = 0;
+    // Sent slowly, as over a real network: the answer comes while most of the body is still to go.
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        if (sent >= size) {
+          controller.close();
+          return;
+        }
+        await sleep(2);
+        sent += piece.length;
+        controller.enqueue(piece);
+      },
+    });
+    const headers = { authorization: 'Bearer intake-secret', 'content-type': 'application/json', 'content-length': String(size) };
+    const answer = await fetch(`${i.server.url}/v1/messages`, { method: 'POST', headers, body, duplex: 'half' }).then(
+      async (res) => ({ status: res.status, body: await res.text() }),
+      (error: unknown) => ({ status: 0, body: String(((error as Error).cause as NodeJS.ErrnoException | undefined)?.code ?? error) }),
+    );
+    expect(answer.status, answer.body).toBe(413);
+    expect(JSON.parse(answer.body)).toMatchObject({ error: 'payload_too_large' });
+    await i.close();
+  });
+
   it('takes gzip and NDJSON as sync clients send them; every limit counts the decompressed body', async () => {
     const i = await intake();
     const send = (body: Buffer | string, headers: Record<string, string>) =>
@@ -166,10 +196,10 @@ describe('library API and HTTP intake', () => {
   });
 
   it('refuses to start without a token unless bound to loopback', async () => {
-    const config = loadConfig({ REDIS_URL: redis.url, QUEUE_PREFIX: redis.prefix, INTAKE_HOST: '0.0.0.0' });
+    const config = loadConfig({ ...redis.env, INTAKE_HOST: '0.0.0.0' });
     const c = redis.client();
     await expect(startIntake(c, config, quiet, 0)).rejects.toThrow('without INTAKE_TOKEN');
-    const local = await startIntake(c, loadConfig({ REDIS_URL: redis.url, QUEUE_PREFIX: redis.prefix }), quiet, 0);
+    const local = await startIntake(c, loadConfig(redis.env), quiet, 0);
     expect(local.url).toMatch(/^http:\/\/127\.0\.0\.1:/);
     expect(
       (await fetch(`${local.url}/v1/messages`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(sms(1)) })).status,

@@ -12,7 +12,7 @@ describe('ingest resume', () => {
 
   function ingest(...args: string[]) {
     return spawnSync(process.execPath, [MAIN, ...args], {
-      env: { ...process.env, REDIS_URL: redis.url, QUEUE_PREFIX: redis.prefix },
+      env: { ...process.env, ...redis.env },
       encoding: 'utf8',
     });
   }

@@ -39,11 +39,11 @@ describe('classify', () => {
     [answer(500, { statusCode: 500, message: 'Internal server error' }), { class: 'transient', maxAttempts: CAPPED_ATTEMPTS }],
     [answer(501), { class: 'transient', maxAttempts: CAPPED_ATTEMPTS }],
     [
-      { kind: 'network', code: 'ETIMEDOUT', message: 'Timeout awaiting request' },
+      { kind: 'network', code: 'ETIMEDOUT', message: 'Timeout awaiting request', sent: true },
       { class: 'transient', maxAttempts: undefined },
     ],
-    [{ kind: 'network', code: 'ECONNRESET', message: 'socket hang up' }, { class: 'transient' }],
-    [{ kind: 'network', code: 'EAI_AGAIN', message: 'getaddrinfo EAI_AGAIN' }, { class: 'transient' }],
+    [{ kind: 'network', code: 'ECONNRESET', message: 'socket hang up', sent: true }, { class: 'transient' }],
+    [{ kind: 'network', code: 'EAI_AGAIN', message: 'getaddrinfo EAI_AGAIN', sent: false }, { class: 'transient' }],
   ] as const)('%j -> %j', (outcome, expected) => {
     expect(classify(outcome, now)).toMatchObject(expected);
   });
@@ -56,8 +56,8 @@ describe('classify', () => {
 
 describe('apiHealth', () => {
   it.each([
-    [{ kind: 'network', code: 'ECONNREFUSED', message: 'refused' } as const, 'down'],
-    [{ kind: 'network', code: 'ETIMEDOUT', message: 'timeout' } as const, 'down'],
+    [{ kind: 'network', code: 'ECONNREFUSED', message: 'refused', sent: false } as const, 'down'],
+    [{ kind: 'network', code: 'ETIMEDOUT', message: 'timeout', sent: true } as const, 'down'],
     [answer(502), 'down'],
     [answer(503), 'down'],
     [answer(504), 'down'],

@@ -16,10 +16,13 @@ import { apiErrorMessage, inboundSuccessSchema } from '@ghl-ingest/schema';
 import { parseRetryAfter } from './backoff.ts';
 
 /** What came back from one POST. */
-export type Outcome = { kind: 'answer'; status: number; body: string; retryAfter?: string | undefined } | { kind: 'network'; code: string; message: string };
+export type Outcome =
+  | { kind: 'answer'; status: number; body: string; retryAfter?: string | undefined }
+  /** No answer. `sent`: the whole request had been written first, so HighLevel may hold the message (see reconcile.ts). */
+  | { kind: 'network'; code: string; message: string; sent: boolean };
 
 export type Classification =
-  | { class: 'delivered'; messageId: string }
+  | { class: 'delivered'; messageId: string; conversationId?: string | undefined }
   | { class: 'credentials'; reason: string }
   | { class: 'rate-limited'; reason: string; retryAfterMs: number | undefined }
   | { class: 'permanent'; reason: string }
@@ -41,7 +44,7 @@ export function classify(outcome: Outcome, nowMs: number): Classification {
   const said = describeBody(outcome.body);
   if (status >= 200 && status < 300) {
     const parsed = inboundSuccessSchema.safeParse(parseJson(outcome.body));
-    if (parsed.success) return { class: 'delivered', messageId: parsed.data.messageId };
+    if (parsed.success) return { class: 'delivered', messageId: parsed.data.messageId, conversationId: parsed.data.conversationId };
     return { class: 'suspect', reason: `HighLevel answered ${status} without a messageId${said}`, maxAttempts: CAPPED_ATTEMPTS };
   }
   if (status === 401) return { class: 'credentials', reason: `HighLevel rejected the location's token (401)${said}` };

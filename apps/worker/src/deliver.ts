@@ -8,13 +8,23 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { jobDataSchema, type JobData } from '@ghl-ingest/schema';
-import { coerceError, IngestError, type DeadLetterRecord, type DeadLetters, type FailureClass, type LocationState, type Logger } from '@ghl-ingest/queue';
+import {
+  coerceError,
+  IngestError,
+  type DeadLetterRecord,
+  type DeadLetters,
+  type FailureClass,
+  type LedgerEntry,
+  type LocationState,
+  type Logger,
+} from '@ghl-ingest/queue';
 import type { Job } from 'bullmq';
 import { outageWait } from './backoff.ts';
 import { apiHealth, classify, type Classification } from './classify.ts';
-import type { HighLevelClient, PostResult } from './http-client.ts';
+import type { HighLevelClient, PostResult, ReadResult } from './http-client.ts';
+import { decide, mayHaveArrived, messagesPageSchema, type LookupResult, type MessagesPage } from './reconcile.ts';
 import type { Semaphore } from './semaphore.ts';
-import type { TokenStore } from './tokens.ts';
+import type { Credential, Credentials } from './credentials.ts';
 import { DeadLettered, LocationPaused, LocationWait, WorkerStopping } from './signals.ts';
 
 export type DeliveryOutcome = 'delivered' | 'skipped' | 'retrying' | 'dead-lettered' | 'rate-limited' | 'paused' | 'waiting' | 'api-down';
@@ -32,7 +42,7 @@ export interface DeliveryEvent {
 
 export interface DeliveryOptions {
   deadLetters: DeadLetters;
-  tokens: TokenStore;
+  credentials: Credentials;
   client: HighLevelClient;
   /** The locations' rate budgets, delivery ledger and holds, in Redis. */
   state: LocationState;
@@ -53,6 +63,14 @@ export interface DeliveryOptions {
   onEvent?: (event: DeliveryEvent) => void;
   /** Test seam: runs after the ledger write and before the job completes (crash simulation). */
   afterLedgerWrite?: (job: Job) => Promise<void>;
+  /**
+   * GHL_RECONCILE: look a message up before posting it again after an unknown outcome (reconcile.ts).
+   * `settleMs`: how long after a post HighLevel may still record it (its timeout, and a margin): a
+   * lookup sooner could miss a request still on its way, so the location waits until then.
+   */
+  reconcile?: { pages: number; perMinute: number; settleMs: number };
+  /** Told of every lookup's result (metrics). */
+  onLookup?: (result: LookupResult) => void;
 }
 
 /** A job's return value in BullMQ's completed set. */
@@ -80,7 +98,10 @@ export class Delivery {
    * other processes' waits it met at `acquire`.
    */
   #waits = new Map<string, number>();
-  #o: Required<Omit<DeliveryOptions, 'afterLedgerWrite' | 'onEvent'>> & Pick<DeliveryOptions, 'afterLedgerWrite' | 'onEvent'>;
+  /** Location and contact → conversation id, from answers (see #rememberConversation). */
+  readonly #conversations = new Map<string, string>();
+  #o: Required<Omit<DeliveryOptions, 'afterLedgerWrite' | 'onEvent' | 'reconcile' | 'onLookup'>> &
+    Pick<DeliveryOptions, 'afterLedgerWrite' | 'onEvent' | 'reconcile' | 'onLookup'>;
 
   constructor(options: DeliveryOptions) {
     this.#o = { workerId: `${hostname()}:${process.pid}`, now: Date.now, holdSlotMs: 2_000, ...options };
@@ -98,39 +119,35 @@ export class Delivery {
     // an allocation and a serialisation of its bindings per message on the hot path.
     const log = jobLogger(this.#o.logger, { jobId: job.id, locationId: data.locationId, attempt: job.attemptsMade + 1 });
 
-    const token = this.#o.tokens.forLocation(data.locationId);
-    if (token === undefined) {
-      await this.#o.state.pause(data.locationId, 'no token configured for this location (GHL_TOKENS_FILE or GHL_TOKEN)');
-      log.error({}, 'paused: no token configured');
+    const credential = await this.#o.credentials.forLocation(data.locationId);
+    if (credential.kind === 'paused') {
+      await this.#o.state.pause(data.locationId, credential.reason);
+      log.error({ reason: credential.reason }, 'paused: no usable token');
       this.#emit({ outcome: 'paused', locationId: data.locationId });
       throw new LocationPaused();
     }
-
-    // One Redis call: the ledger (already delivered?) and the location's budget (a slot, now or later).
-    const slot = randomUUID();
-    const acquired = await this.#o.state.acquire(data.locationId, data.key, slot);
-    switch (acquired.kind) {
-      case 'delivered':
-        log.info({ key: data.key, messageId: acquired.entry.messageId }, 'skipped: already delivered');
-        this.#emit({ outcome: 'skipped', locationId: data.locationId, ...importOf(data) });
-        return { messageId: acquired.entry.messageId, skipped: true };
-      case 'parked':
-        await this.#o.state.park(data.locationId, acquired.until, 'daily budget spent');
-        log.warn({ until: new Date(acquired.until).toISOString() }, 'parked: daily budget spent');
-        this.#emit({ outcome: 'waiting', locationId: data.locationId });
-        throw new LocationWait(acquired.waitMs);
-      case 'wait':
-        this.#o.logger.debug({ jobId: job.id, locationId: data.locationId, waitMs: acquired.waitMs }, 'location waits');
-        this.#emit({ outcome: 'waiting', locationId: data.locationId });
-        throw new LocationWait(acquired.waitMs);
-      case 'reserved':
-        if (acquired.sendInMs > this.#o.holdSlotMs) {
-          // Far ahead: give the slot back and let the location wait its turn, holding nothing here.
-          await this.#o.state.release(data.locationId, slot);
-          throw new LocationWait(acquired.sendInMs);
-        }
-        if (acquired.sendInMs > 0) await this.#awaitSlot(data.locationId, slot, acquired.sendInMs);
+    if (credential.kind === 'wait') {
+      log.warn({ waitMs: Math.round(credential.ms), reason: credential.reason }, 'location waits for its token');
+      this.#emit({ outcome: 'waiting', locationId: data.locationId });
+      throw new LocationWait(credential.ms);
     }
+
+    // An earlier post's outcome is unknown and that request may still be on its way to HighLevel:
+    // look (below) once it cannot be. (A job taken again from a dead worker waited out its lock
+    // already, and the dead process's sockets are closed.)
+    const settled = data.unknownSince === undefined || this.#o.reconcile === undefined ? 0 : data.unknownSince + this.#o.reconcile.settleMs;
+    if (this.#o.now() < settled) throw new LocationWait(settled - this.#o.now());
+    // One Redis call: the ledger (already delivered?) and the location's budget (a slot, now or later).
+    let taken = await this.#takeSlot(job, data, data.key, log);
+    if (typeof taken !== 'string') return this.#skipped(data, taken, log);
+    // An earlier post's outcome is unknown: look before posting again (reconcile.ts).
+    if (this.#o.reconcile !== undefined && (data.unknownSince !== undefined || job.stalledCounter > 0)) {
+      const looked = await this.#lookUp(job, data, credential.token, taken, log);
+      if (looked.kind === 'found') return looked.result;
+      taken = looked.slot ?? (await this.#takeSlot(job, data, data.key, log));
+      if (typeof taken !== 'string') return this.#skipped(data, taken, log);
+    }
+    const slot = taken;
 
     let release: () => void;
     try {
@@ -151,15 +168,169 @@ export class Delivery {
         await this.#o.state.release(data.locationId, slot);
         throw new LocationWait(waitUntil - Date.now());
       }
-      const result = await this.#o.client.post(token, data.body);
-      return await this.#answered(job, data, slot, result, log);
+      // A token read before a wait for a slot may have reached its refresh point meanwhile: ask again
+      // (from memory while it is fresh), so a short-lived OAuth token is not sent expired.
+      const current = credential.oauth ? await this.#o.credentials.forLocation(data.locationId) : credential;
+      const used = current.kind === 'token' ? current : credential;
+      const result = await this.#o.client.post(used.token, data.body);
+      return await this.#answered(job, data, slot, result, log, used);
     } finally {
       release();
     }
   };
 
+  /**
+   * A slot of the location's budget for one request (waiting for it when it is near), or the
+   * ledger's entry when `key` was delivered already. Throws LocationWait when the location must
+   * wait (its window is full far ahead, a 429 or an outage, its daily budget spent).
+   */
+  async #takeSlot(job: Job, data: JobData, key: string, log: JobLog): Promise<string | LedgerEntry> {
+    const slot = randomUUID();
+    const acquired = await this.#o.state.acquire(data.locationId, key, slot);
+    switch (acquired.kind) {
+      case 'delivered':
+        return acquired.entry;
+      case 'parked':
+        await this.#o.state.park(data.locationId, acquired.until, 'daily budget spent');
+        log.warn({ until: new Date(acquired.until).toISOString() }, 'parked: daily budget spent');
+        this.#emit({ outcome: 'waiting', locationId: data.locationId });
+        throw new LocationWait(acquired.waitMs);
+      case 'wait':
+        this.#o.logger.debug({ jobId: job.id, locationId: data.locationId, waitMs: acquired.waitMs }, 'location waits');
+        this.#emit({ outcome: 'waiting', locationId: data.locationId });
+        throw new LocationWait(acquired.waitMs);
+      case 'reserved':
+        if (acquired.sendInMs > this.#o.holdSlotMs) {
+          // Far ahead: give the slot back and let the location wait its turn, holding nothing here.
+          await this.#o.state.release(data.locationId, slot);
+          throw new LocationWait(acquired.sendInMs);
+        }
+        if (acquired.sendInMs > 0) await this.#awaitSlot(data.locationId, slot, acquired.sendInMs);
+        return slot;
+    }
+  }
+
+  #skipped(data: JobData, entry: LedgerEntry, log: JobLog): DeliveryResult {
+    log.info({ key: data.key, messageId: entry.messageId }, 'skipped: already delivered');
+    this.#emit({ outcome: 'skipped', locationId: data.locationId, ...importOf(data) });
+    return { messageId: entry.messageId, skipped: true };
+  }
+
+  /**
+   * Reads the message's conversation back (reconcile.ts), each read on a slot of the location's
+   * budget like any request (the first on the slot taken for the post), within the location's
+   * lookups per minute. Found: the delivery is recorded with HighLevel's message id, in the same
+   * call that settles the last read, and nothing is posted. Otherwise the caller posts; `slot` is
+   * handed back when no read used it.
+   */
+  async #lookUp(
+    job: Job,
+    data: JobData,
+    token: string,
+    firstSlot: string,
+    log: JobLog,
+  ): Promise<{ kind: 'found'; result: DeliveryResult } | { kind: 'post'; slot: string | undefined }> {
+    const reconcile = this.#o.reconcile as { pages: number; perMinute: number; settleMs: number };
+    const altId = data.body.altId;
+    const undecided = async (reason: Extract<LookupResult, { kind: 'undecided' }>['reason'], detail: string, slot: string | undefined) => {
+      await this.#lookedUp(data, { kind: 'undecided', reason, detail }, log);
+      return { kind: 'post' as const, slot };
+    };
+    if (altId === undefined) return undecided('no-altid', 'the message has no altId (enqueued before every message got one)', firstSlot);
+    if (!(await this.#o.state.takeLookup(data.locationId, reconcile.perMinute))) {
+      return undecided('budget', `the location's ${reconcile.perMinute} lookups of this minute are spent`, firstSlot);
+    }
+    // Since when HighLevel may hold it: its own date (history), else its first unknown post; a minute's slack for clocks.
+    const since =
+      (data.body.date === undefined
+        ? (data.unknownSince ?? job.processedOn ?? job.timestamp)
+        : Math.min(Date.parse(data.body.date), data.unknownSince ?? Date.now())) - 60_000;
+    let slot: string | undefined = firstSlot;
+    const read = async (path: string, query: Record<string, string | undefined>): Promise<{ result: ReadResult; slot: string }> => {
+      // A lookup's own key is never in the ledger: the slot is all it can be.
+      const taken = slot ?? ((await this.#takeSlot(job, data, `lookup-${randomUUID()}`, log)) as string);
+      slot = undefined;
+      const result = await this.#o.client.get(token, path, query);
+      return { result, slot: taken };
+    };
+    // A read's slot is settled like a post's; when it found the message, the same call writes its ledger entry.
+    const settle = (s: string, result: ReadResult, delivered?: LedgerEntry) =>
+      this.#o.state.settle(
+        data.locationId,
+        delivered === undefined ? `lookup-${s}` : data.key,
+        s,
+        result.kind === 'answer' ? result.rate : undefined,
+        delivered,
+      );
+    const refused = async (s: string, result: ReadResult): Promise<{ kind: 'post'; slot: string | undefined } | undefined> => {
+      if (result.kind === 'network') {
+        await settle(s, result);
+        return undecided('error', `the lookup got no answer: ${result.message}`, undefined);
+      }
+      if (result.status === 429) {
+        const waitMs = await this.#o.state.refuse(data.locationId, s, undefined);
+        throw new LocationWait(waitMs);
+      }
+      if (result.status >= 200 && result.status < 300) return undefined;
+      await settle(s, result);
+      if (result.status === 401 || result.status === 403)
+        return undecided('no-read-scope', `HighLevel refused the read (${result.status}): the token needs conversations/message.readonly`, undefined);
+      if (result.status === 404) return undecided('no-conversation', 'HighLevel does not know the conversation', undefined);
+      return undecided('error', `HighLevel answered the lookup ${result.status}`, undefined);
+    };
+
+    // The conversation: the message's own, else its contact's as a recent answer named it, else a search.
+    let conversationId =
+      data.body.conversationId ?? (data.body.contactId === undefined ? undefined : this.#conversations.get(`${data.locationId}\n${data.body.contactId}`));
+    if (conversationId === undefined) {
+      if (data.body.contactId === undefined) return undecided('no-conversation', 'the message names neither a conversation nor a contact', slot);
+      const found = await read('conversations/search', { locationId: data.locationId, contactId: data.body.contactId });
+      const stop = await refused(found.slot, found.result);
+      if (stop !== undefined) return stop;
+      await settle(found.slot, found.result);
+      conversationId = conversationOf(found.result);
+      if (conversationId === undefined) return undecided('no-conversation', `no conversation found for contact ${data.body.contactId}`, undefined);
+    }
+    const pages: MessagesPage[] = [];
+    let lastMessageId: string | undefined;
+    for (let n = 0; n < reconcile.pages; n += 1) {
+      const got = await read(`conversations/${conversationId}/messages`, { limit: '100', ...(lastMessageId === undefined ? {} : { lastMessageId }) });
+      const stop = await refused(got.slot, got.result);
+      if (stop !== undefined) return stop;
+      const page = messagesPageSchema.safeParse((got.result as { json: unknown }).json);
+      if (!page.success) {
+        await settle(got.slot, got.result);
+        return undecided('error', 'the messages page had an unexpected shape', undefined);
+      }
+      pages.push(page.data);
+      const verdict = decide(pages, altId, since, !page.data.nextPage);
+      const last = n === reconcile.pages - 1;
+      if (verdict.kind === 'found') {
+        await settle(got.slot, got.result, { messageId: verdict.messageId, at: this.#o.now() });
+        await this.#lookedUp(data, verdict, log);
+        log.info({ key: data.key, messageId: verdict.messageId }, 'delivered (found at HighLevel after an unknown outcome; not posted again)');
+        this.#emit({ outcome: 'delivered', locationId: data.locationId, ...importOf(data) });
+        return { kind: 'found', result: { messageId: verdict.messageId } };
+      }
+      await settle(got.slot, got.result);
+      if (verdict.kind === 'absent' || verdict.reason !== 'too-deep' || last || page.data.lastMessageId === undefined) {
+        await this.#lookedUp(data, verdict, log);
+        return { kind: 'post', slot: undefined };
+      }
+      lastMessageId = page.data.lastMessageId;
+    }
+    return undecided('too-deep', `not found in ${reconcile.pages} page(s)`, undefined);
+  }
+
+  async #lookedUp(data: JobData, result: LookupResult, log: JobLog): Promise<void> {
+    await this.#o.state.countLookup(data.locationId, result.kind);
+    this.#o.onLookup?.(result);
+    if (result.kind === 'undecided') log.warn({ key: data.key, reason: result.reason, detail: result.detail }, 'lookup undecided: posting as without one');
+    else if (result.kind === 'absent') log.info({ key: data.key }, 'lookup: not at HighLevel; posting');
+  }
+
   /** Classifies an answer (or a failure without one) and acts on it; see the README's table. */
-  async #answered(job: Job, data: JobData, slot: string, result: PostResult, log: JobLog): Promise<DeliveryResult> {
+  async #answered(job: Job, data: JobData, slot: string, result: PostResult, log: JobLog, credential: Credential & { kind: 'token' }): Promise<DeliveryResult> {
     const { outcome, latencyMs } = result;
     const status = outcome.kind === 'answer' ? outcome.status : undefined;
     const verdict = classify(outcome, this.#o.now());
@@ -169,6 +340,8 @@ export class Delivery {
 
     switch (verdict.class) {
       case 'delivered': {
+        if (verdict.conversationId !== undefined && data.body.contactId !== undefined)
+          this.#rememberConversation(data.locationId, data.body.contactId, verdict.conversationId);
         // Ledger entry and slot accounting in one call, before the job completes.
         await this.#o.state.settle(data.locationId, data.key, slot, result.rate, { messageId: verdict.messageId, at: this.#o.now() }, health);
         await this.#o.afterLedgerWrite?.(job);
@@ -185,8 +358,16 @@ export class Delivery {
       }
       case 'credentials': {
         await this.#o.state.settle(data.locationId, data.key, slot, result.rate, undefined, health);
-        await this.#o.state.pause(data.locationId, verdict.reason);
-        log.error({ ...fields, reason: verdict.reason }, 'paused: credentials rejected');
+        // An OAuth access token is refreshed (once) and the message goes again, costing no attempt.
+        const next = await this.#o.credentials.rejected(data.locationId, credential);
+        if (next !== undefined && next.kind !== 'paused') {
+          log.warn({ ...fields }, 'access token refused (401): refreshed, the message goes again');
+          this.#emit({ outcome: 'waiting', locationId: data.locationId, status, latencyMs });
+          throw new LocationWait(next.kind === 'wait' ? next.ms : 0);
+        }
+        const reason = next?.reason ?? verdict.reason;
+        await this.#o.state.pause(data.locationId, reason);
+        log.error({ ...fields, reason }, 'paused: credentials rejected');
         this.#emit({ outcome: 'paused', locationId: data.locationId, status, latencyMs });
         throw new LocationPaused();
       }
@@ -197,6 +378,11 @@ export class Delivery {
       case 'suspect':
       case 'transient': {
         const failures = await this.#o.state.settle(data.locationId, data.key, slot, result.rate, undefined, health);
+        // HighLevel may hold it: the next attempt looks before posting again.
+        if (this.#o.reconcile !== undefined && mayHaveArrived(outcome) && data.unknownSince === undefined) {
+          data.unknownSince = this.#o.now();
+          await job.updateData(data);
+        }
         const waitMs = outageWait(failures);
         if (waitMs !== undefined) {
           // HighLevel is down, not this message: no attempt spent; the location waits, then one probes.
@@ -209,6 +395,14 @@ export class Delivery {
         return this.#retryOrDeadLetter(job, data, verdict, { ...fields, outcome }, log);
       }
     }
+  }
+
+  /** A contact's conversation, from HighLevel's answers (one per contact): a lookup then needs no search. Bounded: the oldest go first. */
+  #rememberConversation(locationId: string, contactId: string, conversationId: string): void {
+    const key = `${locationId}\n${contactId}`;
+    this.#conversations.delete(key);
+    this.#conversations.set(key, conversationId);
+    if (this.#conversations.size > 20_000) this.#conversations.delete(this.#conversations.keys().next().value as string);
   }
 
   #rememberWait(locationId: string, waitMs: number): void {
@@ -351,4 +545,12 @@ function firstAttemptOf(job: Job): number {
 
 function stringOr(value: unknown, fallback: string): string {
   return typeof value === 'string' && value !== '' ? value : fallback;
+}
+
+/** The id of the conversation a search found, if any. */
+function conversationOf(result: ReadResult): string | undefined {
+  if (result.kind !== 'answer') return undefined;
+  const list = (result.json as { conversations?: { id?: unknown }[] } | undefined)?.conversations;
+  const id = Array.isArray(list) ? list[0]?.id : undefined;
+  return typeof id === 'string' ? id : undefined;
 }

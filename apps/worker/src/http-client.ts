@@ -29,6 +29,9 @@ export interface HighLevelClientOptions {
   maxSockets: number;
 }
 
+/** What a read got back. */
+export type ReadResult = { kind: 'answer'; status: number; json: unknown; rate: RateHeaders | undefined } | { kind: 'network'; message: string };
+
 export class HighLevelClient {
   #got: Got;
   #agents: { http: HttpAgent; https: HttpsAgent };
@@ -61,7 +64,26 @@ export class HighLevelClient {
     } catch (error) {
       const code = error instanceof RequestError ? error.code || 'ERR_REQUEST' : 'ERR_UNKNOWN';
       const message = error instanceof Error ? error.message : String(error);
-      return { outcome: { kind: 'network', code, message }, latencyMs: performance.now() - started, rate: undefined };
+      // got records when the request body was fully written: after that, HighLevel may have it.
+      const sent = error instanceof RequestError && error.timings?.upload !== undefined;
+      return { outcome: { kind: 'network', code, message, sent }, latencyMs: performance.now() - started, rate: undefined };
+    }
+  }
+
+  /** A read (reconcile.ts): `GET` a path with query, as the location. The answer's JSON, or why there is none. */
+  async get(token: string, path: string, query: Record<string, string | undefined>): Promise<ReadResult> {
+    const searchParams = Object.fromEntries(Object.entries(query).filter((e): e is [string, string] => e[1] !== undefined));
+    try {
+      const res = await this.#got.get(path, { searchParams, headers: { authorization: `Bearer ${token}` } });
+      let json: unknown;
+      try {
+        json = JSON.parse(res.body);
+      } catch {
+        json = undefined;
+      }
+      return { kind: 'answer', status: res.statusCode, json, rate: readRateHeaders(res.headers) };
+    } catch (error) {
+      return { kind: 'network', message: error instanceof Error ? error.message : String(error) };
     }
   }
 

@@ -15,6 +15,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { keysFor, readImports, type LocationSnapshot, type LocationState } from '@ghl-ingest/queue';
+import type { LookupResult } from './reconcile.ts';
 import type { RedisClient } from '@ghl-ingest/queue';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { DeliveryEvent } from './deliver.ts';
@@ -46,6 +47,7 @@ export class WorkerMetrics {
   readonly #statuses: Counter<'status'>;
   readonly #latency: Histogram;
   readonly #rateLimited: Counter;
+  readonly #lookups: Counter;
   readonly #deadLetters: Counter<'class'>;
   readonly #reporter: { redis: RedisClient; key: string; id: string; timer: NodeJS.Timeout };
 
@@ -71,6 +73,12 @@ export class WorkerMetrics {
       registers,
     });
     this.#rateLimited = new Counter({ name: 'ghl_rate_limited_total', help: '429 answers from HighLevel.', registers });
+    this.#lookups = new Counter({
+      name: 'ghl_reconcile_lookups_total',
+      help: 'Lookups at HighLevel before posting again after an unknown outcome, by result (found: not posted again; absent; undecided: posted as without one) and why undecided.',
+      labelNames: ['result', 'reason'],
+      registers,
+    });
     this.#deadLetters = new Counter({ name: 'ghl_dead_letters_total', help: 'Messages dead-lettered, by failure class.', labelNames: ['class'], registers });
     const key = keysFor(shared.prefix).metricsReporter;
     const id = randomUUID();
@@ -93,6 +101,11 @@ export class WorkerMetrics {
     if (event.latencyMs !== undefined) this.#latency.observe(event.latencyMs / 1000);
     if (event.outcome === 'rate-limited') this.#rateLimited.inc();
     if (event.outcome === 'dead-lettered') this.#deadLetters.inc({ class: event.failureClass ?? 'unknown' });
+  }
+
+  /** A lookup's result (reconcile.ts). */
+  lookedUp(result: LookupResult): void {
+    this.#lookups.inc({ result: result.kind, reason: result.kind === 'undecided' ? result.reason : '' });
   }
 
   #registerShared({ state, redis, prefix, deadLetterCount }: SharedSources): void {

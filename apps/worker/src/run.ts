@@ -2,9 +2,8 @@
  * A worker process (`pnpm worker`, `ghl-ingest worker`): takes messages from the queue and posts
  * them to HighLevel until SIGINT/SIGTERM. Settings come from the environment only.
  */
-import { coerceError, ConfigError, createLogger, IngestError, loadConfig, startTracing } from '@ghl-ingest/queue';
+import { coerceError, ConfigError, createLogger, IngestError, loadConfig, onShutdown, startTracing } from '@ghl-ingest/queue';
 import { WORKER_HELP } from './help.ts';
-import { onShutdown } from '@ghl-ingest/queue';
 import { startWorker, type WorkerParts } from './worker.ts';
 
 /** Runs a worker until it is stopped; `--help` prints what it does. Exits the process when it stops. */
@@ -35,10 +34,22 @@ async function start(): Promise<void> {
     throw error;
   }
   const logger = createLogger(config.logLevel, 'worker');
-  const tracing = await startTracing('ghl-ingest-worker');
-  let worker;
+  const starting = (async () => {
+    const tracing = await startTracing('ghl-ingest-worker');
+    const worker = await startWorker(config, { logger, admin: { port: config.adminPort, explicit: config.adminPortExplicit }, ...testSeams() });
+    return { tracing, worker };
+  })();
+  // Signals are handled from the start: one that arrives while the worker is still starting (an
+  // orchestrator stopping a process it has just started) stops it cleanly once it has started.
+  onShutdown(async () => {
+    const { tracing, worker } = await starting;
+    const { forced } = await worker.close(config.shutdownTimeoutMs);
+    if (forced) logger.warn('shutdown deadline passed: in-flight jobs cut off, they will be taken again');
+    await tracing?.shutdown().catch((error: unknown) => logger.warn({ err: coerceError(error) }, 'could not flush traces'));
+  }, logger);
+  let running;
   try {
-    worker = await startWorker(config, { logger, admin: { port: config.adminPort, explicit: config.adminPortExplicit }, ...testSeams() });
+    running = (await starting).worker;
   } catch (error) {
     if (error instanceof ConfigError || (error instanceof IngestError && error.code === 'CONFIG')) {
       process.stderr.write(`worker: ${error.message}\n`);
@@ -46,13 +57,7 @@ async function start(): Promise<void> {
     }
     throw error;
   }
-  const running = worker;
   process.on('SIGHUP', () => void running.reloadTokens());
-  onShutdown(async () => {
-    const { forced } = await running.close(config.shutdownTimeoutMs);
-    if (forced) logger.warn('shutdown deadline passed: in-flight jobs cut off, they will be taken again');
-    await tracing?.shutdown().catch((error: unknown) => logger.warn({ err: coerceError(error) }, 'could not flush traces'));
-  }, logger);
 }
 
 /**

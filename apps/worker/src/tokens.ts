@@ -21,8 +21,14 @@ export class TokenStore {
     this.#byLocation = this.#read();
   }
 
-  forLocation(locationId: string): string | undefined {
-    return this.#byLocation.get(locationId) ?? this.#fallback;
+  /** The location's own token from GHL_TOKENS_FILE. */
+  fromFile(locationId: string): string | undefined {
+    return this.#byLocation.get(locationId);
+  }
+
+  /** GHL_TOKEN, for locations with no token of their own. */
+  get fallback(): string | undefined {
+    return this.#fallback;
   }
 
   /** Re-reads the file; returns the locations whose token changed. Keeps the old tokens if the file is bad. */

@@ -13,11 +13,16 @@ import {
   keysFor,
   LocationState,
   locationOfQueue,
+  OAuthClient,
+  OAuthStore,
+  OAuthTokens,
   readBudgetOverrides,
+  TokenCipher,
   traceConsume,
   tracingRequested,
   type Config,
   type Logger,
+  type RedisClient,
 } from '@ghl-ingest/queue';
 import type { Job } from 'bullmq';
 import type { BackoffOptions } from './backoff.ts';
@@ -28,6 +33,8 @@ import { WorkerMetrics } from './metrics.ts';
 import { Dispatcher } from './dispatcher.ts';
 import { Semaphore } from './semaphore.ts';
 import { TokenStore } from './tokens.ts';
+import { Credentials } from './credentials.ts';
+import type { LookupResult } from './reconcile.ts';
 import { LocationPaused, LocationWait, WorkerStopping } from './signals.ts';
 
 /** In-flight requests per process when WORKER_CONCURRENCY is not set. */
@@ -77,6 +84,13 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
       ledgerTtlMs: config.ledgerTtlMs,
     },
   });
+  // Redis restarted or failed over, perhaps losing its last writes: this process's recent ledger
+  // entries go back before any message is checked against the ledger again.
+  const stopWatching = state.watchForLoss((written) => {
+    if (written > 0)
+      log.warn({ written }, 'Redis came back without ledger entries this process wrote lately: written back, those messages will not be posted again');
+    else log.info('Redis came back as another server; the ledger had every entry this process wrote lately');
+  });
   const subscriber = createRedis(config, 'worker', `${config.queuePrefix}:worker-subscriber`);
   subscriber.on('error', (error: unknown) => log.warn({ err: coerceError(error) }, 'subscriber connection error'));
   // The dispatcher runs the delivery: built in this order, `delivery` is defined before the
@@ -103,7 +117,7 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
   let admin: AdminServer | undefined;
   const delivery = new Delivery({
     deadLetters,
-    tokens,
+    credentials: new Credentials(tokens, oauthTokens(config, connection, log)),
     client,
     state,
     inFlight: new Semaphore(concurrency),
@@ -116,6 +130,11 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
       parts.onEvent?.(event);
     },
     ...(parts.afterLedgerWrite === undefined ? {} : { afterLedgerWrite: parts.afterLedgerWrite }),
+    // Reads before posting again after an unknown outcome: at most 3 pages of 100 each, and 30
+    // lookups a minute per location (about 2 requests each: a few percent of HighLevel's 600 a minute).
+    ...(config.reconcile
+      ? { reconcile: { pages: 3, perMinute: 30, settleMs: config.httpTimeoutMs + 1_000 }, onLookup: (result: LookupResult) => metrics.lookedUp(result) }
+      : {}),
   });
   // Outcomes per import (for `import --wait`) and dead letters per location (for `status`): off
   // the hot path, not awaited. Deliveries and skips are counted per location by the limiter's own
@@ -162,6 +181,21 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
   flushLogs(log);
   const flusher = setInterval(() => flushLogs(log), 1_000);
   flusher.unref();
+  // Redis may lose acknowledged writes (a restart with `everysec`, a cluster failover): every 10 s,
+  // and now, check whether it changed, and if so put back what the shared structures lost.
+  let repairing: Promise<void> = Promise.resolve();
+  const stopRepair = new AbortController();
+  const repair = () => {
+    repairing = state.repairAfterLoss(stopRepair.signal).then(
+      (report) => {
+        if (report !== undefined) log.info(report, 'Redis changed (restart or failover): locations with jobs checked against the ready set');
+      },
+      (error: unknown) => log.warn({ err: coerceError(error) }, 'could not check the ready set after a Redis change; trying again in 10 s'),
+    );
+  };
+  repair();
+  const repairer = setInterval(repair, 10_000);
+  repairer.unref();
   await dispatcher.start();
 
   return {
@@ -172,16 +206,36 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
     async close(deadlineMs = config.shutdownTimeoutMs) {
       if (file !== undefined) unwatchFile(file);
       clearInterval(flusher);
+      clearInterval(repairer);
+      stopRepair.abort();
       delivery.stop();
       const result = await dispatcher.close(deadlineMs);
+      await repairing;
       await admin?.close();
       await metrics.close();
       await deadLetters.close();
+      stopWatching();
       client.close();
       await connection.quit().catch(() => connection.disconnect());
       return result;
     },
   };
+}
+
+/**
+ * As a marketplace app (GHL_CLIENT_ID, GHL_CLIENT_SECRET, GHL_TOKEN_KEY): OAuth tokens from the
+ * shared encrypted store, refreshed by one process at a time. A bad GHL_TOKEN_KEY stops the worker.
+ */
+function oauthTokens(config: Config, redis: RedisClient, log: Logger): OAuthTokens | undefined {
+  const oauth = config.oauth;
+  if (oauth?.clientId === undefined || oauth.clientSecret === undefined) return undefined;
+  return new OAuthTokens({
+    store: new OAuthStore(redis, config.queuePrefix, TokenCipher.fromSetting(oauth.tokenKey)),
+    client: new OAuthClient({ baseUrl: config.apiBaseUrl, clientId: oauth.clientId, clientSecret: oauth.clientSecret, timeoutMs: config.httpTimeoutMs }),
+    // Longer than a refresh can take (its timeout), so a living holder never loses it.
+    leaseMs: 2 * config.httpTimeoutMs + 5_000,
+    logger: log,
+  });
 }
 
 /** A delivery attempt's span: its location; the message id HighLevel gave; waits and stops are not errors. */

@@ -1,4 +1,5 @@
 /** The worker's admin endpoint: metrics after deliveries, health, and the dashboard's auth. */
+import { deadLetterQueueName } from '@ghl-ingest/queue';
 import { useRedis } from '@ghl-ingest/testing';
 import { describe, expect, it } from 'vitest';
 import { sms, until, useHarness } from './harness.ts';
@@ -97,10 +98,10 @@ describe('admin endpoint', () => {
     expect(page.status).toBe(200);
     expect(await page.text()).toContain('<html');
     const api = (await (await fetch(`${base}/api/queues`, { headers: auth })).json()) as { queues: { name: string; readOnlyMode: boolean }[] };
-    expect(api.queues.map((q) => q.name)).toEqual(expect.arrayContaining(['dead-letter', 'loc.{locA}']));
+    expect(api.queues.map((q) => q.name)).toEqual(expect.arrayContaining([deadLetterQueueName(redis.onCluster), 'loc.{locA}']));
     // Read-only unless DASHBOARD_ALLOW_CHANGES=true: no cleaning the dead letters from the dashboard.
     expect(api.queues.every((q) => q.readOnlyMode)).toBe(true);
-    const clean = await fetch(`${base}/api/queues/dead-letter/clean/waiting`, { method: 'PUT', headers: auth });
+    const clean = await fetch(`${base}/api/queues/${encodeURIComponent(deadLetterQueueName(redis.onCluster))}/clean/waiting`, { method: 'PUT', headers: auth });
     expect(clean.status).toBe(405);
   });
 
@@ -111,6 +112,6 @@ describe('admin endpoint', () => {
     const api = (await (await fetch(`${worker.admin?.url ?? ''}/dashboard/api/queues`, { headers: auth })).json()) as {
       queues: { name: string; readOnlyMode: boolean }[];
     };
-    expect(api.queues.find((q) => q.name === 'dead-letter')?.readOnlyMode).toBe(false);
+    expect(api.queues.find((q) => q.name === deadLetterQueueName(redis.onCluster))?.readOnlyMode).toBe(false);
   });
 });

@@ -13,6 +13,7 @@ import {
   createLogger,
   createRedis,
   DeadLetters,
+  type RedisClient,
   Enqueuer,
   loadConfig,
   LocationState,
@@ -23,13 +24,15 @@ import {
 import { normalizeRecord, toJobData, type JobData, type JobSource } from '@ghl-ingest/schema';
 import { nodeArgsOf, pendingJobs, settled, type RedisTestContext } from '@ghl-ingest/testing';
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { afterEach } from 'vitest';
 import { startWorker, type RunningWorker, type WorkerParts } from '../src/worker.ts';
 
 /** Secrets that must never show up in Redis or logs. */
 export const TOKENS = { locA: 'secret-token-A-5b1f0c', locB: 'secret-token-B-93ad27', locC: 'secret-token-C-e0417a' };
 const FAKE_TOKENS = Object.fromEntries(Object.entries(TOKENS).map(([loc, token]) => [token, loc]));
+
+/** The Redis a harness runs on: one Redis or a cluster (useRedis gives both). */
+export type HarnessRedis = Pick<RedisTestContext, 'prefix' | 'env' | 'target'>;
 
 export interface HarnessOptions {
   fake?: FakeHighLevelOptions;
@@ -42,7 +45,7 @@ export class Harness {
   readonly env: Record<string, string>;
   readonly logs: string[] = [];
   readonly tokensFile: string;
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly enqueuer: Enqueuer;
   readonly deadLetters: DeadLetters;
   /** The locations' state, as `status` reads it. */
@@ -51,14 +54,13 @@ export class Harness {
   #children: ChildProcess[] = [];
   #queues = new Map<string, Queue>();
 
-  private constructor(fake: FakeHighLevel, redisCtx: RedisTestContext, options: HarnessOptions) {
+  private constructor(fake: FakeHighLevel, redisCtx: HarnessRedis, options: HarnessOptions) {
     this.fake = fake;
     const dir = mkdtempSync(join(tmpdir(), 'ghl-worker-test-'));
     this.tokensFile = join(dir, 'tokens.json');
     writeFileSync(this.tokensFile, JSON.stringify(TOKENS));
     this.env = {
-      REDIS_URL: redisCtx.url,
-      QUEUE_PREFIX: redisCtx.prefix,
+      ...redisCtx.env,
       GHL_API_BASE_URL: fake.url,
       GHL_TOKENS_FILE: this.tokensFile,
       GHL_MAX_ATTEMPTS: '5',
@@ -69,13 +71,13 @@ export class Harness {
       ...options.env,
     };
     this.config = loadConfig(this.env);
-    this.redis = createRedis(redisCtx.url, 'worker', `${redisCtx.prefix}:harness`);
+    this.redis = createRedis(redisCtx.target, 'worker', `${redisCtx.prefix}:harness`);
     this.enqueuer = new Enqueuer(this.redis, this.config.queuePrefix, this.config.maxAttempts);
     this.deadLetters = new DeadLetters(this.redis, this.config.queuePrefix);
     this.state = new LocationState(this.redis, { prefix: this.config.queuePrefix });
   }
 
-  static async create(redisCtx: RedisTestContext, options: HarnessOptions = {}): Promise<Harness> {
+  static async create(redisCtx: HarnessRedis, options: HarnessOptions = {}): Promise<Harness> {
     const fake = await FakeHighLevel.start({ tokens: FAKE_TOKENS, ...options.fake });
     return new Harness(fake, redisCtx, options);
   }

@@ -4,6 +4,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { useRedis } from '@ghl-ingest/testing';
 import { describe, expect, it } from 'vitest';
@@ -103,6 +104,49 @@ describe('worker reliability', () => {
     expect(counts.completed).toBe(h.fake.stats().accepted);
     expect(h.logs.join('')).toContain('"msg":"stopped"');
   }, 30_000);
+
+  // A proxy in front of one Redis: on a cluster the same start-up runs, and is proven here.
+  it.skipIf(redis.onCluster)(
+    'SIGTERM while still starting: stops cleanly once started (exit 0, not killed by the signal)',
+    async () => {
+      const h = await harness();
+      // Redis answers late: the worker's connections are held until the signal has arrived, so it
+      // comes while the worker is starting (as when an orchestrator stops a process it just started).
+      const target = new URL(redis.url);
+      const held: Socket[] = [];
+      let released = false;
+      const proxy = createServer((client) => {
+        const forward = () => {
+          const upstream = connect(Number(target.port || 6379), target.hostname);
+          client.pipe(upstream).pipe(client);
+          const drop = () => (client.destroy(), upstream.destroy());
+          client.on('error', drop).on('close', drop);
+          upstream.on('error', drop).on('close', drop);
+        };
+        if (released) forward();
+        else held.push(Object.assign(client, { forward }));
+      });
+      proxy.listen(0, '127.0.0.1');
+      await once(proxy, 'listening');
+      const port = (proxy.address() as AddressInfo).port;
+      try {
+        const worker = h.spawnWorker({ REDIS_URL: `redis://127.0.0.1:${port}`, REDIS_CLUSTER_NODES: '' });
+        await until(() => held.length > 0, 20_000, 'the starting worker to connect to Redis');
+        worker.kill('SIGTERM');
+        await sleep(300);
+        expect(worker.exitCode).toBeNull();
+        released = true;
+        for (const socket of held) (socket as Socket & { forward: () => void }).forward();
+        const [code, signal] = (await once(worker, 'exit')) as [number | null, string | null];
+        expect({ code, signal }).toEqual({ code: 0, signal: null });
+        expect(h.logs.join('')).toContain('"msg":"stopped"');
+      } finally {
+        proxy.close();
+        for (const socket of held) socket.destroy();
+      }
+    },
+    30_000,
+  );
 
   it('SIGTERM past the deadline: in-flight jobs are cut off, and taken again later', async () => {
     const h = await harness({ fake: { latency: { minMs: 3000, maxMs: 3000 } } });

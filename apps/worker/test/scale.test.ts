@@ -5,10 +5,10 @@
  */
 import { once } from 'node:events';
 import { keysFor } from '@ghl-ingest/queue';
-import { RedisServer, useRedis, type RedisTestContext } from '@ghl-ingest/testing';
+import { RedisServer, useRedis } from '@ghl-ingest/testing';
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
-import { Harness, sms, until, useHarness } from './harness.ts';
+import { Harness, sms, until, useHarness, type HarnessRedis } from './harness.ts';
 
 describe('many locations', () => {
   const redis = useRedis();
@@ -103,12 +103,10 @@ describe('idle locations cost nothing', () => {
     // A Redis of this test's own, so that its command count is this worker's alone.
     const server = await RedisServer.start();
     const admin = new Redis(server.url);
-    const ctx: RedisTestContext = {
-      url: server.url,
+    const ctx: HarnessRedis = {
       prefix: 't-idle',
-      admin,
-      client: () => new Redis(server.url),
-      openConnections: () => Promise.resolve([]),
+      env: { REDIS_URL: server.url, QUEUE_PREFIX: 't-idle' },
+      target: { redisUrl: server.url, redisClusterNodes: undefined },
     };
     const h = await Harness.create(ctx, { fake: { tokens: null } });
     try {

@@ -25,8 +25,18 @@ Options:
   --fault-drop P           probability of a reset connection before processing
   --fault-drop-after P     probability of a reset after the message was recorded
   --fault-empty-201 P      probability of a 201 with an empty body
+  --fault-slow-after P     probability of recording the message, then answering after --slow-after-ms
+  --slow-after-ms N        (default 0)
+  --no-read-altid          GET /conversations/{id}/messages leaves altId out
+  --no-read-scope          reads answer 401 (the token lacks conversations/message.readonly)
   --retry-after            send Retry-After on 429 (HighLevel documents none)
   --no-record-bodies       keep hashes only (for runs of millions)
+  --oauth-client-id ID     the marketplace app /oauth/token accepts (default stand-in-client)
+  --oauth-client-secret S  its secret (default stand-in-secret)
+  --oauth-access-ttl-ms N  how long OAuth access tokens live (default 86399000, HighLevel's)
+
+OAuth: POST /oauth/token (refresh_token, authorization_code) and /oauth/locationToken; admin
+POST /__admin/oauth/{authorise,codes,install,revoke}.
 `;
 
 function main(): void {
@@ -46,8 +56,15 @@ function main(): void {
       'fault-drop': { type: 'string' },
       'fault-drop-after': { type: 'string' },
       'fault-empty-201': { type: 'string' },
+      'fault-slow-after': { type: 'string' },
+      'slow-after-ms': { type: 'string' },
+      'no-read-altid': { type: 'boolean' },
+      'no-read-scope': { type: 'boolean' },
       'retry-after': { type: 'boolean' },
       'no-record-bodies': { type: 'boolean' },
+      'oauth-client-id': { type: 'string' },
+      'oauth-client-secret': { type: 'string' },
+      'oauth-access-ttl-ms': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -94,12 +111,24 @@ function main(): void {
     ['fault-drop', 'drop'],
     ['fault-drop-after', 'dropAfterAccept'],
     ['fault-empty-201', 'empty201'],
+    ['fault-slow-after', 'slowAfterAccept'],
   ] as const) {
     const p = prob(flag);
     if (p !== undefined) faults[key] = p;
   }
+  const slowAfterMs = num('slow-after-ms', values['slow-after-ms']);
+  if (slowAfterMs !== undefined) faults.slowAfterAcceptMs = slowAfterMs;
+  if (values['no-read-altid'] === true || values['no-read-scope'] === true) {
+    patch.reads = { ...(values['no-read-altid'] === true ? { altId: false } : {}), ...(values['no-read-scope'] === true ? { scope: false } : {}) };
+  }
   if (values['retry-after'] === true) patch.retryAfter = true;
   if (values['no-record-bodies'] === true) patch.recordBodies = false;
+  const ttl = num('oauth-access-ttl-ms', values['oauth-access-ttl-ms']);
+  patch.oauth = {
+    ...(values['oauth-client-id'] === undefined ? {} : { clientId: values['oauth-client-id'] }),
+    ...(values['oauth-client-secret'] === undefined ? {} : { clientSecret: values['oauth-client-secret'] }),
+    ...(ttl === undefined ? {} : { accessTtlMs: ttl }),
+  };
 
   const port = num('port', values.port, 65_535) ?? 8787;
   FakeHighLevel.start({ ...patch, port, host: values.host }).then(

@@ -14,6 +14,9 @@ export interface Faults {
   dropAfterAccept: number;
   /** Probability of answering 201 with an empty body, creating nothing (seen on the real API). */
   empty201: number;
+  /** Probability of recording the message, then answering only after `slowAfterAcceptMs` (past a client's timeout). */
+  slowAfterAccept: number;
+  slowAfterAcceptMs: number;
 }
 
 export interface Latency {
@@ -44,18 +47,28 @@ export interface FakeHighLevelConfig {
    * Lets tests get a genuine 422 for a body our own schema accepts.
    */
   maxMessageChars: number | null;
+  /**
+   * The read side (`GET /conversations/{id}/messages`): whether each message carries its `altId`
+   * (a 2026 spec revision dropped it from one response), and whether tokens may read at all
+   * (the `conversations/message.readonly` scope; without it 401).
+   */
+  reads: { altId: boolean; scope: boolean };
+  /** The marketplace app HighLevel knows, and how long the access tokens it grants live. */
+  oauth: { clientId: string; clientSecret: string; accessTtlMs: number };
 }
 
 export const DEFAULT_CONFIG: FakeHighLevelConfig = {
   tokens: null,
   limits: { max: 100, windowMs: 10_000, daily: 200_000, mode: 'rolling' },
   perLocation: {},
-  faults: { status500: 0, status502: 0, status503: 0, drop: 0, dropAfterAccept: 0, empty201: 0 },
+  faults: { status500: 0, status502: 0, status503: 0, drop: 0, dropAfterAccept: 0, empty201: 0, slowAfterAccept: 0, slowAfterAcceptMs: 0 },
   latency: { minMs: 0, maxMs: 0, slowProbability: 0, slowMs: 0 },
   retryAfter: false,
   providers: null,
   recordBodies: true,
   maxMessageChars: null,
+  reads: { altId: true, scope: true },
+  oauth: { clientId: 'stand-in-client', clientSecret: 'stand-in-secret', accessTtlMs: 86_399_000 },
 };
 
 export type ConfigPatch = {
@@ -68,6 +81,8 @@ export type ConfigPatch = {
   providers?: string[] | null;
   recordBodies?: boolean;
   maxMessageChars?: number | null;
+  oauth?: Partial<FakeHighLevelConfig['oauth']>;
+  reads?: Partial<FakeHighLevelConfig['reads']>;
 };
 
 /** Applies a patch: objects merge, `null` in a token or location map removes that entry. */
@@ -92,5 +107,7 @@ export function applyPatch(config: FakeHighLevelConfig, patch: ConfigPatch): Fak
   if (patch.providers !== undefined) next.providers = patch.providers;
   if (patch.recordBodies !== undefined) next.recordBodies = patch.recordBodies;
   if (patch.maxMessageChars !== undefined) next.maxMessageChars = patch.maxMessageChars;
+  if (patch.oauth !== undefined) next.oauth = { ...next.oauth, ...patch.oauth };
+  if (patch.reads !== undefined) next.reads = { ...next.reads, ...patch.reads };
   return next;
 }

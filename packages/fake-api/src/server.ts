@@ -1,12 +1,15 @@
 /**
  * A local HighLevel for the demo, the tests and the benchmarks: `POST /conversations/messages/inbound`
- * with HighLevel's auth, headers, validation, rate limits and failure modes, plus an admin API
- * (`/__admin/...`) to read what it received and to change its behaviour while it runs.
+ * with HighLevel's auth, headers, validation, rate limits and failure modes, its OAuth endpoints
+ * (oauth.ts), plus an admin API (`/__admin/...`) to read what it received and to change its
+ * behaviour while it runs.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { canonicalJson } from '@ghl-ingest/schema';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { Conversations } from './conversations.ts';
+import { FakeOAuth, type OAuthOwner, type OAuthStats } from './oauth.ts';
 import { applyPatch, DEFAULT_CONFIG, type ConfigPatch, type FakeHighLevelConfig } from './options.ts';
 import { RateWindow, type RateLimits } from './rate-window.ts';
 import { validateInbound } from './validate.ts';
@@ -47,6 +50,10 @@ export interface FakeStats {
    * (`dropAfterAccept`) or the client had gone (timed out, killed). Each may be posted again.
    */
   acceptedUnanswered: number;
+  /** OAuth: refreshes, reuse of spent refresh tokens, lost refresh answers, expired access tokens. */
+  oauth: OAuthStats;
+  /** Reads: `GET /conversations/{id}/messages` and `GET /conversations/search` answered. */
+  reads: number;
 }
 
 export interface FakeHighLevelOptions extends ConfigPatch {
@@ -70,15 +77,19 @@ export class FakeHighLevel {
   #messages: ReceivedMessage[] = [];
   #seenAltIds = new Set<string>();
   #seenBodies = new Set<string>();
-  #stats: FakeStats = emptyStats();
+  #stats: Omit<FakeStats, 'oauth'> = emptyStats();
   #outage: { until: number; status: number } | null = null;
+  #oauthOutage: { until: number; status: number } | null = null;
   #now: () => number;
   #dayOf: (epochMs: number) => string;
   #random: () => number;
+  readonly #oauth: FakeOAuth;
+  readonly #conversations = new Conversations();
 
   private constructor(app: FastifyInstance, config: FakeHighLevelConfig, options: FakeHighLevelOptions) {
     this.#app = app;
     this.#config = config;
+    this.#oauth = new FakeOAuth(config.oauth);
     this.#now = options.now ?? (() => performance.now());
     this.#dayOf = options.dayOf ?? ((ms) => new Date(ms).toISOString().slice(0, 10));
     this.#random = options.random ?? Math.random;
@@ -92,6 +103,68 @@ export class FakeHighLevel {
       void reply.code(status).send({ statusCode: status, message: error.message, error: status === 500 ? 'Internal Server Error' : 'Bad Request' });
     });
     app.post(INBOUND_PATH, (request, reply) => fake.#inbound(request, reply));
+    app.get('/conversations/search', (request, reply) =>
+      fake.#read(request, reply, (locationId) => {
+        const q = request.query as Record<string, string | undefined>;
+        if (q.locationId !== locationId) return { status: 403, body: { statusCode: 403, message: 'The token does not have access to this location' } };
+        if (q.contactId === undefined) return { status: 422, body: { statusCode: 422, message: ['contactId should not be empty'] } };
+        return { status: 200, body: fake.#conversations.search(locationId, q.contactId) };
+      }),
+    );
+    app.get('/conversations/:conversationId/messages', (request, reply) =>
+      fake.#read(request, reply, (locationId) => {
+        const q = request.query as Record<string, string | undefined>;
+        const limit = Math.min(100, Math.max(1, Number(q.limit ?? 20) || 20));
+        const page = fake.#conversations.page(
+          locationId,
+          (request.params as { conversationId: string }).conversationId,
+          limit,
+          q.lastMessageId,
+          fake.#config.reads.altId,
+        );
+        return page === undefined ? { status: 404, body: { statusCode: 404, message: 'Conversation not found' } } : { status: 200, body: page };
+      }),
+    );
+    // HighLevel's OAuth endpoints take form-encoded bodies.
+    app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_request, body, done) => {
+      done(null, Object.fromEntries(new URLSearchParams(body as string)));
+    });
+    app.post('/oauth/token', (request, reply) => {
+      if (fake.#oauthDown()) return fake.#answer(reply, fake.#oauthOutage?.status ?? 503, { statusCode: 503, message: 'Service Unavailable' });
+      const answer = fake.#oauth.token(request.body as Record<string, string>);
+      if (answer.refreshed === true) void reply.raw.once('close', () => (reply.raw.writableFinished ? undefined : fake.#oauth.answerLost()));
+      return fake.#answer(reply, answer.status, answer.body);
+    });
+    app.post('/oauth/locationToken', (request, reply) => {
+      if (fake.#oauthDown()) return fake.#answer(reply, fake.#oauthOutage?.status ?? 503, { statusCode: 503, message: 'Service Unavailable' });
+      const auth = request.headers.authorization;
+      const answer = fake.#oauth.locationToken(auth?.startsWith('Bearer ') === true ? auth.slice(7).trim() : undefined, request.body as Record<string, string>);
+      return fake.#answer(reply, answer.status, answer.body);
+    });
+    app.post('/__admin/oauth/authorise', (request) => fake.oauth.authorise(request.body as OAuthOwner));
+    app.post('/__admin/oauth/codes', (request) => {
+      const { code, ...owner } = request.body as { code: string } & OAuthOwner;
+      fake.oauth.addCode(code, owner);
+      return { ok: true };
+    });
+    app.post('/__admin/oauth/install', (request) => {
+      const { companyId, locationIds } = request.body as { companyId: string; locationIds: string[] };
+      fake.oauth.install(companyId, locationIds);
+      return { ok: true };
+    });
+    app.get('/__admin/oauth/issued', () => fake.oauth.issued());
+    app.get('/__admin/webhooks/public-key', (_request, reply) => reply.type('text/plain').send(fake.oauth.webhookPublicKey));
+    // Sends a marketplace webhook (INSTALL, UNINSTALL...) to an app, signed as HighLevel signs them.
+    app.post('/__admin/webhooks/send', async (request) => {
+      const { url, event } = request.body as { url: string; event: Record<string, unknown> };
+      const body = JSON.stringify(event);
+      const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', 'x-ghl-signature': fake.oauth.signWebhook(body) }, body });
+      return { status: res.status, body: await res.text() };
+    });
+    app.post('/__admin/oauth/revoke', (request) => {
+      fake.oauth.revoke(request.body as OAuthOwner);
+      return { ok: true };
+    });
     app.get('/__admin/stats', () => fake.stats());
     app.get('/__admin/messages', (request) => {
       const q = request.query as Record<string, string | undefined>;
@@ -106,6 +179,11 @@ export class FakeHighLevel {
     app.post('/__admin/outage', (request) => {
       const { ms, status } = request.body as { ms: number; status?: number };
       fake.outage(ms, status);
+      return { ok: true };
+    });
+    app.post('/__admin/oauth/outage', (request) => {
+      const { ms, status } = request.body as { ms: number; status?: number };
+      fake.oauthOutage(ms, status);
       return { ok: true };
     });
     app.post('/__admin/spend', (request) => {
@@ -134,12 +212,27 @@ export class FakeHighLevel {
 
   configure(patch: ConfigPatch): FakeHighLevelConfig {
     this.#config = applyPatch(this.#config, patch);
+    this.#oauth.settings = this.#config.oauth;
     return this.config;
+  }
+
+  /** The OAuth side: authorise owners, add install codes, install or revoke (see oauth.ts). */
+  get oauth(): FakeOAuth {
+    return this.#oauth;
   }
 
   /** Answers `status` (default 503) to every inbound request for the next `ms` milliseconds. */
   outage(ms: number, status = 503): void {
     this.#outage = { until: this.#now() + ms, status };
+  }
+
+  /** Answers `status` (default 503) to every OAuth request (/oauth/token, /oauth/locationToken) for the next `ms`. */
+  oauthOutage(ms: number, status = 503): void {
+    this.#oauthOutage = { until: this.#now() + ms, status };
+  }
+
+  #oauthDown(): boolean {
+    return this.#oauthOutage !== null && this.#now() < this.#oauthOutage.until;
   }
 
   /** Another client of the same location spends `count` of its budget; returns how many it could. */
@@ -153,7 +246,42 @@ export class FakeHighLevel {
   }
 
   stats(): FakeStats {
-    return structuredClone(this.#stats);
+    return { ...structuredClone(this.#stats), oauth: this.#oauth.stats() };
+  }
+
+  /** The location a request's bearer token stands for: an OAuth access token first (it expires), then the configured tokens. */
+  #locationOf(request: FastifyRequest): string | undefined {
+    const auth = request.headers.authorization;
+    const token = auth?.startsWith('Bearer ') === true ? auth.slice(7).trim() : undefined;
+    if (token === undefined || token === '') return undefined;
+    const oauth = this.#oauth.locationOf(token);
+    if (oauth === 'expired') return undefined;
+    return oauth?.locationId ?? (this.#config.tokens === null ? token : this.#config.tokens[token]);
+  }
+
+  /** A read: the token's location, the same rate budget as posts, the read scope; then `answer`. */
+  async #read(request: FastifyRequest, reply: FastifyReply, answer: (locationId: string) => { status: number; body: unknown }): Promise<unknown> {
+    const stats = this.#stats;
+    stats.requests += 1;
+    const locationId = this.#locationOf(request);
+    if (locationId === undefined) return this.#answer(reply, 401, { statusCode: 401, message: 'Invalid JWT' });
+    if (!this.#config.reads.scope) return this.#answer(reply, 401, { statusCode: 401, message: 'The token is not authorized for this scope.' });
+    const limits = this.#limitsFor(locationId);
+    const rate = this.#window(locationId).take(this.#now(), this.#dayOf(Date.now()), limits);
+    void reply.headers({
+      'x-ratelimit-max': String(limits.max),
+      'x-ratelimit-remaining': String(rate.remaining),
+      'x-ratelimit-interval-milliseconds': String(limits.windowMs),
+    });
+    if (!rate.allowed) {
+      stats.rateLimited += 1;
+      stats.rateLimitedByLocation[locationId] = (stats.rateLimitedByLocation[locationId] ?? 0) + 1;
+      return this.#answer(reply, 429, { statusCode: 429, message: 'Too Many Requests' });
+    }
+    await this.#delay();
+    stats.reads += 1;
+    const { status, body } = answer(locationId);
+    return this.#answer(reply, status, body);
   }
 
   messages(filter: { locationId?: string | undefined; offset?: number; limit?: number } = {}): ReceivedMessage[] {
@@ -168,7 +296,10 @@ export class FakeHighLevel {
     this.#seenAltIds.clear();
     this.#seenBodies.clear();
     this.#stats = emptyStats();
+    this.#oauth.reset();
+    this.#conversations.clear();
     this.#outage = null;
+    this.#oauthOutage = null;
   }
 
   async close(): Promise<void> {
@@ -195,9 +326,7 @@ export class FakeHighLevel {
     stats.requests += 1;
     const config = this.#config;
 
-    const auth = request.headers.authorization;
-    const token = auth?.startsWith('Bearer ') === true ? auth.slice(7).trim() : undefined;
-    const locationId = token === undefined || token === '' ? undefined : config.tokens === null ? token : config.tokens[token];
+    const locationId = this.#locationOf(request);
     if (locationId === undefined) {
       stats.unauthorized += 1;
       return this.#answer(reply, 401, { statusCode: 401, message: 'Invalid JWT' });
@@ -273,12 +402,13 @@ export class FakeHighLevel {
     stats.accepted += 1;
     stats.acceptedByLocation[locationId] = (stats.acceptedByLocation[locationId] ?? 0) + 1;
 
+    const conversationId = this.#conversations.record(locationId, body, messageId, new Date(receivedAt).toISOString());
     if (this.#chance(faults.dropAfterAccept)) {
       stats.acceptedUnanswered += 1;
       return this.#drop(reply);
     }
+    if (this.#chance(faults.slowAfterAccept)) await sleep(faults.slowAfterAcceptMs);
     if (request.raw.socket.destroyed) stats.acceptedUnanswered += 1;
-    const conversationId = typeof body.conversationId === 'string' ? body.conversationId : randomId(20);
     return this.#answer(reply, 201, {
       success: true,
       conversationId,
@@ -312,7 +442,7 @@ export class FakeHighLevel {
   }
 }
 
-function emptyStats(): FakeStats {
+function emptyStats(): Omit<FakeStats, 'oauth'> {
   return {
     requests: 0,
     byStatus: {},
@@ -325,6 +455,7 @@ function emptyStats(): FakeStats {
     duplicateAltIds: 0,
     duplicateBodies: 0,
     acceptedUnanswered: 0,
+    reads: 0,
   };
 }
 

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from './config.ts';
 
@@ -23,9 +24,34 @@ describe('loadConfig', () => {
   });
 
   it('reads values, treating blank ones as unset, and is frozen', () => {
-    const c = loadConfig({ GHL_MAX_ATTEMPTS: '3', DEFAULT_PHONE_REGION: 'gb', QUEUE_PREFIX: '  ', REDIS_URL: 'rediss://u:p@h:6380' });
-    expect(c).toMatchObject({ maxAttempts: 3, defaultPhoneRegion: 'GB', queuePrefix: 'ghl', redisUrl: 'rediss://u:p@h:6380' });
+    const c = loadConfig({
+      GHL_MAX_ATTEMPTS: '3',
+      DEFAULT_PHONE_REGION: 'gb',
+      QUEUE_PREFIX: '  ',
+      REDIS_URL: 'rediss://u:p@h:6380',
+      GHL_TOKEN: '',
+      GHL_TOKENS_FILE: ' ',
+    });
+    expect(c).toMatchObject({
+      maxAttempts: 3,
+      defaultPhoneRegion: 'GB',
+      queuePrefix: 'ghl',
+      redisUrl: 'rediss://u:p@h:6380',
+      token: undefined,
+      tokensFile: undefined,
+    });
     expect(Object.isFrozen(c)).toBe(true);
+  });
+
+  it('takes .env.example as it is: every setting blank or at its default', () => {
+    const example = Object.fromEntries(
+      readFileSync(new URL('../../../.env.example', import.meta.url), 'utf8')
+        .split('\n')
+        .filter((line) => /^[A-Z_]+=/.test(line))
+        .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]),
+    );
+    expect(Object.keys(example).length).toBeGreaterThan(20);
+    expect(() => loadConfig(example)).not.toThrow();
   });
 
   it.each([

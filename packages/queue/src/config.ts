@@ -48,6 +48,10 @@ const envSchema = z.object({
   GHL_API_BASE_URL: z.preprocess(blankIsUnset, z.url({ protocol: /^https?$/ }).default('https://services.leadconnectorhq.com')),
   GHL_TOKEN: text().optional(),
   GHL_TOKENS_FILE: text().optional(),
+  GHL_CLIENT_ID: text().optional(),
+  GHL_CLIENT_SECRET: text().optional(),
+  GHL_TOKEN_KEY: text().optional(),
+  GHL_WEBHOOK_PUBLIC_KEY: text().optional(),
   GHL_CONVERSATION_PROVIDER_ID: text().optional(),
   GHL_RATE_LIMIT_MAX: int(1, 1_000_000).default(100),
   GHL_RATE_LIMIT_WINDOW_MS: int(1, 86_400_000).default(10_000),
@@ -74,6 +78,7 @@ const envSchema = z.object({
   LOG_LEVEL: z.preprocess(blankIsUnset, z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')),
   // Ours, beyond contract.md (documented in the README):
   GHL_LEDGER_TTL_DAYS: int(1, 3650).default(30),
+  GHL_RECONCILE: z.preprocess(blankIsUnset, z.enum(['on', 'off']).default('on')),
   SHUTDOWN_TIMEOUT_MS: int(0, 3_600_000).default(30_000),
   WORKER_LOCK_MS: int(1_000, 600_000).default(30_000),
   GHL_RATE_LIMITS_FILE: text().optional(),
@@ -97,6 +102,14 @@ export interface Config {
   apiBaseUrl: string;
   token: string | undefined;
   tokensFile: string | undefined;
+  /**
+   * A marketplace app's OAuth (GHL_CLIENT_ID, GHL_CLIENT_SECRET): tokens come from the encrypted
+   * store `ingest auth` fills; `tokenKey` (GHL_TOKEN_KEY) seals them. The key alone is enough to
+   * import and show tokens; refreshing them needs the app's credentials too.
+   */
+  oauth: { clientId: string | undefined; clientSecret: string | undefined; tokenKey: string } | undefined;
+  /** GHL_WEBHOOK_PUBLIC_KEY: HighLevel's Ed25519 key (PEM) that signs marketplace webhooks (X-GHL-Signature). */
+  webhookPublicKey: string | undefined;
   conversationProviderId: string | undefined;
   rateLimit: { max: number; windowMs: number; daily: number };
   /** GHL_RATE_LIMITS_FILE: per-location budgets over `rateLimit`. */
@@ -118,6 +131,8 @@ export interface Config {
   dashboard: { user: string; password: string; readOnly: boolean } | undefined;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   ledgerTtlMs: number;
+  /** GHL_RECONCILE: look a message up at HighLevel before posting it again after an unknown outcome. */
+  reconcile: boolean;
   shutdownTimeoutMs: number;
   /** A job's lock, renewed at half this while it runs; a dead worker's jobs are taken again within about twice this. */
   workerLockMs: number;
@@ -125,13 +140,23 @@ export interface Config {
 
 /** Parses settings from `env` (default: `process.env` plus `.env`). Throws ConfigError naming each bad variable. */
 export function loadConfig(env: Record<string, string | undefined> = readEnv()): Readonly<Config> {
-  const parsed = envSchema.safeParse(env);
+  // A blank value is unset (`GHL_TOKEN=` in a .env copied from .env.example): dropped before
+  // parsing, so optional settings stay unset and defaults apply.
+  const parsed = envSchema.safeParse(Object.fromEntries(Object.entries(env).filter(([, v]) => blankIsUnset(v) !== undefined)));
   if (!parsed.success) {
     throw new ConfigError(`invalid settings:\n${z.prettifyError(parsed.error)}`);
   }
   const e = parsed.data;
   if ((e.DASHBOARD_USER === undefined) !== (e.DASHBOARD_PASSWORD === undefined)) {
     throw new ConfigError('invalid settings: set both DASHBOARD_USER and DASHBOARD_PASSWORD, or neither');
+  }
+  if ((e.GHL_CLIENT_ID === undefined) !== (e.GHL_CLIENT_SECRET === undefined)) {
+    throw new ConfigError('invalid settings: set both GHL_CLIENT_ID and GHL_CLIENT_SECRET (the marketplace app), or neither');
+  }
+  if (e.GHL_CLIENT_ID !== undefined && e.GHL_TOKEN_KEY === undefined) {
+    throw new ConfigError(
+      'invalid settings: GHL_CLIENT_ID needs GHL_TOKEN_KEY, the key that encrypts OAuth tokens in Redis (make one: openssl rand -base64 32)',
+    );
   }
   return Object.freeze({
     redisUrl: e.REDIS_URL,
@@ -140,6 +165,9 @@ export function loadConfig(env: Record<string, string | undefined> = readEnv()):
     apiBaseUrl: e.GHL_API_BASE_URL.replace(/\/+$/, ''),
     token: e.GHL_TOKEN,
     tokensFile: e.GHL_TOKENS_FILE,
+    oauth:
+      e.GHL_TOKEN_KEY === undefined ? undefined : Object.freeze({ clientId: e.GHL_CLIENT_ID, clientSecret: e.GHL_CLIENT_SECRET, tokenKey: e.GHL_TOKEN_KEY }),
+    webhookPublicKey: e.GHL_WEBHOOK_PUBLIC_KEY,
     conversationProviderId: e.GHL_CONVERSATION_PROVIDER_ID,
     rateLimit: Object.freeze({ max: e.GHL_RATE_LIMIT_MAX, windowMs: e.GHL_RATE_LIMIT_WINDOW_MS, daily: e.GHL_DAILY_LIMIT }),
     rateLimitsFile: e.GHL_RATE_LIMITS_FILE,
@@ -162,6 +190,7 @@ export function loadConfig(env: Record<string, string | undefined> = readEnv()):
         : undefined,
     logLevel: e.LOG_LEVEL,
     ledgerTtlMs: e.GHL_LEDGER_TTL_DAYS * 86_400_000,
+    reconcile: e.GHL_RECONCILE === 'on',
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     workerLockMs: e.WORKER_LOCK_MS,
   });

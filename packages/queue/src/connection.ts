@@ -76,3 +76,54 @@ export function everyPrimary(redis: RedisClient): Redis[] {
 export function mixesSlots(redis: RedisClient): boolean {
   return !(redis instanceof Cluster);
 }
+
+/**
+ * The masters, once the client knows them: a cluster client learns its nodes when it becomes
+ * ready, and until then `everyPrimary` would be an empty list (a scan that finds nothing, a run id
+ * of nobody).
+ */
+async function knownPrimaries(redis: RedisClient): Promise<Redis[]> {
+  if (redis instanceof Cluster) await whenReady(redis, 30_000);
+  return everyPrimary(redis);
+}
+
+/** Resolves once the connection is ready (a cluster client: once it knows the slots); fails after `deadlineMs` or when it is closed. */
+export function whenReady(redis: RedisClient, deadlineMs: number): Promise<void> {
+  if (redis.status === 'ready') return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const done = (error?: Error) => {
+      clearTimeout(timer);
+      redis.off('ready', onReady);
+      redis.off('end', onEnd);
+      if (error === undefined) resolve();
+      else reject(error);
+    };
+    const onReady = () => done();
+    const onEnd = () => done(new Error('connection closed'));
+    const timer = setTimeout(() => done(new Error(`not ready within ${deadlineMs / 1000} s`)), deadlineMs);
+    redis.once('ready', onReady);
+    redis.once('end', onEnd);
+  });
+}
+
+/** Keys matching a SCAN pattern, in batches, from every master (a cluster's keys are spread over them). */
+export async function* scanEvery(redis: RedisClient, pattern: string, count = 1000): AsyncGenerator<string[]> {
+  for (const node of await knownPrimaries(redis)) {
+    let cursor = '0';
+    do {
+      const [next, found] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', count);
+      cursor = next;
+      if (found.length > 0) yield found;
+    } while (cursor !== '0');
+  }
+}
+
+/**
+ * The Redis server's run id: new at every start of redis-server. On a cluster, the masters' run
+ * ids together: a master restarted, or replaced by its replica in a failover (which may have
+ * lost the last writes acknowledged to the old master), changes it.
+ */
+export async function redisRunId(redis: RedisClient): Promise<string> {
+  const ids = await Promise.all((await knownPrimaries(redis)).map(async (node) => /^run_id:(\w+)/m.exec(await node.info('server'))?.[1] ?? ''));
+  return ids.sort().join(',');
+}

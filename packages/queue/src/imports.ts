@@ -1,5 +1,5 @@
 /** Reading imports' records (`<prefix>:import:<id>`), for `status` and the worker's metrics. */
-import { everyPrimary, type RedisClient } from './connection.ts';
+import { scanEvery, type RedisClient } from './connection.ts';
 import { keysFor } from './keys.ts';
 
 export interface ImportCounts {
@@ -22,27 +22,22 @@ export async function readImports(redis: RedisClient, prefix: string): Promise<I
   const pattern = keysFor(prefix).importRecord('*');
   const idStart = pattern.length - 1;
   const out: ImportCounts[] = [];
-  for (const node of everyPrimary(redis)) {
-    let cursor = '0';
-    do {
-      const [next, found] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
-      cursor = next;
-      for (const key of found) {
-        const h = await redis.hgetall(key);
-        const n = (field: string) => Number(h[field] ?? 0);
-        out.push({
-          importId: key.slice(idStart),
-          file: h.file ?? '',
-          state: h.state ?? '',
-          accepted: n('accepted'),
-          rejected: n('rejected'),
-          alreadyDelivered: n('alreadyDelivered'),
-          delivered: n('delivered'),
-          dead: n('dead'),
-          pending: Math.max(0, n('accepted') - n('alreadyDelivered') - n('delivered') - n('dead')),
-        });
-      }
-    } while (cursor !== '0');
+  for await (const found of scanEvery(redis, pattern, 500)) {
+    for (const key of found) {
+      const h = await redis.hgetall(key);
+      const n = (field: string) => Number(h[field] ?? 0);
+      out.push({
+        importId: key.slice(idStart),
+        file: h.file ?? '',
+        state: h.state ?? '',
+        accepted: n('accepted'),
+        rejected: n('rejected'),
+        alreadyDelivered: n('alreadyDelivered'),
+        delivered: n('delivered'),
+        dead: n('dead'),
+        pending: Math.max(0, n('accepted') - n('alreadyDelivered') - n('delivered') - n('dead')),
+      });
+    }
   }
   return out.sort((a, b) => a.importId.localeCompare(b.importId));
 }

@@ -13,3 +13,7 @@ export * from './health.ts';
 export * from './imports.ts';
 export { onShutdown } from './shutdown.ts';
 export { activeTraceIds, annotateActiveSpan, queueTelemetry, startTracing, traceConsume, tracingRequested, type Tracing } from './tracing.ts';
+export * from './oauth/cipher.ts';
+export * from './oauth/client.ts';
+export * from './oauth/store.ts';
+export * from './oauth/tokens.ts';

@@ -44,12 +44,26 @@ export interface Keys {
   held: string;
   /** Rate-limit state of a location (the limiter's own keys start with this). */
   rate(locationId: string): string;
-  /** HASH: a location's outcomes so far (delivered, skipped, dead), for `status`. */
+  /** HASH: a location's outcomes so far (delivered, skipped, dead, lookups by result), for `status`. */
   stats(locationId: string): string;
+  /** STRING: lookups (reconcile) a location made in one minute (`minute`: epoch minutes), expiring. */
+  lookups(locationId: string, minute: number): string;
   /** HASH: one import's checkpoint and counts. */
   importRecord(importId: string): string;
   /** STRING: the worker that reports the shared gauges (queue depths) to Prometheus, with a TTL. */
   metricsReporter: string;
+  /** HASH: a location's OAuth record (sealed tokens, expiry, generation, refresh lease); see oauth/store.ts. */
+  oauthLocation(locationId: string): string;
+  /** HASH: an agency's (company's) OAuth record. */
+  oauthCompany(companyId: string): string;
+  /** SET: locations with an OAuth record (for `auth status`). */
+  oauthLocations: string;
+  /** SET: companies with an OAuth record. */
+  oauthCompanies: string;
+  /** STRING: the Redis run id(s) the shared structures were last checked against (see LocationState.repairAfterLoss). */
+  redisRun: string;
+  /** STRING: the process checking them now, with a TTL. */
+  repairLock: string;
 }
 
 export function keysFor(prefix: string): Keys {
@@ -66,8 +80,15 @@ export function keysFor(prefix: string): Keys {
     held: `${prefix}:held`,
     rate: (locationId) => `${prefix}:rate:{${locationId}}`,
     stats: (locationId) => `${prefix}:stats:{${locationId}}`,
+    lookups: (locationId, minute) => `${prefix}:lookups:{${locationId}}:${minute}`,
     importRecord: (importId) => `${prefix}:import:${importId}`,
     metricsReporter: `${prefix}:metrics:reporter`,
+    oauthLocation: (locationId) => `${prefix}:oauth:{${locationId}}`,
+    oauthCompany: (companyId) => `${prefix}:oauth:company:{${companyId}}`,
+    oauthLocations: `${prefix}:oauth:locations`,
+    oauthCompanies: `${prefix}:oauth:companies`,
+    redisRun: `${prefix}:redis-run`,
+    repairLock: `${prefix}:repair`,
   };
 }
 

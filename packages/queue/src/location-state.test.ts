@@ -1,6 +1,8 @@
-import { useRedis } from '@ghl-ingest/testing';
+import { RedisCluster, RedisServer, until, useRedis } from '@ghl-ingest/testing';
+import { createRedis, redisRunId, whenReady } from './connection.ts';
 import { describe, expect, it } from 'vitest';
-import { keysFor } from './keys.ts';
+import { Queue } from 'bullmq';
+import { keysFor, locationQueueName } from './keys.ts';
 import { LocationState, type Lease } from './location-state.ts';
 
 describe('LocationState: the ready set (Lua, on a real Redis)', () => {
@@ -134,4 +136,138 @@ describe('LocationState: the ready set (Lua, on a real Redis)', () => {
     const next = await claimOne(s);
     expect(next).toMatchObject({ locationId: 'a', check: true });
   });
+
+  it('after Redis lost writes (restart, failover): locations with jobs get back their place, registry entry and hold listing, once', async () => {
+    const s = state();
+    const add = async (locationId: string, delay = 0) => {
+      const q = new Queue(locationQueueName(locationId), { connection: redis.client(), prefix: redis.prefix });
+      await q.add('m', { n: 1 }, { jobId: `${locationId}-1`, ...(delay > 0 ? { delay } : {}) });
+      await q.close();
+    };
+    // What the loss left: jobs on each location's own master; of the shared structures only b's place.
+    await add('a');
+    await add('b');
+    await add('c', 60_000); // a retry, due later
+    await add('p');
+    await s.pause('p', 'token rejected');
+    await s.markReady(['b'], false);
+    const k = keysFor(redis.prefix);
+    await redis.admin.srem(k.held, 'p');
+    const bDue = await s.dueInMs('b');
+
+    const report = await s.repairAfterLoss();
+    expect(report).toMatchObject({ withWork: 4, requeued: 2, held: 1 });
+    expect(await s.dueInMs('a')).toBe(0);
+    expect(await s.dueInMs('c')).toBe(0); // taken now: the worker finds the retry not due and waits it out
+    expect(await s.dueInMs('b')).toBe(bDue);
+    expect(await s.dueInMs('p')).toBeUndefined(); // paused: it waits for resume
+    expect(await s.known()).toEqual(['a', 'b', 'c', 'p']);
+    expect(await redis.admin.sismember(k.held, 'p')).toBe(1);
+    // Recorded: the next check, by this process or another, does nothing until Redis changes again.
+    expect(await Promise.all([s.repairAfterLoss(), state().repairAfterLoss()])).toEqual([undefined, undefined]);
+    await redis.admin.set(k.redisRun, 'a-run-before-the-failover');
+    const [one, other] = await Promise.all([s.repairAfterLoss(), state().repairAfterLoss()]);
+    expect([one, other].filter((r) => r !== undefined)).toHaveLength(1); // one process at a time
+  });
+});
+
+describe('LocationState: ledger entries written back after Redis lost them (a real redis-server restarted empty)', () => {
+  const redis = useRedis();
+
+  it('a message delivered before the loss is found in the ledger after it, even when asked while Redis was away', async () => {
+    const server = await RedisServer.start(); // nothing on disk: a restart loses every write, as a lost AOF second does some
+    const connection = createRedis(server.url, 'worker', `${redis.prefix}:restart`);
+    const budget = () => ({ max: 100, windowMs: 10_000, daily: 200_000 });
+    const s = new LocationState(connection, {
+      prefix: redis.prefix,
+      limiter: { budget, inflightMs: 5_000, resetOffsetMs: 0, ledgerTtlMs: 60_000 },
+    });
+    const restored: number[] = [];
+    const stop = s.watchForLoss((written) => restored.push(written));
+    try {
+      const delivered = async (key: string, messageId: string) => {
+        const acquired = await s.acquire('loc', key, `slot-${key}`);
+        expect(acquired.kind).toBe('reserved');
+        await s.settle('loc', key, `slot-${key}`, undefined, { messageId, at: Date.now() });
+      };
+      await delivered('k1', 'hl-1');
+      await delivered('k2', 'hl-2');
+      await until(async () => (await redisRunId(connection)) !== '', 5_000, 'the run id seen');
+
+      await server.kill();
+      await until(() => connection.status !== 'ready', 5_000, 'the client to notice');
+      // Asked while Redis is away (a worker taking the job again): answered only once the entry is
+      // back. (A check already sent when Redis died is resent first by the client: that is among
+      // the requests in flight at a crash, which the README counts.)
+      const asked = s.acquire('loc', 'k1', 'slot-again');
+      await server.restart();
+      expect(await asked).toMatchObject({ kind: 'delivered', entry: { messageId: 'hl-1' } });
+      expect(await s.acquire('loc', 'k2', 'slot-again-2')).toMatchObject({ kind: 'delivered', entry: { messageId: 'hl-2' } });
+      expect(restored).toEqual([2]);
+      // Never delivered: not in the ledger, the message goes.
+      expect((await s.acquire('loc', 'k3', 'slot-3')).kind).toBe('reserved');
+      expect(await connection.pttl(keysFor(redis.prefix).ledger('loc', 'k1'))).toBeGreaterThan(50_000);
+    } finally {
+      stop();
+      await connection.quit();
+      await server.stop();
+    }
+  });
+});
+
+describe('LocationState: ledger entries written back on a Redis Cluster whose master restarted empty', () => {
+  const redis = useRedis();
+
+  it('the entries of the restarted master are written back, the others left alone', async () => {
+    const cluster = await RedisCluster.start({ replicasPerMaster: 0, appendfsync: 'off' });
+    const connection = createRedis(
+      { redisUrl: 'redis://127.0.0.1:1', redisClusterNodes: cluster.nodesSetting.split(',') },
+      'worker',
+      `${redis.prefix}:cluster`,
+    );
+    const restored: number[] = [];
+    let stop: (() => void) | undefined;
+    try {
+      await whenReady(connection, 10_000);
+      const s = new LocationState(connection, {
+        prefix: redis.prefix,
+        limiter: { budget: () => ({ max: 100, windowMs: 10_000, daily: 200_000 }), inflightMs: 5_000, resetOffsetMs: 0, ledgerTtlMs: 60_000 },
+      });
+      stop = s.watchForLoss((written) => restored.push(written));
+      const locations = Array.from({ length: 12 }, (_, i) => `loc${i}`);
+      for (const id of locations) {
+        await s.acquire(id, 'k', `slot-${id}`);
+        await s.settle(id, 'k', `slot-${id}`, undefined, { messageId: `hl-${id}`, at: Date.now() });
+      }
+      await s.repairAfterLoss(); // as a worker does at start: the masters' run ids are seen
+      const ledger = (id: string) => keysFor(redis.prefix).ledger(id, 'k');
+      const victim = await cluster.masterOf(Number(await connection.call('CLUSTER', 'KEYSLOT', ledger('loc0'))));
+      const onVictim: string[] = [];
+      for (const id of locations)
+        if ((await cluster.masterOf(Number(await connection.call('CLUSTER', 'KEYSLOT', ledger(id))))).port === victim.port) onVictim.push(id);
+
+      await cluster.server(victim.port).kill();
+      // Delivered while its master is down: HighLevel has it, the settle fails.
+      await s.acquire('loc0', 'late', 'slot-late').catch(() => undefined);
+      await expect(s.settle('loc0', 'late', 'slot-late', undefined, { messageId: 'hl-late', at: Date.now() })).rejects.toThrow();
+      await cluster.server(victim.port).restart(); // nothing on disk: it comes back empty, with a new run id
+      await cluster.waitUntilHealthy();
+      // The client's slot refresh, or a worker's check every 10 s, finds the new run id.
+      await until(
+        async () => restored.length > 0 || ((await s.repairAfterLoss().catch(() => undefined)) !== undefined && restored.length > 0),
+        10_000,
+        'the write-back',
+      );
+      // Its own entries, and the one whose settle failed (unless its own retry wrote it first).
+      expect(restored).toHaveLength(1);
+      expect(restored[0]).toBeGreaterThanOrEqual(onVictim.length);
+      expect(restored[0]).toBeLessThanOrEqual(onVictim.length + 1);
+      for (const id of locations) expect(await s.acquire(id, 'k', `again-${id}`)).toMatchObject({ kind: 'delivered', entry: { messageId: `hl-${id}` } });
+      expect(await s.acquire('loc0', 'late', 'slot-late-again')).toMatchObject({ kind: 'delivered', entry: { messageId: 'hl-late' } });
+    } finally {
+      stop?.();
+      await connection.quit().catch(() => connection.disconnect());
+      await cluster.stop();
+    }
+  }, 60_000);
 });

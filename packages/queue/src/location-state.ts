@@ -8,12 +8,15 @@
  * A held location is not in a worker's memory: it is a score in Redis, so a location that is
  * known but idle costs no process anything (no connection, timer or poll).
  */
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { QueueKeys, Queue } from 'bullmq';
 import type { ChainableCommander } from 'ioredis';
-import { mixesSlots, type RedisClient } from './connection.ts';
+import { mixesSlots, redisRunId, scanEvery, type RedisClient } from './connection.ts';
 import { dayIndex, effectiveBudget, type Budget } from './rate-budget.ts';
 import { keysFor, locationQueueName, type Keys } from './keys.ts';
-import type { LedgerEntry } from './ledger.ts';
+import { formatLedgerEntry, type LedgerEntry } from './ledger.ts';
+import { RecentDeliveries, type RecentDelivery } from './recent-deliveries.ts';
 import { RateLimiter, rateKeys, type Acquired, type RateHeaders, type RateLimiterOptions } from './rate-limiter.ts';
 import { defineScripts } from './scripts.ts';
 
@@ -36,6 +39,21 @@ export interface Lease {
  */
 export type TurnEnd = { mode: 'idle'; ms?: number } | { mode: 'check'; ms: number } | { mode: 'turn' } | { mode: 'wait'; ms: number };
 
+/** What `repairAfterLoss` found and put back. */
+export interface RepairReport {
+  /** The Redis run id(s) now. */
+  runId: string;
+  /** Locations whose queues hold jobs (waiting, retrying, active or paused). */
+  withWork: number;
+  /** Of those, locations that had lost their place in the ready set and got it back. */
+  requeued: number;
+  /** Locations with a hold, listed in the held set again. */
+  held: number;
+}
+
+/** How a lookup (reconcile) ended: found at HighLevel, absent there, or undecided (posted as without one). */
+export type LookupCount = 'found' | 'absent' | 'undecided';
+
 export interface LocationSnapshot {
   locationId: string;
   /** BullMQ's counts: waiting (incl. paused and prioritized), active, delayed (retries), failed. */
@@ -48,6 +66,8 @@ export interface LocationSnapshot {
   delivered: number;
   skipped: number;
   dead: number;
+  /** Lookups before posting again after an unknown outcome, by result. */
+  lookups: Record<LookupCount, number>;
   /** Requests counted in the current window (answered and in flight). */
   sentInWindow: number;
   /** The budget after what HighLevel's headers taught. */
@@ -70,11 +90,27 @@ export interface LocationStateOptions {
   resetOffsetMs?: number;
 }
 
+/**
+ * How much of this process's own ledger writes it keeps to write back after Redis lost writes:
+ * the last 30 s of deliveries (an `everysec` AOF loses about one; a cluster's replicas lag less;
+ * a failover is noticed within 10 s), at most 50,000 entries (about 10 MB).
+ */
+const RECENT_KEEP_MS = 30_000;
+const RECENT_MAX = 50_000;
+
 export class LocationState {
   readonly #redis: RedisClient;
   readonly #o: LocationStateOptions;
   readonly #keys: Keys;
   readonly #limiter: RateLimiter | undefined;
+  /** Ledger entries this process wrote lately: written back when Redis comes back having lost writes. */
+  readonly #recent = new RecentDeliveries(RECENT_KEEP_MS, RECENT_MAX);
+  /** The Redis run id(s) this process last saw: a new one means a restart or a failover. */
+  #seenRunId: string | undefined;
+  /** Set while Redis is away and until what it lost is written back: the ledger is not read meanwhile. */
+  #restoring: Promise<void> | undefined;
+  #onRestored: ((written: number) => void) | undefined;
+  #writingBack: Promise<void> | undefined;
 
   constructor(redis: RedisClient, options: LocationStateOptions) {
     this.#redis = redis;
@@ -130,7 +166,9 @@ export class LocationState {
 
   // --- the rate budget and the delivery ledger ------------------------------------------------
 
-  acquire(locationId: string, key: string, slot: string): Promise<Acquired> {
+  async acquire(locationId: string, key: string, slot: string): Promise<Acquired> {
+    // The ledger is read here: not before what Redis may have lost of it is written back.
+    if (this.#restoring !== undefined) await this.#restoring;
     return this.#rate().acquire(locationId, key, slot);
   }
 
@@ -138,8 +176,121 @@ export class LocationState {
     return this.#rate().proceed(locationId, slot);
   }
 
-  settle(locationId: string, key: string, slot: string, rate: RateHeaders | undefined, delivered?: LedgerEntry, health?: 'up' | 'down'): Promise<number> {
-    return this.#rate().settle(locationId, key, slot, rate, delivered, health);
+  async settle(locationId: string, key: string, slot: string, rate: RateHeaders | undefined, delivered?: LedgerEntry, health?: 'up' | 'down'): Promise<number> {
+    // HighLevel has the message whether or not this call lands: remembered first.
+    if (delivered !== undefined) this.#recent.add({ locationId, key, entry: delivered });
+    try {
+      return await this.#rate().settle(locationId, key, slot, rate, delivered, health);
+    } catch (error) {
+      // Redis failed the call (a cluster failing over, say): the job will be taken again, and its
+      // ledger entry must be there by then. It is written on its own as soon as Redis takes it.
+      if (delivered !== undefined) void this.#recordWhenPossible(locationId, key, delivered);
+      throw error;
+    }
+  }
+
+  /** Writes a ledger entry whose settle failed, trying for about 45 s (longer than a job's lock, after which it is taken again). */
+  async #recordWhenPossible(locationId: string, key: string, entry: LedgerEntry): Promise<void> {
+    for (let attempt = 1; attempt <= 12; attempt += 1) {
+      await sleep(Math.min(5_000, 250 * 2 ** attempt), undefined, { ref: false });
+      try {
+        await this.#redis.set(...this.#restoreArgs({ locationId, key, entry }));
+        return;
+      } catch {
+        // Still failing over: try again.
+      }
+    }
+  }
+
+  /**
+   * Worker side: notices Redis coming back as another server (restarted, perhaps from an AOF that
+   * missed its last second; or a cluster master replaced by its replica) and writes this process's
+   * recent ledger entries back (those still there are left alone), so the messages they name are
+   * not posted twice. On one Redis no message is checked against the ledger from the moment the
+   * connection drops until that is done; on a cluster the masters are compared when its slots are
+   * refreshed, and by `repairAfterLoss`. `onRestored` hears how many entries were missing.
+   * Returns a function that stops watching.
+   */
+  watchForLoss(onRestored?: (written: number) => void): () => void {
+    this.#onRestored = onRestored;
+    const redis = this.#redis;
+    const check = () =>
+      redisRunId(redis).then(
+        (runId) => this.#writeBackIfChanged(runId),
+        () => undefined, // Redis went away again: the next ready checks
+      );
+    void check();
+    if (!mixesSlots(redis)) {
+      // A cluster: its client stays ready through a failover.
+      const onRefresh = () => void check();
+      redis.on('refresh', onRefresh);
+      return () => redis.off('refresh', onRefresh);
+    }
+    let reopened: (() => void) | undefined;
+    const onClose = () => {
+      if (this.#restoring !== undefined) return;
+      this.#restoring = new Promise<void>((resolve) => (reopened = resolve));
+    };
+    const onReady = () => {
+      const release = reopened;
+      void check().finally(() => {
+        if (release === undefined || reopened !== release) return;
+        this.#restoring = undefined;
+        reopened = undefined;
+        release();
+      });
+    };
+    redis.on('close', onClose);
+    redis.on('ready', onReady);
+    return () => {
+      redis.off('close', onClose);
+      redis.off('ready', onReady);
+      reopened?.();
+      this.#restoring = undefined;
+    };
+  }
+
+  /**
+   * Writes the recent ledger entries back if Redis is not the server this process last saw. The
+   * new run id counts as seen only once every entry was written (or found there): a write that
+   * fails (a master still down, Redis gone again) leaves it to the next check.
+   */
+  async #writeBackIfChanged(runId: string): Promise<void> {
+    if (runId === '' || runId === this.#seenRunId) return;
+    if (this.#seenRunId === undefined || this.#recent.size === 0) {
+      this.#seenRunId = runId;
+      return;
+    }
+    // One write-back at a time; a check meanwhile waits for it (and then finds the id seen).
+    this.#writingBack ??= this.#writeBack(runId).finally(() => (this.#writingBack = undefined));
+    await this.#writingBack;
+  }
+
+  async #writeBack(runId: string): Promise<void> {
+    let written = 0;
+    let failed = 0;
+    // One pipeline per location: its keys share a slot.
+    await Promise.all(
+      [...this.#recent.byLocation().values()].map(async (deliveries) => {
+        const p = this.#redis.pipeline();
+        for (const d of deliveries) p.set(...this.#restoreArgs(d));
+        const replies = (await p.exec().catch(() => null)) ?? deliveries.map(() => [new Error('not sent'), null] as const);
+        for (const [error, reply] of replies) {
+          if (error !== null) failed += 1;
+          else if (reply === 'OK') written += 1;
+        }
+      }),
+    );
+    if (failed > 0) return;
+    this.#seenRunId = runId;
+    this.#onRestored?.(written);
+  }
+
+  /** SET arguments that write a ledger entry again, unless it is there (it was, or settle wrote it meanwhile). */
+  #restoreArgs({ locationId, key, entry }: RecentDelivery): [string, string, 'PX', number, 'NX'] {
+    const ttlMs = this.#o.limiter?.ledgerTtlMs;
+    if (ttlMs === undefined) throw new Error('LocationState was built without limiter settings');
+    return [this.#keys.ledger(locationId, key), formatLedgerEntry(entry), 'PX', ttlMs, 'NX'];
   }
 
   refuse(locationId: string, slot: string, retryAfterMs: number | undefined): Promise<number> {
@@ -153,6 +304,20 @@ export class LocationState {
   /** A message of the location was dead-lettered (deliveries and skips are counted by the limiter's scripts). */
   async countDead(locationId: string): Promise<void> {
     await this.#redis.hincrby(this.#keys.stats(locationId), 'dead', 1);
+  }
+
+  // --- lookups (reconcile) ---------------------------------------------------------------------
+
+  /** Takes one of the location's lookups of this minute (every process shares them); false when they are spent. */
+  async takeLookup(locationId: string, perMinute: number): Promise<boolean> {
+    const key = this.#keys.lookups(locationId, Math.floor(Date.now() / 60_000));
+    const r = await this.#redis.multi().incr(key).pexpire(key, 120_000).exec();
+    return Number(r?.[0]?.[1] ?? perMinute + 1) <= perMinute;
+  }
+
+  /** Counts a lookup's result for `status` and metrics readers. */
+  async countLookup(locationId: string, result: LookupCount): Promise<void> {
+    await this.#redis.hincrby(this.#keys.stats(locationId), `lookup-${result}`, 1);
   }
 
   // --- holds -----------------------------------------------------------------------------------
@@ -218,6 +383,52 @@ export class LocationState {
   /** Every location that ever had a message enqueued, sorted. */
   async known(): Promise<string[]> {
     return (await this.#redis.smembers(this.#keys.locations)).sort();
+  }
+
+  // --- after Redis lost writes -----------------------------------------------------------------
+
+  /**
+   * Redis can lose writes it acknowledged: a restart that replays an AOF missing its last second
+   * (`everysec` and a host crash), or a cluster failover to a replica the last writes had not
+   * reached. A location's own keys share a slot, so they stay consistent with each other; but the
+   * structures shared by all locations live elsewhere (on a cluster, on other masters), and may now
+   * disagree with them: above all, a location with jobs that lost its place in the ready set would
+   * never be taken again. So when the servers' run ids differ from those this check last recorded
+   * (or none is recorded), one process at a time scans every master for location queues holding
+   * jobs, and puts each back in the registry, in the ready set (when it has no place there; due
+   * now, as backfill) and in the held set (when it has a hold). A SCAN over every key: once per
+   * restart or failover. Returns what it did, or undefined when nothing changed, another process
+   * is at it, or `signal` stopped it (a worker shutting down does not wait for a long scan).
+   */
+  async repairAfterLoss(signal?: AbortSignal): Promise<RepairReport | undefined> {
+    const runId = await redisRunId(this.#redis);
+    await this.#writeBackIfChanged(runId);
+    if ((await this.#redis.get(this.#keys.redisRun)) === runId) return undefined;
+    const me = randomUUID();
+    if ((await this.#redis.set(this.#keys.repairLock, me, 'PX', 120_000, 'NX')) === null) return undefined;
+    try {
+      const ids = new Set<string>();
+      const escaped = this.#o.prefix.replace(/[*?[\]\\]/g, '\\$&');
+      for await (const batch of scanEvery(this.#redis, `${escaped}:loc.{*}:*`)) {
+        // A stopping process leaves the check to the next one (nothing is recorded, the lock is freed).
+        if (signal?.aborted === true) return undefined;
+        for (const key of batch) {
+          const id = WORK_KEY.exec(key.slice(this.#o.prefix.length))?.[1];
+          if (id !== undefined) ids.add(id);
+        }
+      }
+      const found = await this.snapshot([...ids]);
+      const lost = found.filter((s) => s.waiting + s.active + s.delayed > 0 && s.dueAt === undefined && s.hold?.state !== 'paused').map((s) => s.locationId);
+      const held = found.filter((s) => s.hold !== undefined).map((s) => s.locationId);
+      await this.register(ids);
+      if (held.length > 0) await this.#redis.sadd(this.#keys.held, ...held);
+      await this.#mark(lost, 'backfill');
+      await this.#redis.set(this.#keys.redisRun, runId);
+      return { runId, withWork: ids.size, requeued: lost.length, held: held.length };
+    } finally {
+      // Only our own lock: a check that outlived its TTL must not end another's.
+      if ((await this.#redis.get(this.#keys.repairLock)) === me) await this.#redis.del(this.#keys.repairLock);
+    }
   }
 
   /** What `status` and metrics show, for many locations at once: one pipelined round trip per 500. */
@@ -290,6 +501,7 @@ export class LocationState {
           delivered: n(stats.delivered),
           skipped: n(stats.skipped),
           dead: n(stats.dead),
+          lookups: { found: n(stats['lookup-found']), absent: n(stats['lookup-absent']), undecided: n(stats['lookup-undecided']) },
           sentInWindow: n(v[9]) + n(v[10]),
           budget: effectiveBudget(base, { max: opt(learned[0]), windowMs: opt(learned[1]), daily: opt(learned[2]) }),
           dailyUsed: n(v[11]),
@@ -334,6 +546,9 @@ export class LocationState {
     return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
   }
 }
+
+/** A BullMQ key of a location's queue that exists only while it holds jobs: `loc.{<id>}:<list>`. */
+const WORK_KEY = /^:loc\.\{([A-Za-z0-9_-]+)\}:(?:wait|paused|prioritized|delayed|active)$/;
 
 function parseHold(h: Record<string, string>, now = Date.now()): LocationHold | undefined {
   if (h.state === 'paused') return { state: 'paused', reason: h.reason ?? '', since: Number(h.since) };

@@ -2,8 +2,8 @@
  * The product's Lua scripts, kept as files in `commands/` the way BullMQ keeps
  * `src/commands/*.lua`: a header naming KEYS and ARGV, named locals, and shared helpers
  * included (`--- @include "includes/<name>"`) rather than pasted. Every script touches the keys
- * of one hash slot only (a location's `{locationId}`, or the dispatcher's `{ready}`), so they run
- * on Redis Cluster too.
+ * of one hash slot only (a location's `{locationId}`, the dispatcher's `{ready}`, or one OAuth
+ * record), so they run on Redis Cluster too.
  */
 import { readFileSync } from 'node:fs';
 import type { Result } from 'ioredis';
@@ -20,6 +20,9 @@ export const SCRIPTS = {
   ghlClaim: { file: 'claim', keys: 3 },
   ghlEndLease: { file: 'end-lease', keys: 3 },
   ghlRenewLease: { file: 'renew-lease', keys: 3 },
+  ghlOAuthBegin: { file: 'oauth-begin', keys: 1 },
+  ghlOAuthFinish: { file: 'oauth-finish', keys: 1 },
+  ghlOAuthFail: { file: 'oauth-fail', keys: 1 },
 } as const satisfies Record<string, { file: string; keys: number | undefined }>;
 
 type Arg = string | number;
@@ -34,6 +37,9 @@ declare module 'ioredis' {
     ghlClaim(...args: Arg[]): Result<(string | number)[], Context>;
     ghlEndLease(...args: Arg[]): Result<number, Context>;
     ghlRenewLease(...args: Arg[]): Result<number, Context>;
+    ghlOAuthBegin(...args: Arg[]): Result<(string | number)[], Context>;
+    ghlOAuthFinish(...args: Arg[]): Result<number, Context>;
+    ghlOAuthFail(...args: Arg[]): Result<number, Context>;
   }
 }
 

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { canonicalJson, encodeSourceId, idempotencyKey } from './idempotency-key.ts';
+import { canonicalJson, derivedAltId, encodeSourceId, idempotencyKey } from './idempotency-key.ts';
+import { toImportRecord, toJobData } from './job-data.ts';
+import { normalizeRecord } from './record.ts';
 
 describe('idempotencyKey', () => {
   it('uses key, then altId, then a hash', () => {
@@ -38,5 +40,41 @@ describe('idempotencyKey', () => {
 describe('canonicalJson', () => {
   it('sorts keys at every depth and drops undefined', () => {
     expect(canonicalJson({ b: 1, a: { d: [1, { z: 1, y: 2 }], c: undefined } })).toBe('{"a":{"d":[1,{"y":2,"z":1}]},"b":1}');
+  });
+});
+
+describe('every message carries a stable altId', () => {
+  const base = { locationId: 'locA', type: 'SMS', contactId: 'c1', message: 'hello' };
+  const normalized = (input: Record<string, unknown>) => {
+    const r = normalizeRecord(input);
+    if (!r.ok) throw new Error(JSON.stringify(r.issues));
+    return r.record;
+  };
+
+  it.each([
+    ['its own altId, never changed', { ...base, altId: 'src-42' }, 'src-42', 'k-src-42'],
+    ['none: derived from the key (a hash of location and body)', base, /^ghl-ingest-h-[A-Za-z0-9_-]{43}$/, /^h-/],
+    ['a source key and no altId: derived from the key', { ...base, key: 'row 7' }, 'ghl-ingest-k-row%207', 'k-row%207'],
+  ] as const)('%s', (_what, input, altId, key) => {
+    const r = normalized(input);
+    if (typeof altId === 'string') expect(r.body.altId).toBe(altId);
+    else expect(r.body.altId).toMatch(altId);
+    if (typeof key === 'string') expect(r.key).toBe(key);
+    else expect(r.key).toMatch(key);
+    // The same record gives the same altId on every run.
+    expect(normalized(input).body.altId).toBe(r.body.altId);
+  });
+
+  it('a derived altId brought back (a dead letter exported and imported again) keeps the message its key', () => {
+    const first = normalized(base);
+    const again = normalized(toImportRecord(toJobData(first, 'backfill')));
+    expect(again.key).toBe(first.key);
+    expect(again.body.altId).toBe(first.body.altId);
+  });
+
+  it('a key too long for an altId is hashed into one', () => {
+    const long = 'x'.repeat(300);
+    expect(derivedAltId(long, 256)).toMatch(/^ghl-ingest-h-[A-Za-z0-9_-]{43}$/);
+    expect(derivedAltId('k-short', 256)).toBe('ghl-ingest-k-short');
   });
 });

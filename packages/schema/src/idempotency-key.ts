@@ -12,6 +12,10 @@
 import { createHash } from 'node:crypto';
 
 export function idempotencyKey(locationId: string, key: string | undefined, body: { altId?: string }): string {
+  // A body that carries an altId we derived from a hash key (an exported dead letter imported
+  // again) keeps that key: the same message, the same ledger entry.
+  const derived = body.altId === undefined ? undefined : DERIVED_HASH_KEY.exec(body.altId)?.[1];
+  if (key === undefined && derived !== undefined) return derived;
   const source = key ?? body.altId;
   if (source !== undefined) return `k-${encodeSourceId(source)}`;
   const digest = createHash('sha256').update(locationId).update('\n').update(canonicalJson(body)).digest('base64url');
@@ -39,3 +43,18 @@ export function canonicalJson(value: unknown): string {
 
 /** JSON.stringify as it behaves: undefined for functions, symbols and undefined. */
 const stringify: (value: unknown) => string | undefined = JSON.stringify;
+
+/** What every derived altId starts with. */
+export const DERIVED_ALT_ID_PREFIX = 'ghl-ingest-';
+const DERIVED_HASH_KEY = /^ghl-ingest-(h-[A-Za-z0-9_-]{43})$/;
+
+/**
+ * The altId of a message whose source gave none: `ghl-ingest-<key>` (its idempotency key), so it
+ * is the same on every run and machine and HighLevel can be asked for it later; a key too long
+ * for an altId is hashed (`ghl-ingest-h-<sha256>`). A source's own altId is never changed.
+ */
+export function derivedAltId(key: string, maxChars: number): string {
+  const id = `${DERIVED_ALT_ID_PREFIX}${key}`;
+  if (id.length <= maxChars) return id;
+  return `${DERIVED_ALT_ID_PREFIX}h-${createHash('sha256').update(key).digest('base64url')}`;
+}

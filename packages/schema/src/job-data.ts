@@ -26,6 +26,11 @@ export const jobDataSchema = z.strictObject({
   /** The line or row of the import file, for people tracing a failure back to its source. */
   line: z.number().int().nonnegative().optional(),
   body: inboundMessageBodySchema,
+  /**
+   * Set when a post's outcome was unknown (it may have reached HighLevel, no answer came back):
+   * epoch ms of the first such post. The next attempt looks the message up before posting.
+   */
+  unknownSince: z.number().int().nonnegative().optional(),
 });
 export type JobData = z.infer<typeof jobDataSchema>;
 

@@ -15,7 +15,7 @@ import {
   type InboundMessageBody,
   type MessageType,
 } from './body.ts';
-import { idempotencyKey } from './idempotency-key.ts';
+import { derivedAltId, idempotencyKey } from './idempotency-key.ts';
 import { formatPath, type RecordIssue } from './issues.ts';
 import { LIMITS } from './limits.ts';
 import { clip, normalizeDate, normalizeEmail, normalizePhone, normalizeUrl, parseList, type Normalised } from './normalize.ts';
@@ -209,6 +209,8 @@ export function normalizeRecord(input: unknown, options: NormalizeOptions = {}):
     key: idempotencyKey(loc as string, sourceKey, bodyForKey),
     body,
   };
+  // Every message carries an altId, so that HighLevel can be asked whether it holds it (reconcile).
+  if (body.altId === undefined) body.altId = derivedAltId(record.key, LIMITS.sourceIdChars);
   if (sourceKey !== undefined) record.sourceKey = sourceKey;
   return { ok: true, record };
 }

@@ -1,5 +1,5 @@
 export { freePort, RedisServer, waitForPing, type RedisServerOptions } from './redis-server.ts';
-export { useRedis, type RedisTestContext } from './use-redis.ts';
+export { useRedis, type RedisTestContext, type TestRedis } from './use-redis.ts';
 export { pendingJobs, settled, until, type CountsJobs } from './wait.ts';
 export { followPeakRss, peakRssMb } from './memory.ts';
 export { nodeArgsOf } from './package-scripts.ts';

@@ -142,6 +142,17 @@ export class RedisCluster {
     }
   }
 
+  /** The master that serves `slot` now (`CLUSTER KEYSLOT` gives a key's). */
+  async masterOf(slot: number): Promise<ClusterNode> {
+    const inRange = (range: string) => {
+      const [from, to = from] = range.split('-').map(Number);
+      return from !== undefined && to !== undefined && slot >= from && slot <= to;
+    };
+    const master = (await this.nodes()).find((n) => n.role === 'master' && n.slots.some(inRange));
+    if (master === undefined) throw new Error(`no master serves slot ${slot}`);
+    return master;
+  }
+
   /** The server behind a node's port. */
   server(port: number): RedisServer {
     const s = this.servers.find((x) => x.port === port);

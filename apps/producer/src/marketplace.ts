@@ -1,0 +1,162 @@
+/**
+ * What HighLevel's marketplace tells an app about its installs, as the intake receives it:
+ * - the install redirect, `GET /oauth/callback?code=...`: the code is exchanged at
+ *   `POST /oauth/token` (`grant_type=authorization_code`) and the tokens stored, encrypted;
+ * - the `INSTALL` and `UNINSTALL` webhooks, signed as HighLevel's Webhook Integration Guide says
+ *   since 1 July 2026: `X-GHL-Signature`, an Ed25519 signature (base64) of the raw body, checked
+ *   with HighLevel's public key (GHL_WEBHOOK_PUBLIC_KEY, PEM). The legacy RSA `X-WH-Signature` is
+ *   no longer sent and not accepted. An install starts the location (resumes it if an uninstall
+ *   had paused it); an uninstall pauses it and deletes its tokens.
+ */
+import { createPublicKey, verify, type KeyObject } from 'node:crypto';
+import { ConfigError, type LocationState, type Logger, type OAuthClient, type OAuthOwner, type OAuthStore } from '@ghl-ingest/queue';
+import type { FastifyPluginCallback } from 'fastify';
+import { z } from 'zod';
+
+export const SIGNATURE_HEADER = 'x-ghl-signature';
+
+/** HighLevel's webhook public key from its PEM; a clear error when it is not an Ed25519 public key. */
+export function webhookKey(pem: string): KeyObject {
+  let key: KeyObject;
+  try {
+    key = createPublicKey(pem.replace(/\\n/g, '\n'));
+  } catch (error) {
+    throw new ConfigError(`GHL_WEBHOOK_PUBLIC_KEY is not a PEM public key: ${(error as Error).message}`);
+  }
+  if (key.asymmetricKeyType !== 'ed25519')
+    throw new ConfigError(`GHL_WEBHOOK_PUBLIC_KEY must be HighLevel's Ed25519 key, not ${String(key.asymmetricKeyType)}`);
+  return key;
+}
+
+/** Whether `signature` (base64, from X-GHL-Signature) signs exactly these bytes. */
+export function signedByHighLevel(rawBody: Buffer, signature: string | undefined, key: KeyObject): boolean {
+  if (signature === undefined || signature === '') return false;
+  const bytes = Buffer.from(signature, 'base64');
+  if (bytes.length !== 64) return false;
+  return verify(null, rawBody, key, bytes);
+}
+
+const id = z.string().regex(/^[A-Za-z0-9_-]{1,128}$/);
+const installEvent = z.looseObject({
+  type: z.literal('INSTALL'),
+  appId: z.string(),
+  installType: z.enum(['Location', 'Company']).optional(),
+  locationId: id.optional(),
+  companyId: id.optional(),
+});
+const uninstallEvent = z.looseObject({ type: z.literal('UNINSTALL'), appId: z.string(), locationId: id.optional(), companyId: id.optional() });
+
+export type MarketplaceEvent = z.infer<typeof installEvent> | z.infer<typeof uninstallEvent>;
+
+/** The event, or undefined for events this product does not act on (other types are acknowledged and ignored). */
+export function parseMarketplaceEvent(body: unknown): MarketplaceEvent | { type: 'other' } | { type: 'invalid'; reason: string } {
+  const type = (body as { type?: unknown } | null)?.type;
+  if (type !== 'INSTALL' && type !== 'UNINSTALL') return { type: 'other' };
+  const parsed = (type === 'INSTALL' ? installEvent : uninstallEvent).safeParse(body);
+  if (!parsed.success) return { type: 'invalid', reason: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') };
+  return parsed.data;
+}
+
+export interface MarketplaceDeps {
+  store: OAuthStore;
+  /** Undefined without GHL_CLIENT_ID / GHL_CLIENT_SECRET: the callback says so. */
+  client: OAuthClient | undefined;
+  /** Undefined without GHL_WEBHOOK_PUBLIC_KEY: webhooks are refused, saying so. */
+  webhookKey: KeyObject | undefined;
+  state: LocationState;
+  logger: Logger;
+}
+
+/** The install callback and the marketplace webhooks, as a fastify plugin of the intake. */
+export function marketplaceRoutes(deps: MarketplaceDeps): FastifyPluginCallback {
+  return (app, _options, ready) => {
+    // Signatures are over the exact bytes HighLevel sent: this scope keeps JSON bodies raw.
+    app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
+
+    app.get('/oauth/callback', async (request, reply) => {
+      const code = (request.query as Record<string, unknown>).code;
+      if (typeof code !== 'string' || code === '')
+        return reply.code(400).send({ error: 'bad_request', message: 'the install redirect carries ?code=...; none was given' });
+      if (deps.client === undefined) {
+        return reply.code(404).send({ error: 'not_configured', message: 'set GHL_CLIENT_ID and GHL_CLIENT_SECRET to take installs' });
+      }
+      const answer = await deps.client.exchangeCode(code);
+      if (answer.kind === 'unavailable')
+        return reply
+          .code(503)
+          .header('retry-after', '5')
+          .send({ error: 'unavailable', message: `HighLevel could not exchange the code now (${answer.reason}); reload this page` });
+      if (answer.kind !== 'granted') return reply.code(400).send({ error: 'code_refused', message: `HighLevel refused the install code: ${answer.reason}` });
+      const { grant } = answer;
+      const owner: OAuthOwner | undefined =
+        grant.userType === 'Company' || (grant.locationId === undefined && grant.companyId !== undefined)
+          ? { kind: 'company', id: grant.companyId ?? '' }
+          : grant.locationId === undefined
+            ? undefined
+            : { kind: 'location', id: grant.locationId };
+      if (owner === undefined || grant.refreshToken === undefined)
+        return reply.code(400).send({ error: 'code_refused', message: 'HighLevel granted no location or company token' });
+      await deps.store.put(owner, { refreshToken: grant.refreshToken, accessToken: grant.accessToken, expiresAt: grant.expiresAt });
+      if (owner.kind === 'location') await resumeIfUninstalled(deps, owner.id);
+      deps.logger.info({ [owner.kind === 'location' ? 'locationId' : 'companyId']: owner.id }, 'installed: tokens stored');
+      return reply
+        .type('text/plain')
+        .send(`ghl-ingest: installed for ${owner.kind === 'location' ? 'location' : 'agency'} ${owner.id}. You can close this page.\n`);
+    });
+
+    app.post('/webhooks/highlevel', async (request, reply) => {
+      if (deps.webhookKey === undefined) {
+        return reply
+          .code(404)
+          .send({ error: 'not_configured', message: "set GHL_WEBHOOK_PUBLIC_KEY (HighLevel's Ed25519 webhook key) to take marketplace webhooks" });
+      }
+      const raw = request.body;
+      const signature = request.headers[SIGNATURE_HEADER];
+      if (!Buffer.isBuffer(raw) || !signedByHighLevel(raw, typeof signature === 'string' ? signature : undefined, deps.webhookKey)) {
+        deps.logger.warn({ hasSignature: signature !== undefined }, 'marketplace webhook refused: X-GHL-Signature does not verify');
+        return reply.code(401).send({ error: 'unauthorized', message: 'X-GHL-Signature does not verify this body' });
+      }
+      let body: unknown;
+      try {
+        body = JSON.parse(raw.toString('utf8'));
+      } catch {
+        return reply.code(400).send({ error: 'bad_request', message: 'the body is not JSON' });
+      }
+      const event = parseMarketplaceEvent(body);
+      if (event.type === 'invalid') return reply.code(400).send({ error: 'bad_request', message: event.reason });
+      if (event.type === 'INSTALL' && event.locationId !== undefined) {
+        // Its tokens come from the install redirect or its agency; an uninstall's pause ends.
+        if (event.companyId !== undefined && (await deps.store.info({ kind: 'company', id: event.companyId })) !== undefined) {
+          const own = await deps.store.info({ kind: 'location', id: event.locationId });
+          if (own === undefined || own.revoked !== undefined) {
+            await deps.store.remove({ kind: 'location', id: event.locationId });
+            await deps.store.linkToCompany(event.locationId, event.companyId);
+          }
+        }
+        await resumeIfUninstalled(deps, event.locationId);
+        deps.logger.info({ locationId: event.locationId }, 'marketplace INSTALL: location started');
+      } else if (event.type === 'UNINSTALL') {
+        const at = new Date().toISOString();
+        if (event.locationId !== undefined) {
+          const reason = `${UNINSTALLED} (UNINSTALL webhook, ${at}): install it again to resume`;
+          await deps.store.revoke({ kind: 'location', id: event.locationId }, reason);
+          await deps.state.pause(event.locationId, reason);
+          deps.logger.warn({ locationId: event.locationId }, 'marketplace UNINSTALL: location paused, its tokens deleted');
+        } else if (event.companyId !== undefined) {
+          await deps.store.revoke({ kind: 'company', id: event.companyId }, `${UNINSTALLED} from the agency (UNINSTALL webhook, ${at})`);
+          deps.logger.warn({ companyId: event.companyId }, 'marketplace UNINSTALL: agency tokens deleted');
+        }
+      }
+      return reply.send({ ok: true });
+    });
+    ready();
+  };
+}
+
+const UNINSTALLED = 'the app was uninstalled';
+
+/** A location paused by an uninstall (or a revoked token) starts again when the app is installed again. */
+async function resumeIfUninstalled(deps: MarketplaceDeps, locationId: string): Promise<void> {
+  const hold = await deps.state.hold(locationId);
+  if (hold?.state === 'paused') await deps.state.resume(locationId);
+}
