@@ -190,14 +190,11 @@ export async function run(argv: string[], out: NodeJS.WritableStream = process.s
     .description('start a location again that was paused (its token was rejected), once its token is fixed')
     .argument('<locationId>', 'the location to resume')
     .action(async (locationId: string) => {
-      const id = locationIdSchema.safeParse(locationId);
-      if (!id.success) throw new ConfigError(`"${locationId}" is not a location id: ${id.error.issues[0]?.message ?? ''}`);
+      const id = idArgument(locationId, 'a location id');
       await withRedis('ingest-resume', async (redis, config) => {
-        const hold = await resumeLocation(redis, config.queuePrefix, id.data);
+        const hold = await resumeLocation(redis, config.queuePrefix, id);
         out.write(
-          hold === undefined
-            ? `location ${id.data} was not paused; its queue is running\n`
-            : `location ${id.data} resumed (it was ${hold.state}: ${hold.reason})\n`,
+          hold === undefined ? `location ${id} was not paused; its queue is running\n` : `location ${id} resumed (it was ${hold.state}: ${hold.reason})\n`,
         );
       });
     });
@@ -231,12 +228,11 @@ export async function run(argv: string[], out: NodeJS.WritableStream = process.s
     .description("delete a location's or an agency's OAuth record and tokens")
     .argument('<id>', 'a location id or a company (agency) id')
     .action(async (owner: string) => {
-      const valid = locationIdSchema.safeParse(owner);
-      if (!valid.success) throw new ConfigError(`"${owner}" is not a location or company id: ${valid.error.issues[0]?.message ?? ''}`);
+      const id = idArgument(owner, 'a location or company id');
       await withRedis('ingest-auth', async (redis, config) => {
         const { authStore, removeAuth } = await import('./auth.ts');
-        const removed = await removeAuth(authStore(redis, config), valid.data);
-        if (removed === undefined) throw new ConfigError(`no OAuth record for ${valid.data}`);
+        const removed = await removeAuth(authStore(redis, config), id);
+        if (removed === undefined) throw new ConfigError(`no OAuth record for ${id}`);
         out.write(`removed the OAuth tokens of ${removed.kind === 'company' ? 'agency' : 'location'} ${removed.id}\n`);
       });
     });
@@ -255,4 +251,11 @@ export async function run(argv: string[], out: NodeJS.WritableStream = process.s
     process.stderr.write(`${name}: ${e.message}${detail}\n`);
     return 1;
   }
+}
+
+/** A command's id argument (a location's or an agency's), or a ConfigError saying why it is not one. */
+function idArgument(value: string, what: string): string {
+  const id = locationIdSchema.safeParse(value);
+  if (!id.success) throw new ConfigError(`"${value}" is not ${what}: ${id.error.issues[0]?.message ?? ''}`);
+  return id.data;
 }
