@@ -141,8 +141,9 @@ export class Delivery {
     let taken = await this.#takeSlot(job, data, data.key, log);
     if (typeof taken !== 'string') return this.#skipped(data, taken, log);
     // An earlier post's outcome is unknown: look before posting again (reconcile.ts).
-    if (this.#o.reconcile !== undefined && (data.unknownSince !== undefined || job.stalledCounter > 0)) {
-      const looked = await this.#lookUp(job, data, credential.token, taken, log);
+    const reconcile = this.#o.reconcile;
+    if (reconcile !== undefined && (data.unknownSince !== undefined || job.stalledCounter > 0)) {
+      const looked = await this.#lookUp(reconcile, job, data, credential.token, taken, log);
       if (looked.kind === 'found') return looked.result;
       taken = looked.slot ?? (await this.#takeSlot(job, data, data.key, log));
       if (typeof taken !== 'string') return this.#skipped(data, taken, log);
@@ -224,13 +225,13 @@ export class Delivery {
    * handed back when no read used it.
    */
   async #lookUp(
+    reconcile: NonNullable<DeliveryOptions['reconcile']>,
     job: Job,
     data: JobData,
     token: string,
     firstSlot: string,
     log: JobLog,
   ): Promise<{ kind: 'found'; result: DeliveryResult } | { kind: 'post'; slot: string | undefined }> {
-    const reconcile = this.#o.reconcile as { pages: number; perMinute: number; settleMs: number };
     const altId = data.body.altId;
     const undecided = async (reason: Extract<LookupResult, { kind: 'undecided' }>['reason'], detail: string, slot: string | undefined) => {
       await this.#lookedUp(data, { kind: 'undecided', reason, detail }, log);
@@ -281,7 +282,8 @@ export class Delivery {
 
     // The conversation: the message's own, else its contact's as a recent answer named it, else a search.
     let conversationId =
-      data.body.conversationId ?? (data.body.contactId === undefined ? undefined : this.#conversations.get(`${data.locationId}\n${data.body.contactId}`));
+      data.body.conversationId ??
+      (data.body.contactId === undefined ? undefined : this.#conversations.get(conversationKey(data.locationId, data.body.contactId)));
     if (conversationId === undefined) {
       if (data.body.contactId === undefined) return undecided('no-conversation', 'the message names neither a conversation nor a contact', slot);
       const found = await read('conversations/search', { locationId: data.locationId, contactId: data.body.contactId });
@@ -399,7 +401,7 @@ export class Delivery {
 
   /** A contact's conversation, from HighLevel's answers (one per contact): a lookup then needs no search. Bounded: the oldest go first. */
   #rememberConversation(locationId: string, contactId: string, conversationId: string): void {
-    const key = `${locationId}\n${contactId}`;
+    const key = conversationKey(locationId, contactId);
     this.#conversations.delete(key);
     this.#conversations.set(key, conversationId);
     if (this.#conversations.size > 20_000) this.#conversations.delete(this.#conversations.keys().next().value as string);
@@ -545,6 +547,11 @@ function firstAttemptOf(job: Job): number {
 
 function stringOr(value: unknown, fallback: string): string {
   return typeof value === 'string' && value !== '' ? value : fallback;
+}
+
+/** A contact's key in the remembered conversations (a location's contact ids are its own). */
+function conversationKey(locationId: string, contactId: string): string {
+  return `${locationId}\n${contactId}`;
 }
 
 /** The id of the conversation a search found, if any. */
