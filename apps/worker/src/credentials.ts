@@ -5,7 +5,7 @@
  * a wait (an OAuth refresh is in flight elsewhere, or HighLevel cannot refresh now: no attempt is
  * spent), or a pause with the reason a person needs (no token at all, or an authorisation gone).
  */
-import type { OAuthTokens } from '@ghl-ingest/queue';
+import type { AccessAnswer, OAuthTokens } from '@ghl-ingest/queue';
 import type { TokenStore } from './tokens.ts';
 
 export type Credential = { kind: 'token'; token: string; oauth: boolean } | { kind: 'wait'; ms: number; reason: string } | { kind: 'paused'; reason: string };
@@ -37,10 +37,8 @@ export class Credentials {
     if (own !== undefined) return { kind: 'token', token: own, oauth: false };
     const fallback = this.#statics.fallback;
     if (this.#oauth !== undefined && !(fallback !== undefined && this.#now() < (this.#withoutOAuth.get(locationId) ?? 0))) {
-      const answer = await this.#oauth.accessFor(locationId);
-      if (answer.kind === 'token') return { kind: 'token', token: answer.token, oauth: true };
-      if (answer.kind === 'wait') return answer;
-      if (answer.kind === 'revoked') return { kind: 'paused', reason: answer.reason };
+      const credential = fromOAuth(await this.#oauth.accessFor(locationId));
+      if (credential !== undefined) return credential;
       // Without a fallback the location pauses, and nothing is asked until it is resumed.
       if (fallback !== undefined) this.#withoutOAuth.set(locationId, this.#now() + NO_OAUTH_RECHECK_MS);
     }
@@ -53,10 +51,20 @@ export class Credentials {
    */
   async rejected(locationId: string, used: Credential & { kind: 'token' }): Promise<Credential | undefined> {
     if (!used.oauth || this.#oauth === undefined) return undefined;
-    const answer = await this.#oauth.rejected(locationId, used.token);
-    if (answer.kind === 'token') return { kind: 'token', token: answer.token, oauth: true };
-    if (answer.kind === 'wait') return answer;
-    if (answer.kind === 'revoked') return { kind: 'paused', reason: answer.reason };
-    return undefined;
+    return fromOAuth(await this.#oauth.rejected(locationId, used.token));
+  }
+}
+
+/** OAuth's answer as a credential; undefined when OAuth has no token for the location. */
+function fromOAuth(answer: AccessAnswer): Credential | undefined {
+  switch (answer.kind) {
+    case 'token':
+      return { kind: 'token', token: answer.token, oauth: true };
+    case 'wait':
+      return answer;
+    case 'revoked':
+      return { kind: 'paused', reason: answer.reason };
+    case 'none':
+      return undefined;
   }
 }
