@@ -12,6 +12,7 @@ import { createInterface } from 'node:readline';
 import { ConfigError, OAuthStore, TokenCipher, type Config, type OAuthOwner, type OAuthRecordInfo, type RedisClient } from '@ghl-ingest/queue';
 import { locationIdSchema } from '@ghl-ingest/schema';
 import { z } from 'zod';
+import { columns, duration } from './status.ts';
 
 const id = locationIdSchema;
 const secret = z.string().trim().min(1, 'must not be empty').max(4096, 'is over 4,096 characters');
@@ -100,8 +101,7 @@ export function renderAuthStatus(records: OAuthRecordInfo[], now = Date.now()): 
     r.refreshedAt === undefined ? 'never refreshed' : `refreshed ${ago(now - r.refreshedAt)} ago (${r.refreshes} in all)`,
     state(r, now),
   ]);
-  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((row) => row[i]?.length ?? 0))) ?? [];
-  return `${rows.map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i] ?? 0))).join('  ')).join('\n')}\n`;
+  return `${columns(rows).join('\n')}\n`;
 }
 
 function state(r: OAuthRecordInfo, now: number): string {
@@ -112,9 +112,5 @@ function state(r: OAuthRecordInfo, now: number): string {
 }
 
 function ago(ms: number): string {
-  const s = Math.round(ms / 1000);
-  if (s < 120) return `${s} s`;
-  if (s < 7200) return `${Math.round(s / 60)} min`;
-  if (s < 172_800) return `${Math.round(s / 3600)} h`;
-  return `${Math.round(s / 86_400)} d`;
+  return duration(Math.round(ms / 1000));
 }

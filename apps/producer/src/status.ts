@@ -166,18 +166,15 @@ function attention(l: LocationStatus): string | undefined {
 }
 
 const n = (x: number) => x.toLocaleString('en-US');
-const dur = (s: number | null) =>
-  s === null
-    ? '?'
-    : s === 0
-      ? '-'
-      : s < 120
-        ? `${s}s`
-        : s < 7200
-          ? `${Math.round(s / 60)}m`
-          : s < 172_800
-            ? `${Math.round(s / 3600)}h`
-            : `${Math.round(s / 86_400)}d`;
+const dur = (s: number | null) => (s === null ? '?' : s === 0 ? '-' : duration(s));
+
+/** Whole seconds for people: `45s`, `12m`, `5h`, `3d`. */
+export function duration(s: number): string {
+  if (s < 120) return `${s}s`;
+  if (s < 7200) return `${Math.round(s / 60)}m`;
+  if (s < 172_800) return `${Math.round(s / 3600)}h`;
+  return `${Math.round(s / 86_400)}d`;
+}
 
 /** The busiest rows shown without --all. */
 const BUSIEST = 10;
@@ -264,11 +261,16 @@ function locationTable(locations: LocationStatus[]): string {
 }
 
 export function table(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) =>
+  return columns([header, ...rows]).join('\n');
+}
+
+/** Rows as lines, their cells padded into columns two spaces apart. */
+export function columns(rows: string[][]): string[] {
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
+  return rows.map((cells) =>
     cells
       .map((c, i) => c.padEnd(widths[i] ?? 0))
       .join('  ')
-      .trimEnd();
-  return [line(header), ...rows.map(line)].join('\n');
+      .trimEnd(),
+  );
 }
