@@ -100,7 +100,7 @@ export class OAuthStore {
       .hset(key, fields)
       .hincrby(key, 'gen', 1)
       .exec();
-    await this.#redis.sadd(owner.kind === 'company' ? this.#keys.oauthCompanies : this.#keys.oauthLocations, owner.id);
+    await this.#redis.sadd(this.#index(owner), owner.id);
   }
 
   /** Makes a location take its tokens from an agency's (when it has no record of its own). */
@@ -145,7 +145,7 @@ export class OAuthStore {
   /** Removes a record and its tokens; true if there was one. */
   async remove(owner: OAuthOwner): Promise<boolean> {
     const removed = await this.#redis.del(this.#key(owner));
-    await this.#redis.srem(owner.kind === 'company' ? this.#keys.oauthCompanies : this.#keys.oauthLocations, owner.id);
+    await this.#redis.srem(this.#index(owner), owner.id);
     return removed > 0;
   }
 
@@ -182,6 +182,11 @@ export class OAuthStore {
   /** Ends the lease after a refresh that obtained nothing; returns the failures counted. */
   async fail(owner: OAuthOwner, lease: string, kind: 'revoked' | 'unavailable', reason: string, retryAt = 0): Promise<number> {
     return this.#redis.ghlOAuthFail(this.#key(owner), lease, kind, reason, retryAt);
+  }
+
+  /** The set that lists the owner's kind of records (what status reads). */
+  #index(owner: OAuthOwner): string {
+    return owner.kind === 'company' ? this.#keys.oauthCompanies : this.#keys.oauthLocations;
   }
 
   #key(owner: OAuthOwner): string {
