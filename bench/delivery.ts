@@ -7,7 +7,7 @@
  * REDIS_CLUSTER_NODES: what cluster mode costs against one Redis (the one location lives on one
  * master, so this is the client's cost, not scale-out). BENCH_DELIVERY_CLUSTER=0 leaves it out.
  */
-import { createRedis, Enqueuer, everyPrimary, locationQueueName, type RedisClient } from '@ghl-ingest/queue';
+import { createRedis, Enqueuer, everyPrimary, locationQueueName, scanEvery, type RedisClient } from '@ghl-ingest/queue';
 import { RedisCluster } from '@ghl-ingest/testing';
 import { normalizeRecord, toJobData, type JobData } from '@ghl-ingest/schema';
 import { benchRedis, fmt, median, node, standIn, stopChild, until, type Stand } from './support.ts';
@@ -102,15 +102,8 @@ async function measure(variant: Variant, run: number, redisUrl: string, stand: S
 }
 
 async function deletePrefix(redis: RedisClient, prefix: string): Promise<void> {
-  for (const node of everyPrimary(redis)) {
-    let cursor = '0';
-    do {
-      const [next, keys] = await node.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-      cursor = next;
-      // One key per call: on a cluster the keys of one scan span slots.
-      await Promise.all(keys.map((k) => node.unlink(k)));
-    } while (cursor !== '0');
-  }
+  // One key per call: on a cluster the keys of one scan span slots.
+  for await (const keys of scanEvery(redis, `${prefix}:*`)) await Promise.all(keys.map((k) => redis.unlink(k)));
 }
 
 export async function deliveryBench(): Promise<void> {
