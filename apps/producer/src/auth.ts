@@ -9,7 +9,7 @@
  */
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { ConfigError, OAuthStore, TokenCipher, type Config, type OAuthOwner, type OAuthRecordInfo, type RedisClient } from '@ghl-ingest/queue';
+import { ConfigError, openOAuthStore, type Config, type OAuthStore, type OAuthOwner, type OAuthRecordInfo, type RedisClient } from '@ghl-ingest/queue';
 import { locationIdSchema } from '@ghl-ingest/schema';
 import { z } from 'zod';
 import { columns, duration } from './status.ts';
@@ -23,12 +23,13 @@ const line = z.union([
 
 /** The store, opened with GHL_TOKEN_KEY; says plainly when it is missing. */
 export function authStore(redis: RedisClient, config: Config): OAuthStore {
-  if (config.oauth === undefined) {
+  const store = openOAuthStore(redis, config);
+  if (store === undefined) {
     throw new ConfigError(
       'GHL_TOKEN_KEY is not set: OAuth tokens are kept encrypted with it (make one: openssl rand -base64 32, and give every worker the same)',
     );
   }
-  return new OAuthStore(redis, config.queuePrefix, TokenCipher.fromSetting(config.oauth.tokenKey));
+  return store;
 }
 
 export interface AuthImportSummary {

@@ -13,7 +13,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { Transform, type Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { ConfigError, LocationState, locationQueueName, OAuthClient, OAuthStore, readiness, TokenCipher, type Config, type Logger } from '@ghl-ingest/queue';
+import { ConfigError, LocationState, locationQueueName, oauthAppClient, openOAuthStore, readiness, type Config, type Logger } from '@ghl-ingest/queue';
 import { Queue } from 'bullmq';
 import Fastify from 'fastify';
 import type { RedisClient } from '@ghl-ingest/queue';
@@ -207,17 +207,14 @@ export async function startIntake(redis: RedisClient, config: Config, logger: Lo
     return reply.code(r.status).send(r.body);
   });
 
-  if (config.oauth !== undefined) {
+  const oauthStore = openOAuthStore(redis, config);
+  if (oauthStore !== undefined) {
     // A marketplace app's install redirect and webhooks (marketplace.ts), outside the bearer check.
-    const { oauth } = config;
     const { marketplaceRoutes, webhookKey } = await import('./marketplace.ts');
     await app.register(
       marketplaceRoutes({
-        store: new OAuthStore(redis, config.queuePrefix, TokenCipher.fromSetting(oauth.tokenKey)),
-        client:
-          oauth.clientId === undefined || oauth.clientSecret === undefined
-            ? undefined
-            : new OAuthClient({ baseUrl: config.apiBaseUrl, clientId: oauth.clientId, clientSecret: oauth.clientSecret, timeoutMs: config.httpTimeoutMs }),
+        store: oauthStore,
+        client: oauthAppClient(config),
         webhookKey: config.webhookPublicKey === undefined ? undefined : webhookKey(config.webhookPublicKey),
         state: new LocationState(redis, { prefix: config.queuePrefix }),
         logger,

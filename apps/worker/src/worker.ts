@@ -13,11 +13,10 @@ import {
   keysFor,
   LocationState,
   locationOfQueue,
-  OAuthClient,
-  OAuthStore,
+  oauthAppClient,
   OAuthTokens,
+  openOAuthStore,
   readBudgetOverrides,
-  TokenCipher,
   traceConsume,
   tracingRequested,
   type Config,
@@ -227,11 +226,12 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
  * shared encrypted store, refreshed by one process at a time. A bad GHL_TOKEN_KEY stops the worker.
  */
 function oauthTokens(config: Config, redis: RedisClient, log: Logger): OAuthTokens | undefined {
-  const oauth = config.oauth;
-  if (oauth?.clientId === undefined || oauth.clientSecret === undefined) return undefined;
+  const client = oauthAppClient(config);
+  const store = client === undefined ? undefined : openOAuthStore(redis, config);
+  if (client === undefined || store === undefined) return undefined;
   return new OAuthTokens({
-    store: new OAuthStore(redis, config.queuePrefix, TokenCipher.fromSetting(oauth.tokenKey)),
-    client: new OAuthClient({ baseUrl: config.apiBaseUrl, clientId: oauth.clientId, clientSecret: oauth.clientSecret, timeoutMs: config.httpTimeoutMs }),
+    store,
+    client,
     // Longer than a refresh can take (its timeout), so a living holder never loses it.
     leaseMs: 2 * config.httpTimeoutMs + 5_000,
     logger: log,

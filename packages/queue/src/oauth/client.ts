@@ -8,6 +8,7 @@
  * errors or logs.
  */
 import { z } from 'zod';
+import type { Config } from '../config.ts';
 
 export type UserType = 'Location' | 'Company';
 
@@ -83,6 +84,13 @@ export interface OAuthClientOptions {
   clientSecret: string;
   timeoutMs: number;
   now?: () => number;
+}
+
+/** The app's client for HighLevel's OAuth endpoints, from the settings; undefined without GHL_CLIENT_ID and GHL_CLIENT_SECRET. */
+export function oauthAppClient(config: Config): OAuthClient | undefined {
+  const oauth = config.oauth;
+  if (oauth?.clientId === undefined || oauth.clientSecret === undefined) return undefined;
+  return new OAuthClient({ baseUrl: config.apiBaseUrl, clientId: oauth.clientId, clientSecret: oauth.clientSecret, timeoutMs: config.httpTimeoutMs });
 }
 
 export class OAuthClient {

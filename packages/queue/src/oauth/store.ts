@@ -6,10 +6,11 @@
  * install callback stores. A generation counts refresh tokens: each stored pair is a new one.
  */
 import { randomUUID } from 'node:crypto';
+import type { Config } from '../config.ts';
 import type { RedisClient } from '../connection.ts';
 import { keysFor, type Keys } from '../keys.ts';
 import { defineScripts } from '../scripts.ts';
-import type { TokenCipher } from './cipher.ts';
+import { TokenCipher } from './cipher.ts';
 import type { Grant } from './client.ts';
 
 /** Whose record: a location's, or an agency's. */
@@ -60,6 +61,11 @@ export interface ImportedTokens {
   refreshToken: string;
   accessToken?: string | undefined;
   expiresAt?: number | undefined;
+}
+
+/** The shared store opened with GHL_TOKEN_KEY (a bad key is an error); undefined when the setting is absent. */
+export function openOAuthStore(redis: RedisClient, config: Config): OAuthStore | undefined {
+  return config.oauth === undefined ? undefined : new OAuthStore(redis, config.queuePrefix, TokenCipher.fromSetting(config.oauth.tokenKey));
 }
 
 export class OAuthStore {
