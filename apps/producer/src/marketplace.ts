@@ -10,6 +10,7 @@
  */
 import { createPublicKey, verify, type KeyObject } from 'node:crypto';
 import { ConfigError, type LocationState, type Logger, type OAuthClient, type OAuthOwner, type OAuthStore } from '@ghl-ingest/queue';
+import { locationIdSchema } from '@ghl-ingest/schema';
 import type { FastifyPluginCallback } from 'fastify';
 import { z } from 'zod';
 
@@ -36,7 +37,7 @@ export function signedByHighLevel(rawBody: Buffer, signature: string | undefined
   return verify(null, rawBody, key, bytes);
 }
 
-const id = z.string().regex(/^[A-Za-z0-9_-]{1,128}$/);
+const id = locationIdSchema; // a company id follows the same rule
 const installEvent = z.looseObject({
   type: z.literal('INSTALL'),
   appId: z.string(),
