@@ -85,10 +85,12 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
   });
   // Redis restarted or failed over, perhaps losing its last writes: this process's recent ledger
   // entries go back before any message is checked against the ledger again.
-  const stopWatching = state.watchForLoss((written) => {
-    if (written > 0)
-      log.warn({ written }, 'Redis came back without ledger entries this process wrote lately: written back, those messages will not be posted again');
-    else log.info('Redis came back as another server; the ledger had every entry this process wrote lately');
+  const stopWatching = state.watchForLoss((report) => {
+    if (report.notRestored > 0)
+      log.warn(report, 'Redis came back as another server: workers alive before it did not write their ledger entries back in time; presumed gone');
+    if (report.written > 0)
+      log.warn(report, 'Redis came back without ledger entries this process wrote lately: written back, those messages will not be posted again');
+    else log.info(report, 'Redis came back as another server; the ledger had every entry this process wrote lately');
   });
   const subscriber = createRedis(config, 'worker', `${config.queuePrefix}:worker-subscriber`);
   subscriber.on('error', (error: unknown) => log.warn({ err: coerceError(error) }, 'subscriber connection error'));

@@ -64,6 +64,10 @@ export interface Keys {
   redisRun: string;
   /** STRING: the process checking them now, with a TTL. */
   repairLock: string;
+  /** ZSET: worker id -> when it last said it was alive (Redis time, ms): who may remember ledger entries Redis lost. */
+  writers: string;
+  /** SET: the workers that wrote their remembered ledger entries back to the Redis run `runId`. */
+  restored(runId: string): string;
 }
 
 export function keysFor(prefix: string): Keys {
@@ -89,6 +93,9 @@ export function keysFor(prefix: string): Keys {
     oauthCompanies: `${prefix}:oauth:companies`,
     redisRun: `${prefix}:redis-run`,
     repairLock: `${prefix}:repair`,
+    // One slot for both: their script reads them together.
+    writers: `${prefix}:{writers}`,
+    restored: (runId) => `${prefix}:{writers}:restored:${runId}`,
   };
 }
 

@@ -1,3 +1,6 @@
+import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { RedisCluster, RedisServer, until, useRedis } from '@ghl-ingest/testing';
 import { createRedis, redisRunId, whenReady } from './connection.ts';
 import { describe, expect, it } from 'vitest';
@@ -183,7 +186,7 @@ describe('LocationState: ledger entries written back after Redis lost them (a re
       limiter: { budget, inflightMs: 5_000, resetOffsetMs: 0, ledgerTtlMs: 60_000 },
     });
     const restored: number[] = [];
-    const stop = s.watchForLoss((written) => restored.push(written));
+    const stop = s.watchForLoss((report) => restored.push(report.written));
     try {
       const delivered = async (key: string, messageId: string) => {
         const acquired = await s.acquire('loc', key, `slot-${key}`);
@@ -215,6 +218,92 @@ describe('LocationState: ledger entries written back after Redis lost them (a re
   });
 });
 
+describe('LocationState: after a loss, no worker reads the ledger before every worker wrote its entries back', () => {
+  const redis = useRedis();
+
+  /** A TCP proxy to `port` whose new connections can be held back: a worker that reconnects late. */
+  async function holdingProxy(port: number) {
+    const held: (() => void)[] = [];
+    const sockets = new Set<Socket>();
+    let holding = false;
+    const server = createServer((client) => {
+      sockets.add(client);
+      const forward = () => {
+        const upstream = connect(port, '127.0.0.1');
+        sockets.add(upstream);
+        client.pipe(upstream).pipe(client);
+        const drop = () => (client.destroy(), upstream.destroy());
+        client.on('error', drop).on('close', drop);
+        upstream.on('error', drop).on('close', drop);
+      };
+      if (holding) held.push(forward);
+      else forward();
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    return {
+      url: `redis://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      hold: () => (holding = true),
+      release: () => {
+        holding = false;
+        for (const forward of held.splice(0)) forward();
+      },
+      close: () => {
+        server.close();
+        for (const socket of sockets) socket.destroy();
+      },
+    };
+  }
+
+  it('a worker back first waits for the one that delivered the message in the lost second', async () => {
+    const server = await RedisServer.start(); // nothing on disk: a restart loses every write
+    const proxy = await holdingProxy(Number(new URL(server.url).port));
+    const options = {
+      prefix: redis.prefix,
+      limiter: { budget: () => ({ max: 100, windowMs: 10_000, daily: 200_000 }), inflightMs: 5_000, resetOffsetMs: 0, ledgerTtlMs: 60_000 },
+    };
+    const slow = createRedis(proxy.url, 'worker', `${redis.prefix}:slow`); // delivered it, reconnects late
+    const fast = createRedis(server.url, 'worker', `${redis.prefix}:fast`); // takes the job again
+    const direct = createRedis(server.url, 'worker', `${redis.prefix}:direct`);
+    const a = new LocationState(slow, options);
+    const b = new LocationState(fast, options);
+    const restored: number[] = [];
+    const stops = [a.watchForLoss((report) => restored.push(report.written)), b.watchForLoss()];
+    const keys = keysFor(redis.prefix);
+    const bothSeen = async () => (await direct.scard(keys.restored(await redisRunId(direct)))) === 2;
+    try {
+      await until(bothSeen, 10_000, 'both workers to have seen the run');
+      await sleep(2_500); // a beat (every 2 s) after both were there: each knows the other
+      expect((await a.acquire('loc', 'k1', 'slot-1')).kind).toBe('reserved');
+      await a.settle('loc', 'k1', 'slot-1', undefined, { messageId: 'hl-1', at: Date.now() });
+
+      proxy.hold();
+      await server.kill();
+      await until(() => slow.status !== 'ready' && fast.status !== 'ready', 5_000, 'both clients to notice');
+      await server.restart(); // empty, as after a lost AOF second
+      await until(() => fast.status === 'ready', 10_000, 'the fast worker back');
+      // Asked by the worker back first: not answered from a ledger that still lacks the entry.
+      let answer: string | undefined;
+      const asked = b.acquire('loc', 'k1', 'slot-again').then((r) => {
+        answer = r.kind;
+        return r;
+      });
+      await until(async () => (await direct.scard(keys.restored(await redisRunId(direct)))) === 1, 10_000, 'the fast worker to wait');
+      await sleep(300);
+      expect(answer).toBeUndefined();
+      proxy.release();
+      expect(await asked).toMatchObject({ kind: 'delivered', entry: { messageId: 'hl-1' } });
+      expect(restored).toEqual([1]);
+    } finally {
+      for (const stop of stops) stop();
+      proxy.release();
+      for (const c of [slow, fast, direct]) c.disconnect();
+      proxy.close();
+      await server.stop();
+    }
+  }, 30_000);
+});
+
 describe('LocationState: ledger entries written back on a Redis Cluster whose master restarted empty', () => {
   const redis = useRedis();
 
@@ -233,7 +322,7 @@ describe('LocationState: ledger entries written back on a Redis Cluster whose ma
         prefix: redis.prefix,
         limiter: { budget: () => ({ max: 100, windowMs: 10_000, daily: 200_000 }), inflightMs: 5_000, resetOffsetMs: 0, ledgerTtlMs: 60_000 },
       });
-      stop = s.watchForLoss((written) => restored.push(written));
+      stop = s.watchForLoss((report) => restored.push(report.written));
       const locations = Array.from({ length: 12 }, (_, i) => `loc${i}`);
       for (const id of locations) {
         await s.acquire(id, 'k', `slot-${id}`);

@@ -98,6 +98,29 @@ export interface LocationStateOptions {
 const RECENT_KEEP_MS = 30_000;
 const RECENT_MAX = 50_000;
 
+/**
+ * After Redis lost writes, every worker alive lately may remember ledger entries it lost, and each
+ * writes back only its own: no worker reads the ledger until all of them have (or are presumed
+ * gone). A worker says it is alive every WRITER_BEAT_MS; one not heard from for WRITER_ALIVE_MS
+ * is gone (a worker reconnects within 2 s of Redis coming back); one that has not written back
+ * within PEERS_WAIT_MS of this worker's own write-back is not waited for longer.
+ */
+const WRITER_BEAT_MS = 2_000;
+const WRITER_ALIVE_MS = 10_000;
+const WRITER_FORGET_MS = 600_000;
+const PEERS_WAIT_MS = 15_000;
+const RESTORED_TTL_S = 7 * 24 * 3600;
+
+/** What a worker did after Redis came back as another server. */
+export interface RestoreReport {
+  /** Ledger entries this process remembered that Redis had lost, written back. */
+  written: number;
+  /** How long it waited for the other workers to write theirs back. */
+  waitedMs: number;
+  /** Workers alive before the loss that had not written back when it stopped waiting (presumed gone). */
+  notRestored: number;
+}
+
 export class LocationState {
   readonly #redis: RedisClient;
   readonly #o: LocationStateOptions;
@@ -109,8 +132,12 @@ export class LocationState {
   #seenRunId: string | undefined;
   /** Set while Redis is away and until what it lost is written back: the ledger is not read meanwhile. */
   #restoring: Promise<void> | undefined;
-  #onRestored: ((written: number) => void) | undefined;
+  #onRestored: ((report: RestoreReport) => void) | undefined;
   #writingBack: Promise<void> | undefined;
+  /** This process among the workers that may remember ledger entries (see WRITER_BEAT_MS). */
+  readonly #writerId = randomUUID();
+  /** The workers alive at this process's last beat: waited for after a loss even if Redis lost them too. */
+  #peers: string[] = [];
 
   constructor(redis: RedisClient, options: LocationStateOptions) {
     this.#redis = redis;
@@ -167,8 +194,9 @@ export class LocationState {
   // --- the rate budget and the delivery ledger ------------------------------------------------
 
   async acquire(locationId: string, key: string, slot: string): Promise<Acquired> {
-    // The ledger is read here: not before what Redis may have lost of it is written back.
+    // The ledger is read here: not before what Redis may have lost of it is written back, by every worker.
     if (this.#restoring !== undefined) await this.#restoring;
+    if (this.#writingBack !== undefined) await this.#writingBack;
     return this.#rate().acquire(locationId, key, slot);
   }
 
@@ -206,14 +234,36 @@ export class LocationState {
    * Worker side: notices Redis coming back as another server (restarted, perhaps from an AOF that
    * missed its last second; or a cluster master replaced by its replica) and writes this process's
    * recent ledger entries back (those still there are left alone), so the messages they name are
-   * not posted twice. On one Redis no message is checked against the ledger from the moment the
-   * connection drops until that is done; on a cluster the masters are compared when its slots are
-   * refreshed, and by `repairAfterLoss`. `onRestored` hears how many entries were missing.
-   * Returns a function that stops watching.
+   * not posted twice. Each worker remembers only its own entries, so none reads the ledger again
+   * before every worker alive before the loss has written its entries back (or is presumed gone:
+   * see WRITER_ALIVE_MS): a worker that reconnected first would otherwise post again what another
+   * delivered in the lost second. On one Redis no message is checked against the ledger from the
+   * moment the connection drops until that is done; on a cluster the masters are compared when its
+   * slots are refreshed, and by `repairAfterLoss`. `onRestored` hears what was written back and how
+   * long the others were waited for. Returns a function that stops watching.
    */
-  watchForLoss(onRestored?: (written: number) => void): () => void {
+  watchForLoss(onRestored?: (report: RestoreReport) => void): () => void {
     this.#onRestored = onRestored;
     const redis = this.#redis;
+    const beat = () => {
+      const restored = this.#seenRunId === undefined ? [] : [this.#keys.restored(this.#seenRunId)];
+      redis.ghlWritersBeat(this.#keys.writers, this.#writerId, WRITER_FORGET_MS, WRITER_ALIVE_MS).then(
+        (alive) => {
+          // Not while a write-back is under way: what was known before the loss is what counts.
+          if (this.#writingBack === undefined && this.#restoring === undefined) this.#peers = alive.filter((id) => id !== this.#writerId);
+          return restored.length === 0 ? undefined : redis.sadd(restored[0] as string, this.#writerId);
+        },
+        () => undefined, // Redis is away: the next beat says it
+      );
+    };
+    beat();
+    const beating = setInterval(beat, WRITER_BEAT_MS);
+    beating.unref();
+    const stopBeating = () => {
+      clearInterval(beating);
+      // Gone on purpose: nobody waits for this process after a loss.
+      redis.zrem(this.#keys.writers, this.#writerId).catch(() => undefined);
+    };
     const check = () =>
       redisRunId(redis).then(
         (runId) => this.#writeBackIfChanged(runId),
@@ -224,7 +274,10 @@ export class LocationState {
       // A cluster: its client stays ready through a failover.
       const onRefresh = () => void check();
       redis.on('refresh', onRefresh);
-      return () => redis.off('refresh', onRefresh);
+      return () => {
+        stopBeating();
+        redis.off('refresh', onRefresh);
+      };
     }
     let reopened: (() => void) | undefined;
     const onClose = () => {
@@ -243,6 +296,7 @@ export class LocationState {
     redis.on('close', onClose);
     redis.on('ready', onReady);
     return () => {
+      stopBeating();
       redis.off('close', onClose);
       redis.off('ready', onReady);
       reopened?.();
@@ -251,22 +305,43 @@ export class LocationState {
   }
 
   /**
-   * Writes the recent ledger entries back if Redis is not the server this process last saw. The
-   * new run id counts as seen only once every entry was written (or found there): a write that
-   * fails (a master still down, Redis gone again) leaves it to the next check.
+   * Writes the recent ledger entries back if Redis is not the server this process last saw, then
+   * waits for the other workers to have written theirs. The new run id counts as seen only once
+   * every entry was written (or found there): a write that fails (a master still down, Redis gone
+   * again) leaves it to the next check.
    */
   async #writeBackIfChanged(runId: string): Promise<void> {
     if (runId === '' || runId === this.#seenRunId) return;
-    if (this.#seenRunId === undefined || this.#recent.size === 0) {
-      this.#seenRunId = runId;
-      return;
-    }
     // One write-back at a time; a check meanwhile waits for it (and then finds the id seen).
-    this.#writingBack ??= this.#writeBack(runId).finally(() => (this.#writingBack = undefined));
+    this.#writingBack ??= this.#restore(runId).finally(() => (this.#writingBack = undefined));
     await this.#writingBack;
   }
 
-  async #writeBack(runId: string): Promise<void> {
+  async #restore(runId: string): Promise<void> {
+    // The first run id this process sees: it remembers nothing Redis could have lost, but another
+    // worker may still be writing back what it remembers.
+    const first = this.#seenRunId === undefined;
+    const written = first || this.#recent.size === 0 ? 0 : await this.#writeBack();
+    if (written === undefined) return;
+    const started = Date.now();
+    let pending: string[];
+    try {
+      const peers = first ? [] : this.#peers;
+      const ask = (me: string) => this.#redis.ghlWritersPending(this.#keys.writers, this.#keys.restored(runId), me, WRITER_ALIVE_MS, RESTORED_TTL_S, ...peers);
+      pending = await ask(this.#writerId);
+      while (pending.length > 0 && Date.now() - started < PEERS_WAIT_MS) {
+        await sleep(50, undefined, { ref: false });
+        pending = await ask('');
+      }
+    } catch {
+      return; // Redis went away again: the next check does it all again
+    }
+    this.#seenRunId = runId;
+    if (!first) this.#onRestored?.({ written, waitedMs: Date.now() - started, notRestored: pending.length });
+  }
+
+  /** Writes this process's recent ledger entries back; how many were missing, or undefined when a write failed. */
+  async #writeBack(): Promise<number | undefined> {
     let written = 0;
     let failed = 0;
     // One pipeline per location: its keys share a slot.
@@ -281,9 +356,7 @@ export class LocationState {
         }
       }),
     );
-    if (failed > 0) return;
-    this.#seenRunId = runId;
-    this.#onRestored?.(written);
+    return failed > 0 ? undefined : written;
   }
 
   /** SET arguments that write a ledger entry again, unless it is there (it was, or settle wrote it meanwhile). */

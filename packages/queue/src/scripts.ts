@@ -23,6 +23,8 @@ export const SCRIPTS = {
   ghlOAuthBegin: { file: 'oauth-begin', keys: 1 },
   ghlOAuthFinish: { file: 'oauth-finish', keys: 1 },
   ghlOAuthFail: { file: 'oauth-fail', keys: 1 },
+  ghlWritersBeat: { file: 'writers-beat', keys: 1 },
+  ghlWritersPending: { file: 'writers-pending', keys: 2 },
 } as const satisfies Record<string, { file: string; keys: number | undefined }>;
 
 type Arg = string | number;
@@ -40,6 +42,8 @@ declare module 'ioredis' {
     ghlOAuthBegin(...args: Arg[]): Result<(string | number)[], Context>;
     ghlOAuthFinish(...args: Arg[]): Result<number, Context>;
     ghlOAuthFail(...args: Arg[]): Result<number, Context>;
+    ghlWritersBeat(...args: Arg[]): Result<string[], Context>;
+    ghlWritersPending(...args: Arg[]): Result<string[], Context>;
   }
 }
 
