@@ -76,7 +76,12 @@ export async function run(argv: string[], out: NodeJS.WritableStream = process.s
         const tracing = await startTracing('ghl-ingest-intake');
         const redis = await connectProducer(config, 'intake', 'service');
         const { startIntake } = await import('./intake.ts');
-        return { tracing, redis, intake: await startIntake(redis, config, logger, port) };
+        // Refused at start (a bad setting, an evicting Redis): the connection must not keep the process alive.
+        const intake = await startIntake(redis, config, logger, port).catch(async (error: unknown) => {
+          await redis.quit().catch(() => redis.disconnect());
+          throw error;
+        });
+        return { tracing, redis, intake };
       })();
       // As the worker stops (handled from the start, so a signal during start-up stops it once
       // started): requests in progress are answered (up to SHUTDOWN_TIMEOUT_MS), new connections

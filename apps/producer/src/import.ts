@@ -7,7 +7,7 @@ import { createReadStream, openSync, closeSync, ftruncateSync, statSync } from '
 import { appendFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import type { Readable } from 'node:stream';
-import { DeliveryLedger, Enqueuer, redisRunId, type Config } from '@ghl-ingest/queue';
+import { checkRedis, DeliveryLedger, Enqueuer, redisRunId, type Config } from '@ghl-ingest/queue';
 import { normalizeRecord, toJobData, type JobData, type RecordIssue } from '@ghl-ingest/schema';
 import type { RedisClient } from '@ghl-ingest/queue';
 import { importIdFor, readCheckpoint, writeCheckpoint, type Checkpoint } from './checkpoint.ts';
@@ -77,6 +77,7 @@ export async function runImport(redis: RedisClient | undefined, config: Config, 
   const format = formatOf(options.file, options.format);
   const dryRun = options.dryRun === true;
   if (!dryRun && redis === undefined) throw new Error('an import needs Redis unless it is a dry run');
+  if (!dryRun) await checkRedisOnce(redis as RedisClient);
   const importId = await importIdFor(options.file);
   const rejectsFile = options.rejectsFile ?? `${options.file === '-' ? 'stdin' : options.file}.rejects.ndjson`;
   const totalBytes = options.file === '-' ? undefined : statSync(options.file).size;
@@ -217,6 +218,16 @@ export async function runImport(redis: RedisClient | undefined, config: Config, 
     dryRun,
     locations: [...locations],
   };
+}
+
+/** Connections already checked: a rerun after a Redis restart does not warn twice. */
+const checked = new WeakSet<RedisClient>();
+
+/** Refuses (EvictingRedis, exit 1) a Redis that may evict; a Redis that keeps nothing on disk gets a warning. */
+async function checkRedisOnce(redis: RedisClient): Promise<void> {
+  if (checked.has(redis)) return;
+  await checkRedis(redis, (_fields, message) => process.stderr.write(`warning: ${message}\n`));
+  checked.add(redis);
 }
 
 async function skipDelivered(ledger: DeliveryLedger, jobs: JobData[]): Promise<JobData[]> {

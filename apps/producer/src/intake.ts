@@ -13,7 +13,17 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { Transform, type Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { ConfigError, LocationState, locationQueueName, oauthAppClient, openOAuthStore, readiness, type Config, type Logger } from '@ghl-ingest/queue';
+import {
+  checkRedis,
+  ConfigError,
+  LocationState,
+  locationQueueName,
+  oauthAppClient,
+  openOAuthStore,
+  readiness,
+  type Config,
+  type Logger,
+} from '@ghl-ingest/queue';
 import { Queue } from 'bullmq';
 import Fastify from 'fastify';
 import type { RedisClient } from '@ghl-ingest/queue';
@@ -74,6 +84,7 @@ export async function startIntake(redis: RedisClient, config: Config, logger: Lo
   if (token === undefined && !LOOPBACK.has(host)) {
     throw new ConfigError(`refusing to serve on ${host} without INTAKE_TOKEN: set a token, or bind to 127.0.0.1 (INTAKE_HOST)`);
   }
+  await checkRedis(redis, (fields, message) => logger.warn(fields, message));
   const producer = producerOn(redis, config);
   const depth = new QueueDepth(redis, config.queuePrefix);
   const app = Fastify({ loggerInstance: logger, bodyLimit: BODY_LIMIT });

@@ -2,7 +2,19 @@
  * A worker process (`pnpm worker`, `ghl-ingest worker`): takes messages from the queue and posts
  * them to HighLevel until SIGINT/SIGTERM. Settings come from the environment only.
  */
-import { coerceError, ConfigError, createLogger, IngestError, loadConfig, onShutdown, startTracing } from '@ghl-ingest/queue';
+import {
+  checkRedis,
+  coerceError,
+  ConfigError,
+  createLogger,
+  createRedis,
+  IngestError,
+  loadConfig,
+  onShutdown,
+  startTracing,
+  type Config,
+  type Logger,
+} from '@ghl-ingest/queue';
 import { WORKER_HELP } from './help.ts';
 import { startWorker, type WorkerParts } from './worker.ts';
 
@@ -35,6 +47,7 @@ async function start(): Promise<void> {
   }
   const logger = createLogger(config.logLevel, 'worker');
   const starting = (async () => {
+    await refuseEvictingRedis(config, logger);
     const tracing = await startTracing('ghl-ingest-worker');
     const worker = await startWorker(config, { logger, admin: { port: config.adminPort, explicit: config.adminPortExplicit }, ...testSeams() });
     return { tracing, worker };
@@ -58,6 +71,18 @@ async function start(): Promise<void> {
     throw error;
   }
   process.on('SIGHUP', () => void running.reloadTokens());
+}
+
+/** Stops (EvictingRedis, exit 1) on a Redis that may evict; warns on one that keeps nothing on disk. */
+async function refuseEvictingRedis(config: Config, logger: Logger): Promise<void> {
+  // A worker's connection: like the worker, it waits for a Redis that is not up yet.
+  const redis = createRedis(config, 'worker', `${config.queuePrefix}:worker-check`);
+  redis.on('error', () => undefined);
+  try {
+    await checkRedis(redis, (fields, message) => logger.warn(fields, message));
+  } finally {
+    await redis.quit().catch(() => redis.disconnect());
+  }
 }
 
 /**

@@ -82,7 +82,7 @@ export function mixesSlots(redis: RedisClient): boolean {
  * ready, and until then `everyPrimary` would be an empty list (a scan that finds nothing, a run id
  * of nobody).
  */
-async function knownPrimaries(redis: RedisClient): Promise<Redis[]> {
+export async function knownPrimaries(redis: RedisClient): Promise<Redis[]> {
   if (redis instanceof Cluster) await whenReady(redis, 30_000);
   return everyPrimary(redis);
 }
