@@ -22,10 +22,10 @@ import type { Job } from 'bullmq';
 import { outageWait } from './backoff.ts';
 import { apiHealth, classify, type Classification } from './classify.ts';
 import type { HighLevelClient, PostResult, ReadResult } from './http-client.ts';
-import { decide, mayHaveArrived, messagesPageSchema, type LookupResult, type MessagesPage } from './reconcile.ts';
+import { decide, mayHaveArrived, messagesPageSchema, UnknownShare, type LookupResult, type MessagesPage } from './reconcile.ts';
 import type { Semaphore } from './semaphore.ts';
 import type { Credential, Credentials } from './credentials.ts';
-import { DeadLettered, LocationPaused, LocationWait, WorkerStopping } from './signals.ts';
+import { DeadLettered, LocationPaused, LocationWait, LockLost, RetryLater, WorkerStopping } from './signals.ts';
 
 export type DeliveryOutcome = 'delivered' | 'skipped' | 'retrying' | 'dead-lettered' | 'rate-limited' | 'paused' | 'waiting' | 'api-down';
 
@@ -56,6 +56,11 @@ export interface DeliveryOptions {
   logger: Logger;
   /** GHL_MAX_ATTEMPTS. */
   maxAttempts: number;
+  /**
+   * A job's lock (WORKER_LOCK_MS), ms. Default 30,000. A job whose lock was confirmed longer than
+   * half of it ago (the process paused, say) confirms it again right before its post.
+   */
+  lockMs?: number;
   /** Default `<host>:<pid>`. */
   workerId?: string;
   now?: () => number;
@@ -67,10 +72,23 @@ export interface DeliveryOptions {
    * GHL_RECONCILE: look a message up before posting it again after an unknown outcome (reconcile.ts).
    * `settleMs`: how long after a post HighLevel may still record it (its timeout, and a margin): a
    * lookup sooner could miss a request still on its way, so the location waits until then.
+   * `perMinute`: the location's lookups a minute, from the share of its posts whose outcome was
+   * unknown lately (`lookupsPerMinute`); past it a message waits, it is not posted blind.
    */
-  reconcile?: { pages: number; perMinute: number; settleMs: number };
+  reconcile?: { pages: number; perMinute: (locationId: string, unknownShare: number) => number; settleMs: number };
   /** Told of every lookup's result (metrics). */
   onLookup?: (result: LookupResult) => void;
+  /** Told of every request sent to HighLevel: a post, or a lookup's read (metrics). */
+  onRequest?: (kind: 'post' | 'lookup') => void;
+}
+
+/** A job's hold on its lock while it is processed: checked with each slot, and again before a late post. */
+interface Held {
+  lock: { key: string; token: string } | undefined;
+  /** Aborted when the dispatcher could not renew the lock. */
+  signal: AbortSignal | undefined;
+  /** When Redis last said the lock was ours (performance.now(): a pause of the process counts). */
+  confirmedAt: number;
 }
 
 /** A job's return value in BullMQ's completed set. */
@@ -100,21 +118,34 @@ export class Delivery {
   #waits = new Map<string, number>();
   /** Location and contact → conversation id, from answers (see #rememberConversation). */
   readonly #conversations = new Map<string, string>();
-  #o: Required<Omit<DeliveryOptions, 'afterLedgerWrite' | 'onEvent' | 'reconcile' | 'onLookup'>> &
-    Pick<DeliveryOptions, 'afterLedgerWrite' | 'onEvent' | 'reconcile' | 'onLookup'>;
+  /** The share of each location's posts whose outcome was unknown lately: sizes its lookup budget. */
+  readonly #unknown = new UnknownShare();
+  /** Lookups at a location that HighLevel left unanswered in a row: how long its next one waits. */
+  readonly #lookupFailures = new Map<string, number>();
+  #o: Required<Omit<DeliveryOptions, 'afterLedgerWrite' | 'onEvent' | 'reconcile' | 'onLookup' | 'onRequest'>> &
+    Pick<DeliveryOptions, 'afterLedgerWrite' | 'onEvent' | 'reconcile' | 'onLookup' | 'onRequest'>;
 
   constructor(options: DeliveryOptions) {
-    this.#o = { workerId: `${hostname()}:${process.pid}`, now: Date.now, holdSlotMs: 2_000, ...options };
+    this.#o = { workerId: `${hostname()}:${process.pid}`, now: Date.now, holdSlotMs: 2_000, lockMs: 30_000, ...options };
   }
 
-  /** The BullMQ processor. */
-  readonly process = async (job: Job): Promise<DeliveryResult> => {
+  /**
+   * The processor. `lockLost` aborts when the dispatcher could not renew the job's lock: another
+   * worker may hold the job by then, so it posts nothing more (LockLost).
+   */
+  readonly process = async (job: Job, lockLost?: AbortSignal): Promise<DeliveryResult> => {
     const parsed = jobDataSchema.safeParse(job.data);
     if (!parsed.success) {
       const reason = `job data no longer parses: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`;
       return this.#deadLetter(job, undefined, 'invalid-job', reason, {});
     }
     const data = parsed.data;
+    // BullMQ's lock key of the job (`<prefix>:<queue>:<id>:lock`, in the location's hash slot).
+    const held: Held = {
+      lock: job.token === undefined ? undefined : { key: `${job.prefix}:${job.queueName}:${String(job.id)}:lock`, token: job.token },
+      signal: lockLost,
+      confirmedAt: performance.now(),
+    };
     // The job's context goes on every line. A pino child per job would carry it too, but costs
     // an allocation and a serialisation of its bindings per message on the hot path.
     const log = jobLogger(this.#o.logger, { jobId: job.id, locationId: data.locationId, attempt: job.attemptsMade + 1 });
@@ -138,14 +169,14 @@ export class Delivery {
     const settled = data.unknownSince === undefined || this.#o.reconcile === undefined ? 0 : data.unknownSince + this.#o.reconcile.settleMs;
     if (this.#o.now() < settled) throw new LocationWait(settled - this.#o.now());
     // One Redis call: the ledger (already delivered?) and the location's budget (a slot, now or later).
-    let taken = await this.#takeSlot(job, data, data.key, log);
+    let taken = await this.#takeSlot(job, data, data.key, log, held);
     if (typeof taken !== 'string') return this.#skipped(data, taken, log);
     // An earlier post's outcome is unknown: look before posting again (reconcile.ts).
     const reconcile = this.#o.reconcile;
     if (reconcile !== undefined && (data.unknownSince !== undefined || job.stalledCounter > 0)) {
-      const looked = await this.#lookUp(reconcile, job, data, credential.token, taken, log);
+      const looked = await this.#lookUp(reconcile, job, data, credential.token, taken, log, held);
       if (looked.kind === 'found') return looked.result;
-      taken = looked.slot ?? (await this.#takeSlot(job, data, data.key, log));
+      taken = looked.slot ?? (await this.#takeSlot(job, data, data.key, log, held));
       if (typeof taken !== 'string') return this.#skipped(data, taken, log);
     }
     const slot = taken;
@@ -173,6 +204,12 @@ export class Delivery {
       // (from memory while it is fresh), so a short-lived OAuth token is not sent expired.
       const current = credential.oauth ? await this.#o.credentials.forLocation(data.locationId) : credential;
       const used = current.kind === 'token' ? current : credential;
+      if (!(await this.#stillOurs(job, held))) {
+        await this.#o.state.release(data.locationId, slot);
+        log.warn({ key: data.key }, 'job lock lost before posting (the process paused?): not posted, left to the worker that holds it');
+        throw new LockLost();
+      }
+      this.#o.onRequest?.('post');
       const result = await this.#o.client.post(used.token, data.body);
       return await this.#answered(job, data, slot, result, log, used);
     } finally {
@@ -185,10 +222,16 @@ export class Delivery {
    * ledger's entry when `key` was delivered already. Throws LocationWait when the location must
    * wait (its window is full far ahead, a 429 or an outage, its daily budget spent).
    */
-  async #takeSlot(job: Job, data: JobData, key: string, log: JobLog): Promise<string | LedgerEntry> {
+  async #takeSlot(job: Job, data: JobData, key: string, log: JobLog, held: Held): Promise<string | LedgerEntry> {
     const slot = randomUUID();
-    const acquired = await this.#o.state.acquire(data.locationId, key, slot);
+    if (held.signal?.aborted === true) throw new LockLost();
+    const asked = performance.now();
+    const acquired = await this.#o.state.acquire(data.locationId, key, slot, held.lock);
+    if (acquired.kind !== 'lock-lost') held.confirmedAt = asked;
     switch (acquired.kind) {
+      case 'lock-lost':
+        log.warn({ key: data.key }, 'job lock lost (another worker may hold the job): nothing posted');
+        throw new LockLost();
       case 'delivered':
         return acquired.entry;
       case 'parked':
@@ -211,6 +254,21 @@ export class Delivery {
     }
   }
 
+  /**
+   * Whether the job's lock is still this worker's, right before a post: not if its renewal failed;
+   * yes if Redis said so less than half a lock ago; else Redis is asked again, atomically with
+   * extending the lock (BullMQ's extendLock compares the token): a process paused past its lock
+   * (a VM pause, SIGSTOP) finds out here, before it posts what another worker may have posted.
+   */
+  async #stillOurs(job: Job, held: Held): Promise<boolean> {
+    if (held.signal?.aborted === true) return false;
+    if (held.lock === undefined || performance.now() - held.confirmedAt <= this.#o.lockMs / 2) return true;
+    const asked = performance.now();
+    if ((await job.extendLock(held.lock.token, this.#o.lockMs)) !== 1) return false;
+    held.confirmedAt = asked;
+    return true;
+  }
+
   #skipped(data: JobData, entry: LedgerEntry, log: JobLog): DeliveryResult {
     log.info({ key: data.key, messageId: entry.messageId }, 'skipped: already delivered');
     this.#emit({ outcome: 'skipped', locationId: data.locationId, ...importOf(data) });
@@ -231,6 +289,7 @@ export class Delivery {
     token: string,
     firstSlot: string,
     log: JobLog,
+    held: Held,
   ): Promise<{ kind: 'found'; result: DeliveryResult } | { kind: 'post'; slot: string | undefined }> {
     const altId = data.body.altId;
     const undecided = async (reason: Extract<LookupResult, { kind: 'undecided' }>['reason'], detail: string, slot: string | undefined) => {
@@ -238,8 +297,14 @@ export class Delivery {
       return { kind: 'post' as const, slot };
     };
     if (altId === undefined) return undecided('no-altid', 'the message has no altId (enqueued before every message got one)', firstSlot);
-    if (!(await this.#o.state.takeLookup(data.locationId, reconcile.perMinute))) {
-      return undecided('budget', `the location's ${reconcile.perMinute} lookups of this minute are spent`, firstSlot);
+    const perMinute = reconcile.perMinute(data.locationId, this.#unknown.share(data.locationId, this.#o.now()));
+    if (!(await this.#o.state.takeLookup(data.locationId, perMinute))) {
+      // Never posted blind for want of our own budget: the message waits for the next minute's.
+      await this.#o.state.release(data.locationId, firstSlot);
+      const waitMs = 60_000 - (Date.now() % 60_000) + Math.floor(Math.random() * 1_000);
+      this.#o.logger.debug({ jobId: job.id, locationId: data.locationId, perMinute, waitMs }, 'lookup budget spent: message waits');
+      this.#emit({ outcome: 'waiting', locationId: data.locationId });
+      throw new RetryLater(waitMs, `the location's ${perMinute} lookups of this minute are spent`);
     }
     // Since when HighLevel may hold it: its own date (history), else its first unknown post; a minute's slack for clocks.
     const since =
@@ -249,8 +314,9 @@ export class Delivery {
     let slot: string | undefined = firstSlot;
     const read = async (path: string, query: Record<string, string | undefined>): Promise<{ result: ReadResult; slot: string }> => {
       // A lookup's own key is never in the ledger: the slot is all it can be.
-      const taken = slot ?? ((await this.#takeSlot(job, data, `lookup-${randomUUID()}`, log)) as string);
+      const taken = slot ?? ((await this.#takeSlot(job, data, `lookup-${randomUUID()}`, log, held)) as string);
       slot = undefined;
+      this.#o.onRequest?.('lookup');
       const result = await this.#o.client.get(token, path, query);
       return { result, slot: taken };
     };
@@ -264,10 +330,19 @@ export class Delivery {
         delivered,
       );
     const refused = async (s: string, result: ReadResult): Promise<{ kind: 'post'; slot: string | undefined } | undefined> => {
-      if (result.kind === 'network') {
+      if (result.kind === 'network' || (result.status >= 500 && result.status <= 599)) {
+        // HighLevel could tell, but did not answer: the message waits and looks again (1 s doubling to 30 s).
         await settle(s, result);
-        return undecided('error', `the lookup got no answer: ${result.message}`, undefined);
+        const failures = (this.#lookupFailures.get(data.locationId) ?? 0) + 1;
+        this.#lookupFailures.set(data.locationId, failures);
+        if (this.#lookupFailures.size > 1_000) this.#lookupFailures.delete(this.#lookupFailures.keys().next().value as string);
+        const waitMs = Math.min(30_000, 1_000 * 2 ** (failures - 1));
+        const why = result.kind === 'network' ? result.message : `HighLevel answered ${result.status}`;
+        log.warn({ key: data.key, waitMs, reason: why }, 'lookup got no answer: message waits to look again');
+        this.#emit({ outcome: 'waiting', locationId: data.locationId });
+        throw new RetryLater(waitMs, `the lookup got no answer: ${why}`);
       }
+      this.#lookupFailures.delete(data.locationId);
       if (result.status === 429) {
         const waitMs = await this.#o.state.refuse(data.locationId, s, undefined);
         throw new LocationWait(waitMs);
@@ -296,7 +371,10 @@ export class Delivery {
     const pages: MessagesPage[] = [];
     let lastMessageId: string | undefined;
     for (let n = 0; n < reconcile.pages; n += 1) {
-      const got = await read(`conversations/${conversationId}/messages`, { limit: '100', ...(lastMessageId === undefined ? {} : { lastMessageId }) });
+      const got = await read(`conversations/${encodeURIComponent(conversationId)}/messages`, {
+        limit: '100',
+        ...(lastMessageId === undefined ? {} : { lastMessageId }),
+      });
       const stop = await refused(got.slot, got.result);
       if (stop !== undefined) return stop;
       const page = messagesPageSchema.safeParse((got.result as { json: unknown }).json);
@@ -339,6 +417,7 @@ export class Delivery {
     const fields = { key: data.key, status, code: outcome.kind === 'network' ? outcome.code : undefined, latencyMs: Math.round(latencyMs) };
 
     const health = apiHealth(outcome);
+    if (this.#o.reconcile !== undefined) this.#unknown.record(data.locationId, verdict.class !== 'delivered' && mayHaveArrived(outcome), this.#o.now());
 
     switch (verdict.class) {
       case 'delivered': {

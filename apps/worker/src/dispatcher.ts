@@ -19,7 +19,7 @@ import type { RedisClient } from '@ghl-ingest/queue';
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.ts';
 import type { DeliveryResult } from './deliver.ts';
 import { RetryableDeliveryError } from './deliver.ts';
-import { isDeadLettered, LocationPaused, LocationWait, WorkerStopping } from './signals.ts';
+import { isDeadLettered, LocationPaused, LocationWait, LockLost, RetryLater, WorkerStopping } from './signals.ts';
 
 export interface DispatcherOptions {
   /** The process's shared connection (worker role). */
@@ -28,7 +28,8 @@ export interface DispatcherOptions {
   subscriber: RedisClient;
   prefix: string;
   state: LocationState;
-  processor: (job: Job) => Promise<DeliveryResult>;
+  /** Runs a job; `lockLost` aborts when its lock could not be renewed (another worker may hold it). */
+  processor: (job: Job, lockLost: AbortSignal) => Promise<DeliveryResult>;
   deadLetters: DeadLetters;
   /** Jobs active in this process at most, all locations together. */
   maxActive: number;
@@ -53,8 +54,8 @@ interface Lane {
   lease: Lease;
   queue: Queue;
   loops: number;
-  /** Job id -> lock token, of jobs active here. */
-  active: Map<string, string>;
+  /** Job id -> lock token, and what aborts when the lock is lost, of jobs active here. */
+  active: Map<string, { token: string; lost: AbortController }>;
   startedAt: number;
   /** Set when the location must wait: the longest wait asked for. */
   waitMs: number | undefined;
@@ -285,15 +286,18 @@ export class Dispatcher {
   async #handle(lane: Lane, job: Job, token: string): Promise<Job | undefined> {
     const id = String(job.id);
     job.token = token;
-    lane.active.set(id, token);
+    const lost = new AbortController();
+    lane.active.set(id, { token, lost });
     let result: DeliveryResult | undefined;
     let failure: unknown;
     try {
-      result = await this.#o.processor(job);
+      result = await this.#o.processor(job, lost.signal);
     } catch (error) {
       failure = error;
     }
     lane.active.delete(id);
+    // Not ours any more: another worker may hold the job, which it moves on itself.
+    if (failure instanceof LockLost) return undefined;
     try {
       // Take the location's next job with this one's completion, while the turn goes on.
       const fetchNext = this.#mayContinue(lane);
@@ -315,6 +319,11 @@ export class Dispatcher {
       if (failure instanceof WorkerStopping) {
         await job.moveToWait(token);
         return undefined;
+      }
+      if (failure instanceof RetryLater) {
+        // This message alone goes later, costing no attempt; the location's others go on.
+        await job.moveToDelayed(Date.now() + Math.max(1, Math.ceil(failure.delayMs)), token);
+        return fetchNext ? await this.#fetch(lane, token) : undefined;
       }
       const error = failure instanceof Error ? failure : coerceError(failure);
       const next = await job.moveToFailed(error, token, fetchNext);
@@ -387,12 +396,24 @@ export class Dispatcher {
     }
   }
 
-  /** Renews the locks of active jobs and the leases of held locations (every half lock). */
+  /**
+   * Renews the locks of active jobs and the leases of held locations (every half lock). A job whose
+   * lock could not be renewed (it lapsed: the process paused, or Redis lost it) is abandoned: its
+   * processing is told (the abort) and posts nothing more; the job is the next holder's.
+   */
   async #renew(): Promise<void> {
     for (const lane of this.#lanes.values()) {
       try {
         if (lane.active.size > 0) {
-          await lane.queue.getBackend().extendLocks([...lane.active.keys()], [...lane.active.values()], this.#o.lockMs);
+          const ids = [...lane.active.keys()];
+          const tokens = ids.map((id) => lane.active.get(id)?.token ?? '');
+          const failed = await lane.queue.getBackend().extendLocks(ids, tokens, this.#o.lockMs);
+          for (const id of failed.map(String)) {
+            const job = lane.active.get(id);
+            if (job === undefined) continue;
+            job.lost.abort();
+            this.#log.warn({ locationId: lane.lease.locationId, jobId: id }, 'lock renewal failed: job abandoned');
+          }
         }
         await this.#o.state.renewLease(lane.lease, this.#o.lockMs);
       } catch (error) {

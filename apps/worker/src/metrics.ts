@@ -48,6 +48,8 @@ export class WorkerMetrics {
   readonly #latency: Histogram;
   readonly #rateLimited: Counter;
   readonly #lookups: Counter;
+  readonly #requests: Counter<'kind'>;
+  readonly #sent = { post: 0, lookup: 0 };
   readonly #deadLetters: Counter<'class'>;
   readonly #reporter: { redis: RedisClient; key: string; id: string; timer: NodeJS.Timeout };
 
@@ -79,6 +81,21 @@ export class WorkerMetrics {
       labelNames: ['result', 'reason'],
       registers,
     });
+    this.#requests = new Counter({
+      name: 'ghl_requests_total',
+      help: 'Requests sent to HighLevel: posts, and the reads of lookups before posting again (kind).',
+      labelNames: ['kind'],
+      registers,
+    });
+    const sent = this.#sent;
+    new Gauge({
+      name: 'ghl_lookup_requests_ratio',
+      help: "The lookups' reads as a share of this process's requests to HighLevel since it started.",
+      registers,
+      collect() {
+        this.set(sent.lookup / Math.max(1, sent.lookup + sent.post));
+      },
+    });
     this.#deadLetters = new Counter({ name: 'ghl_dead_letters_total', help: 'Messages dead-lettered, by failure class.', labelNames: ['class'], registers });
     const key = keysFor(shared.prefix).metricsReporter;
     const id = randomUUID();
@@ -101,6 +118,12 @@ export class WorkerMetrics {
     if (event.latencyMs !== undefined) this.#latency.observe(event.latencyMs / 1000);
     if (event.outcome === 'rate-limited') this.#rateLimited.inc();
     if (event.outcome === 'dead-lettered') this.#deadLetters.inc({ class: event.failureClass ?? 'unknown' });
+  }
+
+  /** A request sent to HighLevel. */
+  requested(kind: 'post' | 'lookup'): void {
+    this.#sent[kind] += 1;
+    this.#requests.inc({ kind });
   }
 
   /** A lookup's result (reconcile.ts). */

@@ -21,6 +21,29 @@ export class LocationPaused extends Error {
   override name = 'LocationPaused';
 }
 
+/**
+ * The job's lock is no longer this worker's (its renewal failed, or Redis said so when a slot was
+ * taken): another worker may hold the job, so this one posts nothing and leaves the job alone.
+ */
+export class LockLost extends Error {
+  override name = 'LockLost';
+}
+
+/**
+ * This message (not its location) goes again after `delayMs`, costing no attempt: a lookup it
+ * needs before posting again must wait for the location's lookup budget, or HighLevel did not
+ * answer it. Its location's other messages go on meanwhile.
+ */
+export class RetryLater extends Error {
+  override name = 'RetryLater';
+  readonly delayMs: number;
+
+  constructor(delayMs: number, reason: string) {
+    super(reason);
+    this.delayMs = delayMs;
+  }
+}
+
 /** This worker is stopping: the job goes back for another worker, its slot back to the location. */
 export class WorkerStopping extends Error {
   override name = 'WorkerStopping';

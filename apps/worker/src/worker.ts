@@ -13,6 +13,7 @@ import {
   keysFor,
   LocationState,
   locationOfQueue,
+  lookupsPerMinute,
   oauthAppClient,
   OAuthTokens,
   openOAuthStore,
@@ -101,7 +102,9 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
     subscriber,
     prefix: config.queuePrefix,
     state,
-    processor: tracingRequested() ? (job) => traceConsume(job, traceOptions(job), () => delivery.process(job)) : (job) => delivery.process(job),
+    processor: tracingRequested()
+      ? (job, lockLost) => traceConsume(job, traceOptions(job), () => delivery.process(job, lockLost))
+      : (job, lockLost) => delivery.process(job, lockLost),
     deadLetters,
     // Active jobs: twice the requests in flight, as some sleep on reserved slots.
     maxActive: 2 * concurrency,
@@ -124,6 +127,8 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
     inFlight: new Semaphore(concurrency),
     logger: log,
     maxAttempts: config.maxAttempts,
+    lockMs: config.workerLockMs,
+    onRequest: (kind) => metrics.requested(kind),
     onEvent: (event) => {
       metrics.record(event);
       if (event.status !== undefined) annotateActiveSpan({ 'http.response.status_code': event.status, 'ghl.outcome': event.outcome });
@@ -131,10 +136,14 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
       parts.onEvent?.(event);
     },
     ...(parts.afterLedgerWrite === undefined ? {} : { afterLedgerWrite: parts.afterLedgerWrite }),
-    // Reads before posting again after an unknown outcome: at most 3 pages of 100 each, and 30
-    // lookups a minute per location (about 2 requests each: a few percent of HighLevel's 600 a minute).
+    // Reads before posting again after an unknown outcome: at most 3 pages of 100 each, and as
+    // many lookups a minute as the location's rate and its share of unknown outcomes call for
+    // (lookupsPerMinute: about 2 requests each, at most a quarter of its requests).
     ...(config.reconcile
-      ? { reconcile: { pages: 3, perMinute: 30, settleMs: config.httpTimeoutMs + 1_000 }, onLookup: (result: LookupResult) => metrics.lookedUp(result) }
+      ? {
+          reconcile: { pages: 3, perMinute: (id: string, share: number) => lookupsPerMinute(budget(id), share), settleMs: config.httpTimeoutMs + 1_000 },
+          onLookup: (result: LookupResult) => metrics.lookedUp(result),
+        }
       : {}),
   });
   // Outcomes per import (for `import --wait`) and dead letters per location (for `status`): off
@@ -211,6 +220,12 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
       stopRepair.abort();
       delivery.stop();
       const result = await dispatcher.close(deadlineMs);
+      // A delivery whose ledger entry Redis refused is retried until it lands: not left behind.
+      const writing = state.ledgerWrites();
+      const waiting = setTimeout(() => log.warn('waiting for Redis to take ledger entries of messages HighLevel holds (a second signal exits anyway)'), 1_000);
+      const pending = await writing;
+      clearTimeout(waiting);
+      if (pending > 0) log.info({ written: pending }, 'ledger entries written late, before stopping');
       await repairing;
       await admin?.close();
       await metrics.close();

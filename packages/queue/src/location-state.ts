@@ -17,7 +17,7 @@ import { dayIndex, effectiveBudget, type Budget } from './rate-budget.ts';
 import { keysFor, locationQueueName, type Keys } from './keys.ts';
 import { formatLedgerEntry, type LedgerEntry } from './ledger.ts';
 import { RecentDeliveries, type RecentDelivery } from './recent-deliveries.ts';
-import { RateLimiter, rateKeys, type Acquired, type RateHeaders, type RateLimiterOptions } from './rate-limiter.ts';
+import { RateLimiter, rateKeys, type Acquired, type JobLock, type RateHeaders, type RateLimiterOptions } from './rate-limiter.ts';
 import { defineScripts } from './scripts.ts';
 
 export type LocationHold = { state: 'paused'; reason: string; since: number } | { state: 'parked'; reason: string; since: number; until: number };
@@ -128,6 +128,8 @@ export class LocationState {
   readonly #limiter: RateLimiter | undefined;
   /** Ledger entries this process wrote lately: written back when Redis comes back having lost writes. */
   readonly #recent = new RecentDeliveries(RECENT_KEEP_MS, RECENT_MAX);
+  /** Ledger writes that failed and are retried until they land (see #recordWhenPossible). */
+  readonly #recording = new Set<Promise<void>>();
   /** The Redis run id(s) this process last saw: a new one means a restart or a failover. */
   #seenRunId: string | undefined;
   /** Set while Redis is away and until what it lost is written back: the ledger is not read meanwhile. */
@@ -193,11 +195,12 @@ export class LocationState {
 
   // --- the rate budget and the delivery ledger ------------------------------------------------
 
-  async acquire(locationId: string, key: string, slot: string): Promise<Acquired> {
+  /** `lock`: the job's BullMQ lock, checked in the same call (a job no longer ours takes nothing: `lock-lost`). */
+  async acquire(locationId: string, key: string, slot: string, lock?: JobLock): Promise<Acquired> {
     // The ledger is read here: not before what Redis may have lost of it is written back, by every worker.
     if (this.#restoring !== undefined) await this.#restoring;
     if (this.#writingBack !== undefined) await this.#writingBack;
-    return this.#rate().acquire(locationId, key, slot);
+    return this.#rate().acquire(locationId, key, slot, lock);
   }
 
   proceed(locationId: string, slot: string): ReturnType<RateLimiter['proceed']> {
@@ -212,15 +215,22 @@ export class LocationState {
     } catch (error) {
       // Redis failed the call (a cluster failing over, say): the job will be taken again, and its
       // ledger entry must be there by then. It is written on its own as soon as Redis takes it.
-      if (delivered !== undefined) void this.#recordWhenPossible(locationId, key, delivered);
+      if (delivered !== undefined) {
+        const writing = this.#recordWhenPossible(locationId, key, delivered).finally(() => this.#recording.delete(writing));
+        this.#recording.add(writing);
+      }
       throw error;
     }
   }
 
-  /** Writes a ledger entry whose settle failed, trying for about 45 s (longer than a job's lock, after which it is taken again). */
+  /**
+   * Writes a ledger entry whose settle failed, for as long as this process lives (every 5 s at
+   * most once Redis keeps failing): HighLevel holds the message, and without its entry the job,
+   * taken again, would be posted again. A stopping worker waits for these (`ledgerWrites`).
+   */
   async #recordWhenPossible(locationId: string, key: string, entry: LedgerEntry): Promise<void> {
-    for (let attempt = 1; attempt <= 12; attempt += 1) {
-      await sleep(Math.min(5_000, 250 * 2 ** attempt), undefined, { ref: false });
+    for (let attempt = 1; ; attempt += 1) {
+      await sleep(Math.min(5_000, 250 * 2 ** Math.min(attempt, 5)));
       try {
         await this.#redis.set(...this.#restoreArgs({ locationId, key, entry }));
         return;
@@ -228,6 +238,13 @@ export class LocationState {
         // Still failing over: try again.
       }
     }
+  }
+
+  /** Ledger entries whose write failed and is being retried; resolves once every one is written. */
+  async ledgerWrites(): Promise<number> {
+    const pending = this.#recording.size;
+    while (this.#recording.size > 0) await Promise.all([...this.#recording]);
+    return pending;
   }
 
   /**

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from './config.ts';
-import { budgetFor, dayIndex, effectiveBudget, nextReset, parseResetTime, readBudgetOverrides } from './rate-budget.ts';
+import { budgetFor, dayIndex, effectiveBudget, lookupsPerMinute, nextReset, parseResetTime, readBudgetOverrides } from './rate-budget.ts';
 
 const cfg = { max: 100, windowMs: 10_000, daily: 200_000 };
 
@@ -69,5 +69,23 @@ describe('per-location overrides', () => {
     ['{"a:b": {"max": 5}}', 'a:b'],
   ])('refuse %s naming what is wrong', (content, message) => {
     expect(() => readBudgetOverrides(file(content))).toThrow(message);
+  });
+});
+
+describe('lookupsPerMinute', () => {
+  // HighLevel's default: 100 requests per 10 s, 600 a minute.
+  it.each([
+    [cfg, 0, 30], // nothing unknown measured: the floor, 5 % of 600
+    [cfg, 0.01, 30], // 12 needed: still the floor
+    [cfg, 0.05, 60], // 3 % resets and 2 % late answers: 30 unknown a minute, twice that
+    [cfg, 0.0625, 75], // up to the ceiling: 75 lookups of 2 reads, a quarter of 600
+    [cfg, 0.5, 75], // HighLevel failing half the posts: never more than the ceiling
+    [{ max: 20, windowMs: 2_000 }, 0.05, 60], // 600 a minute too, in a shorter window
+    [{ max: 10, windowMs: 1_000 }, 0.05, 60],
+    [{ max: 1, windowMs: 10_000 }, 0.2, 1], // 6 a minute: one lookup at least
+    [cfg, -1, 30], // nonsense in, the floor out
+    [cfg, Number.NaN, 30],
+  ])('%o at unknown share %d: %d a minute', (budget, share, expected) => {
+    expect(lookupsPerMinute(budget, share)).toBe(expected);
   });
 });

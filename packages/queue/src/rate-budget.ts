@@ -77,3 +77,23 @@ export function dayIndex(nowMs: number, resetOffsetMs: number): number {
 export function nextReset(nowMs: number, resetOffsetMs: number): number {
   return (dayIndex(nowMs, resetOffsetMs) + 1) * DAY_MS + resetOffsetMs;
 }
+
+/** Reads a lookup (reconcile) takes at most, usually: a search for the conversation and a page of it. */
+const READS_PER_LOOKUP = 2;
+
+/**
+ * How many lookups (reads before posting again after an unknown outcome) a location may start a
+ * minute: twice what its rate would need at the share of unknown outcomes measured there
+ * (`unknownShare`: unknown outcomes per post, 0..1), at least 5 % of its requests a minute (a worker
+ * that dies leaves its requests in flight unknown all at once, and nothing measured them), and at
+ * most what keeps the lookups' reads to a quarter of its requests. A message past the budget waits
+ * for the next minute; it is never posted without its lookup.
+ */
+export function lookupsPerMinute(budget: Pick<Budget, 'max' | 'windowMs'>, unknownShare: number): number {
+  const requests = (budget.max * 60_000) / budget.windowMs;
+  const share = Number.isFinite(unknownShare) ? Math.min(1, Math.max(0, unknownShare)) : 0;
+  const needed = Math.ceil(2 * requests * share);
+  const floor = Math.ceil(0.05 * requests);
+  const ceiling = Math.floor((0.25 * requests) / READS_PER_LOOKUP);
+  return Math.max(1, Math.min(ceiling, Math.max(floor, needed)));
+}

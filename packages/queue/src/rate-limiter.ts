@@ -32,7 +32,17 @@ export type Acquired =
   /** `sendInMs` 0: in flight now, send at once. Otherwise call `proceed` after that long. */
   | { kind: 'reserved'; slot: string; sendInMs: number }
   | { kind: 'wait'; waitMs: number }
-  | { kind: 'parked'; waitMs: number; until: number };
+  | { kind: 'parked'; waitMs: number; until: number }
+  /** The job's lock is not the token given: another worker may hold the job; nothing was taken. */
+  | { kind: 'lock-lost' };
+
+/** A job's BullMQ lock, checked in the same call that takes its slot. */
+export interface JobLock {
+  /** `<prefix>:loc.{<locationId>}:<jobId>:lock`: in the location's hash slot. */
+  key: string;
+  /** The token this worker holds the job with. */
+  token: string;
+}
 
 /** What the `X-RateLimit-*` headers of an answer said. */
 export interface RateHeaders {
@@ -68,20 +78,21 @@ export class RateLimiter {
   }
 
   /**
-   * Checks the ledger for `key`, then reserves a slot for `slot` (a unique id) or says how long to
-   * wait. Calls for one location in the same tick go to Redis as one script call.
+   * Checks that `lock` (when given) is still held with its token, and the ledger for `key`, then
+   * reserves a slot for `slot` (a unique id) or says how long to wait. Calls for one location in
+   * the same tick go to Redis as one script call.
    */
-  acquire(locationId: string, key: string, slot: string): Promise<Acquired> {
-    return this.#acquires.add(locationId, { key, slot });
+  acquire(locationId: string, key: string, slot: string, lock?: JobLock): Promise<Acquired> {
+    return this.#acquires.add(locationId, { key, slot, lock });
   }
 
-  readonly #acquires = new TickBatch<{ key: string; slot: string }, Acquired>(async (locationId, items) => {
+  readonly #acquires = new TickBatch<{ key: string; slot: string; lock: JobLock | undefined }, Acquired>(async (locationId, items) => {
     const k = this.#keys(locationId);
     const b = this.#o.budget(locationId);
     const horizon = this.#o.horizonMs?.(b) ?? 2 * b.windowMs;
     const keys = keysFor(this.#o.prefix);
     const r = await this.#redis.ghlAcquire(
-      9 + items.length,
+      9 + 2 * items.length,
       k.answered,
       k.inflight,
       k.reserved,
@@ -92,6 +103,8 @@ export class RateLimiter {
       k.probe,
       k.stats,
       ...items.map((i) => keys.ledger(locationId, i.key)),
+      // Without a lock to check, its place holds a key of the same slot that is not read.
+      ...items.map((i) => i.lock?.key ?? keys.ledger(locationId, i.key)),
       b.max,
       b.windowMs,
       b.daily,
@@ -100,6 +113,7 @@ export class RateLimiter {
       horizon,
       DEFAULT_LATENCY_MS,
       ...items.map((i) => i.slot),
+      ...items.map((i) => i.lock?.token ?? ''),
     );
     return items.map(({ slot }, i): Acquired => {
       const [code, value, until] = [Number(r[3 * i]), r[3 * i + 1], r[3 * i + 2]];
@@ -110,6 +124,8 @@ export class RateLimiter {
           return { kind: 'reserved', slot, sendInMs: Number(value) };
         case 3:
           return { kind: 'parked', waitMs: Number(value), until: Number(until) };
+        case 4:
+          return { kind: 'lock-lost' };
         default:
           return { kind: 'wait', waitMs: Number(value) };
       }

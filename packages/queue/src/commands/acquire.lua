@@ -14,12 +14,16 @@
   KEYS[7] learned     HASH  what HighLevel's headers taught, and the mean latency
   KEYS[8] probe       STRING  '1' a probe may go; else the slot id of the probe in flight
   KEYS[9] stats       HASH  the location's outcomes (delivered, skipped, dead)
-  KEYS[10..] ledger   STRING  each message's delivery ledger entry, in batch order
+  KEYS[10..9+n] ledger   STRING  each message's delivery ledger entry, in batch order
+  KEYS[10+n..9+2n] lock  STRING  each message's BullMQ job lock (`<prefix>:loc.{id}:<jobId>:lock`,
+                                 the location's slot), in batch order
 
   ARGV[1] max, ARGV[2] windowMs, ARGV[3] daily, ARGV[4] inflightMs, ARGV[5] resetOffsetMs,
-  ARGV[6] horizonMs, ARGV[7] defaultLatencyMs, ARGV[8..] each message's slot id, in batch order
+  ARGV[6] horizonMs, ARGV[7] defaultLatencyMs, ARGV[8..7+n] each message's slot id, in batch order,
+  ARGV[8+n..7+2n] each message's lock token ('' : no lock to check), in batch order
 
   Returns per message, flattened, three values each:
+    4, 0, 0                     the job's lock is not (or no longer) this token: take nothing
     1, ledgerValue, 0           already delivered (counted as skipped)
     2, waitMs, 0                the location waits
     3, waitMs, parkedUntil      the daily budget is spent
@@ -35,6 +39,7 @@ local answeredKey, inflightKey, reservedKey, othersKey = KEYS[1], KEYS[2], KEYS[
 local blockKey, dailyKey, learnedKey, probeKey, statsKey = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local inflightMs, offset, horizon = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local FIRST = 8
+local n = (#KEYS - 9) / 2
 
 local out = {}
 local skipped, taken = 0, 0
@@ -50,10 +55,14 @@ local waiting = redis.call('ZCARD', reservedKey)
 local latency
 local sendsNow = false
 
-for i = FIRST, #ARGV do
+for i = FIRST, FIRST + n - 1 do
   local slot = ARGV[i]
+  local token = ARGV[i + n]
   local done = redis.call('GET', KEYS[10 + i - FIRST])
-  if done then
+  if token ~= '' and redis.call('GET', KEYS[10 + n + i - FIRST]) ~= token then
+    -- Another worker may hold the job by now (this one paused past its lock): it must not post.
+    out[#out + 1] = 4; out[#out + 1] = 0; out[#out + 1] = 0
+  elseif done then
     skipped = skipped + 1
     out[#out + 1] = 1; out[#out + 1] = done; out[#out + 1] = 0
   elseif blocked > now then
