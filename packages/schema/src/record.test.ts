@@ -184,3 +184,19 @@ describe('idempotency key of a record', () => {
     expect(r2.ok && r2.record.key).toBe('k-A1');
   });
 });
+
+describe('reserved field names', () => {
+  it.each(['reject', 'drop'] as const)('refuses __proto__, constructor and prototype at any depth (unknownFields %s)', (unknownFields) => {
+    const hostile = JSON.parse(
+      '{"locationId":"l","type":"SMS","contactId":"c","message":"m","__proto__":{"type":"Email"},"constructor":1,"call":{"prototype":{"x":1}}}',
+    ) as unknown;
+    const issues = issuesOf(hostile, { unknownFields });
+    expect(issues.map((i) => i.path).sort()).toEqual(['__proto__', 'call.prototype', 'constructor']);
+    expect(issues.every((i) => i.message.includes('reserved name'))).toBe(true);
+  });
+
+  it('reads only the record’s own fields, never its prototype chain', () => {
+    const inherited = Object.assign(Object.create({ contactId: 'from-prototype' }) as object, { locationId: 'l', type: 'SMS', message: 'm' });
+    expect(issuesOf(inherited).map((i) => i.path)).toEqual(['conversationId']);
+  });
+});

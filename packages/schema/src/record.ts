@@ -50,6 +50,19 @@ const RECORD_FIELDS = new Set<string>([...BODY_FIELDS, 'locationId', 'key']);
 const MAX_UNKNOWN_REPORTED = 20;
 const CALL_FIELD_SET = new Set<string>(CALL_FIELDS);
 
+/**
+ * Names no field may have, at any depth: assigning to them through a plain object changes its
+ * prototype (or, for `__proto__.x`, Object.prototype itself, and so every object in the process).
+ */
+export const RESERVED_FIELD_NAMES: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype']);
+
+export const RESERVED_FIELD_REASON = 'is a reserved name (__proto__, constructor, prototype): a field so named could alter objects of the whole process';
+
+/** The segment of a dotted field name (`call.to`, `__proto__.x`) that is reserved, if any. */
+export function reservedSegment(name: string): string | undefined {
+  return name.split('.').find((segment) => RESERVED_FIELD_NAMES.has(segment.trim()));
+}
+
 type Parse<T> = (value: unknown) => Normalised<T> & { at?: PropertyKey[] };
 
 const isAbsent = (value: unknown): boolean => value === undefined || value === null || (typeof value === 'string' && value.trim() === '');
@@ -147,7 +160,7 @@ export function normalizeRecord(input: unknown, options: NormalizeOptions = {}):
   if (typeof input !== 'object' || input === null || Array.isArray(input)) {
     return { ok: false, issues: [{ path: '', message: `a record must be a JSON object, not ${describe(input)}` }] };
   }
-  const raw = input as Record<string, unknown>;
+  const raw = ownFields(input as Record<string, unknown>);
   const draft: Draft = {};
   const failed = new Set<string>();
   const report = (path: PropertyKey[], message: string) => {
@@ -155,8 +168,10 @@ export function normalizeRecord(input: unknown, options: NormalizeOptions = {}):
     failed.add(String(path[0]));
   };
 
+  // Refused whatever `unknownFields` says: dropping them quietly would hide a hostile file.
+  for (const field of Object.keys(raw)) if (reservedSegment(field) !== undefined) report([field], RESERVED_FIELD_REASON);
   if (options.unknownFields !== 'drop') {
-    const unknown = Object.keys(raw).filter((field) => !RECORD_FIELDS.has(field));
+    const unknown = Object.keys(raw).filter((field) => !RECORD_FIELDS.has(field) && reservedSegment(field) === undefined);
     for (const field of unknown.slice(0, MAX_UNKNOWN_REPORTED)) report([field], `unknown field "${clip(field, 40)}"${suggest(field)}`);
     if (unknown.length > MAX_UNKNOWN_REPORTED) {
       issues.push({ path: '', message: `and ${unknown.length - MAX_UNKNOWN_REPORTED} more unknown fields` });
@@ -225,11 +240,14 @@ function parseCall(
     report(['call'], `must be an object with to, from and status, not ${describe(value)}`);
     return undefined;
   }
-  const raw = value as Record<string, unknown>;
+  const raw = ownFields(value as Record<string, unknown>);
   const call: CallData = {};
   let bad = false;
   for (const field of Object.keys(raw)) {
-    if (!CALL_FIELD_SET.has(field) && unknownFields === 'reject') {
+    if (reservedSegment(field) !== undefined) {
+      report(['call', field], RESERVED_FIELD_REASON);
+      bad = true;
+    } else if (!CALL_FIELD_SET.has(field) && unknownFields === 'reject') {
       report(['call', field], `unknown field "${clip(field, 40)}"; call takes to, from and status`);
       bad = true;
     }
@@ -285,6 +303,16 @@ function checkTypeRules(
         'set it on the record or set GHL_CONVERSATION_PROVIDER_ID',
     );
   }
+}
+
+/**
+ * The record's own fields only, in an object without a prototype: a field a parser left on the
+ * prototype chain (or a polluted Object.prototype) is not read as the record's.
+ */
+function ownFields(input: Record<string, unknown>): Record<string, unknown> {
+  const out = Object.create(null) as Record<string, unknown>;
+  for (const field of Object.keys(input)) Object.defineProperty(out, field, { value: input[field], enumerable: true, writable: true });
+  return out;
 }
 
 function withKey(result: { ok: false; issues: RecordIssue[] }, key: string | undefined): RecordResult {

@@ -5,7 +5,7 @@
  * a wrong number of columns) is reported and skipped; the import goes on.
  */
 import { parse } from 'csv-parse';
-import { LIMITS } from '@ghl-ingest/schema';
+import { LIMITS, RESERVED_FIELD_REASON, reservedSegment } from '@ghl-ingest/schema';
 import { Transform, type Readable } from 'node:stream';
 import { clipRaw, type Row } from './row.ts';
 
@@ -23,7 +23,18 @@ export async function* readCsv(input: Readable): AsyncGenerator<Row> {
     columns: (header: string[]) => {
       // A header that wide is not a message file; refusing it keeps memory bounded.
       if (header.length > MAX_COLUMNS) throw new UnreadableCsvError(`the CSV header has ${header.length} columns; at most ${MAX_COLUMNS} are read`);
-      return header.map((h) => h.trim());
+      const columns = header.map((h) => h.trim());
+      // Refused for the whole file: every row would carry the column, and a `__proto__.x` header
+      // assigned through a plain object changes Object.prototype for the rest of the process.
+      for (const [i, column] of columns.entries()) {
+        const segment = reservedSegment(column);
+        if (segment !== undefined) {
+          throw new UnreadableCsvError(
+            `line 1, column ${i + 1} of the CSV header ("${column.slice(0, 80)}"): "${segment}" ${RESERVED_FIELD_REASON}; rename or remove the column`,
+          );
+        }
+      }
+      return columns;
     },
     skip_empty_lines: true,
     skip_records_with_error: true,
@@ -81,9 +92,14 @@ function lineLengthGuard(max: number): Transform {
   });
 }
 
-/** `{ "call.to": "+1..." }` → `{ call: { to: "+1..." } }`; empty cells are left out. */
+/**
+ * `{ "call.to": "+1..." }` → `{ call: { to: "+1..." } }`; empty cells are left out. Objects are
+ * built without a prototype and a parent is only ever one this function made, so no column name
+ * can reach Object.prototype (the header check refuses reserved names before this runs).
+ */
 export function unflatten(record: Record<string, string>): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
+  const out = Object.create(null) as Record<string, unknown>;
+  const made = new Set<unknown>();
   for (const [column, cell] of Object.entries(record)) {
     if (cell === '') continue;
     const dot = column.indexOf('.');
@@ -93,8 +109,9 @@ export function unflatten(record: Record<string, string>): Record<string, unknow
     }
     const parent = column.slice(0, dot);
     const child = column.slice(dot + 1);
-    const existing = out[parent];
-    const nested = typeof existing === 'object' && existing !== null ? (existing as Record<string, unknown>) : {};
+    const existing = Object.hasOwn(out, parent) ? out[parent] : undefined;
+    const nested = made.has(existing) ? (existing as Record<string, unknown>) : (Object.create(null) as Record<string, unknown>);
+    made.add(nested);
     nested[child] = cell;
     out[parent] = nested;
   }
