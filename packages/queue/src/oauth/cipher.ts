@@ -10,6 +10,10 @@ import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:
 import { IngestError } from '../errors.ts';
 
 const VERSION = 'v1';
+/** GCM's recommended nonce length. */
+const IV_BYTES = 12;
+/** The full GCM tag: without pinning it, node accepts a tag as short as 4 bytes (a forgery in 2^32 tries). */
+const TAG_BYTES = 16;
 
 interface Key {
   id: string;
@@ -53,8 +57,8 @@ export class TokenCipher {
 
   seal(plain: string, context: string): string {
     const key = this.#keys[0] as Key;
-    const iv = randomBytes(12);
-    const cipher = createCipheriv('aes-256-gcm', key.bytes, iv);
+    const iv = randomBytes(IV_BYTES);
+    const cipher = createCipheriv('aes-256-gcm', key.bytes, iv, { authTagLength: TAG_BYTES });
     cipher.setAAD(Buffer.from(context, 'utf8'));
     const body = Buffer.concat([cipher.update(plain, 'utf8'), cipher.final()]);
     return [VERSION, key.id, iv.toString('base64url'), cipher.getAuthTag().toString('base64url'), body.toString('base64url')].join('.');
@@ -69,10 +73,14 @@ export class TokenCipher {
     const key = this.#keys.find((k) => k.id === keyId);
     if (key === undefined)
       throw new SealedValueError(`sealed with key ${keyId}, which GHL_TOKEN_KEY does not hold (keys: ${this.#keys.map((k) => k.id).join(', ')})`);
+    const ivBytes = Buffer.from(iv, 'base64url');
+    const tagBytes = Buffer.from(tag, 'base64url');
+    if (ivBytes.length !== IV_BYTES) throw new SealedValueError(`its IV is ${ivBytes.length} bytes; a sealed token's is ${IV_BYTES}`);
+    if (tagBytes.length !== TAG_BYTES) throw new SealedValueError(`its tag is ${tagBytes.length} bytes; a sealed token's is ${TAG_BYTES}`);
     try {
-      const decipher = createDecipheriv('aes-256-gcm', key.bytes, Buffer.from(iv, 'base64url'));
+      const decipher = createDecipheriv('aes-256-gcm', key.bytes, ivBytes, { authTagLength: TAG_BYTES });
       decipher.setAAD(Buffer.from(context, 'utf8'));
-      decipher.setAuthTag(Buffer.from(tag, 'base64url'));
+      decipher.setAuthTag(tagBytes);
       return Buffer.concat([decipher.update(Buffer.from(body, 'base64url')), decipher.final()]).toString('utf8');
     } catch {
       throw new SealedValueError(`does not open with key ${keyId}: altered, or sealed for another record`);
