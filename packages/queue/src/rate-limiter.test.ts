@@ -88,6 +88,22 @@ describe('RateLimiter (Lua, on a real Redis)', () => {
     expect(await redis.admin.exists(rateKeys(redis.prefix, 'loc').inflight)).toBe(0);
   });
 
+  it('takes nothing for a job whose lock is not the token given (another worker holds it, or it lapsed)', async () => {
+    const l = limiter();
+    const lock = { key: `${redis.prefix}:loc.{loc}:job-1:lock`, token: 'ours' };
+    await redis.client().set(lock.key, 'ours', 'PX', 10_000);
+    // In one batch: ours, another's, and a lapsed one; each decided on its own.
+    const [mine, theirs, lapsed] = await Promise.all([
+      l.acquire('loc', 'k1', 's1', lock),
+      l.acquire('loc', 'k2', 's2', { key: lock.key, token: 'someone-else' }),
+      l.acquire('loc', 'k3', 's3', { key: `${redis.prefix}:loc.{loc}:job-3:lock`, token: 'ours' }),
+    ]);
+    expect(mine).toEqual({ kind: 'reserved', slot: 's1', sendInMs: 0 });
+    expect(theirs).toEqual({ kind: 'lock-lost' });
+    expect(lapsed).toEqual({ kind: 'lock-lost' });
+    expect(await redis.admin.zrange(rateKeys(redis.prefix, 'loc').inflight, 0, -1)).toEqual(['s1']);
+  });
+
   it('writes the ledger on settle', async () => {
     const l = limiter();
     const a = await l.acquire('loc', 'k-new', 's1');
