@@ -4,31 +4,26 @@
  *   (`application/x-ndjson`, one record per line); `Content-Encoding: gzip` accepted. 202 with a
  *   result per record.
  * - Every size limit counts the body as decompressed, so a small compressed bomb is a 413.
- * - Bearer `INTAKE_TOKEN`, compared in constant time; without a token it serves loopback only.
+ * - Bearer `INTAKE_TOKEN`, compared in constant time, on every route but those in OPEN_ROUTES;
+ *   without a token it serves loopback only.
  * - 413 past the body limit, 400 for malformed JSON, 503 with `Retry-After` when Redis cannot be
  *   reached or a location's queue is over its high-water mark (backpressure, not unbounded growth).
  * - `GET /healthz` (alive), `GET /readyz` (Redis answers), `GET /metrics` (Prometheus: requests
  *   by status, records accepted and rejected, request latency, Node's default process metrics).
+ * - A request must arrive whole within REQUEST_TIMEOUT_MS, and a connection silent for
+ *   CONNECTION_TIMEOUT_MS is closed; an upload cut short gives its share of the in-flight budget
+ *   back at once.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { Transform, type Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import {
-  checkRedis,
-  ConfigError,
-  LocationState,
-  locationQueueName,
-  oauthAppClient,
-  openOAuthStore,
-  readiness,
-  type Config,
-  type Logger,
-} from '@ghl-ingest/queue';
-import { Queue } from 'bullmq';
-import Fastify from 'fastify';
+import { checkRedis, ConfigError, LocationState, oauthAppClient, openOAuthStore, readiness, type Config, type Logger } from '@ghl-ingest/queue';
+import Fastify, { type FastifyRequest } from 'fastify';
 import type { RedisClient } from '@ghl-ingest/queue';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { producerOn } from './producer.ts';
+import { Producers } from './intake/producers.ts';
+import { QueueDepth } from './intake/queue-depth.ts';
 
 export const MAX_RECORDS_PER_REQUEST = 1000;
 /** Bytes of one request: room for 1,000 records of a few KB each. */
@@ -41,6 +36,19 @@ export const BODY_LIMIT = 10 * 1024 * 1024;
 const DRAIN_LIMIT = 8 * BODY_LIMIT;
 /** Bytes of all requests in progress (each parsed body takes a few times its size in memory). */
 export const MAX_INFLIGHT_BYTES = 4 * BODY_LIMIT;
+/** Milliseconds a request may take to arrive whole (headers and body): 10 MB at about 1.4 Mbit/s. */
+export const REQUEST_TIMEOUT_MS = 60_000;
+/** Milliseconds a connection may stay silent (mid-request, or idle between requests) before it is closed. */
+export const CONNECTION_TIMEOUT_MS = 30_000;
+/**
+ * The routes served without the bearer token, as `METHOD pattern` of the route a request matched
+ * (never its raw URL, which may spell the same route many ways): probes, the scrape, and the
+ * marketplace's install redirect and signed webhooks, which carry their own proof. Every other
+ * route, and any request that matches none, needs the token.
+ */
+const OPEN_ROUTES: ReadonlySet<string> = new Set(['GET /healthz', 'GET /readyz', 'GET /metrics', 'GET /oauth/callback', 'POST /webhooks/highlevel']);
+/** The route whose requests `ghl_intake_requests_total` counts. */
+const MESSAGES_ROUTE = '/v1/messages';
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 /** NDJSON under the names senders use for it. */
 const NDJSON = /^application\/(x-ndjson|ndjson|jsonl|x-jsonlines)\b/i;
@@ -85,9 +93,14 @@ export async function startIntake(redis: RedisClient, config: Config, logger: Lo
     throw new ConfigError(`refusing to serve on ${host} without INTAKE_TOKEN: set a token, or bind to 127.0.0.1 (INTAKE_HOST)`);
   }
   await checkRedis(redis, (fields, message) => logger.warn(fields, message));
-  const producer = producerOn(redis, config);
+  const producers = new Producers(() => producerOn(redis, config));
   const depth = new QueueDepth(redis, config.queuePrefix);
-  const app = Fastify({ loggerInstance: logger, bodyLimit: BODY_LIMIT });
+  const app = Fastify({
+    loggerInstance: logger,
+    bodyLimit: BODY_LIMIT,
+    requestTimeout: REQUEST_TIMEOUT_MS,
+    connectionTimeout: CONNECTION_TIMEOUT_MS,
+  });
   const expected = token === undefined ? undefined : digest(token);
   const metrics = new IntakeMetrics();
 
@@ -127,10 +140,28 @@ export async function startIntake(redis: RedisClient, config: Config, logger: Lo
     return reply.code(500).send({ error: 'internal', message: 'internal error' });
   });
 
+  // First of all hooks: a request without the token costs nothing else (no budget, no parsing).
+  app.addHook('onRequest', async (request, reply) => {
+    if (expected === undefined || isOpen(request)) return;
+    const header = request.headers.authorization ?? '';
+    const given = header.startsWith('Bearer ') ? header.slice(7) : '';
+    if (!timingSafeEqual(digest(given), expected)) {
+      await reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'unauthorized', message: 'a valid bearer token is required' });
+    }
+  });
+
   // Bodies being read or handled at once, in bytes (a body of unknown length counts as the limit):
-  // past MAX_INFLIGHT_BYTES a request waits its turn with a 503, so memory stays bounded.
+  // past MAX_INFLIGHT_BYTES a request waits its turn with a 503, so memory stays bounded. A
+  // request's share is given back exactly once, when its response is done or its connection closes
+  // first (a client that aborts mid-body, a request timeout): onResponse alone never runs for those.
   let inflightBytes = 0;
   const counted = new WeakMap<object, number>();
+  const release = (request: FastifyRequest): void => {
+    const bytes = counted.get(request);
+    if (bytes === undefined) return;
+    counted.delete(request);
+    inflightBytes -= bytes;
+  };
   app.addHook('onRequest', async (request, reply) => {
     if (request.method !== 'POST') return;
     // A compressed body may grow to the limit whatever its length on the wire.
@@ -142,21 +173,12 @@ export async function startIntake(redis: RedisClient, config: Config, logger: Lo
     }
     inflightBytes += bytes;
     counted.set(request, bytes);
+    reply.raw.once('close', () => release(request));
   });
   app.addHook('onResponse', (request, reply, done) => {
-    inflightBytes -= counted.get(request) ?? 0;
-    counted.delete(request);
-    if (request.url.startsWith('/v1/')) metrics.answered(reply.statusCode, reply.elapsedTime / 1000);
+    release(request);
+    if (request.routeOptions.url === MESSAGES_ROUTE) metrics.answered(reply.statusCode, reply.elapsedTime / 1000);
     done();
-  });
-
-  app.addHook('onRequest', async (request, reply) => {
-    if (expected === undefined || !request.url.startsWith('/v1/')) return;
-    const header = request.headers.authorization ?? '';
-    const given = header.startsWith('Bearer ') ? header.slice(7) : '';
-    if (!timingSafeEqual(digest(given), expected)) {
-      await reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'unauthorized', message: 'a valid bearer token is required' });
-    }
   });
 
   // gzip is undone before parsing, so fastify's body limit counts decompressed bytes.
@@ -177,15 +199,16 @@ export async function startIntake(redis: RedisClient, config: Config, logger: Lo
     }
   });
 
-  app.post('/v1/messages', async (request, reply) => {
+  app.post(MESSAGES_ROUTE, async (request, reply) => {
     const body = request.body;
     const records = Array.isArray(body) ? (body as unknown[]) : [body];
     if (records.length === 0) return reply.code(400).send({ error: 'bad_request', message: 'no records' });
     if (records.length > MAX_RECORDS_PER_REQUEST) {
       return reply.code(413).send({ error: 'payload_too_large', message: `at most ${MAX_RECORDS_PER_REQUEST} records per request, not ${records.length}` });
     }
-    const { results, jobs } = producer.check(records);
-    const full = await viaRedis(() => depth.over(new Set(jobs.map((j) => j.locationId)), highWater));
+    const { results, jobs } = producers.check(records);
+    const locations = new Set(jobs.map((j) => j.locationId));
+    const full = await viaRedis(() => depth.over(locations, highWater));
     if (full !== undefined) {
       return reply
         .code(503)
@@ -200,7 +223,12 @@ export async function startIntake(redis: RedisClient, config: Config, logger: Lo
         .code(400)
         .send({ error: 'invalid_records', message: "no record is valid; each one's errors are in results", accepted, rejected: results.length, results });
     }
-    await viaRedis(() => producer.send(records.filter((_, i) => results[i]?.ok === true)));
+    await viaRedis(() =>
+      producers.send(
+        records.filter((_, i) => results[i]?.ok === true),
+        locations,
+      ),
+    );
     for (const job of jobs) depth.added(job.locationId);
     metrics.records(accepted, results.length - accepted);
     return reply.code(202).send({ accepted, rejected: results.length - accepted, results });
@@ -220,7 +248,7 @@ export async function startIntake(redis: RedisClient, config: Config, logger: Lo
 
   const oauthStore = openOAuthStore(redis, config);
   if (oauthStore !== undefined) {
-    // A marketplace app's install redirect and webhooks (marketplace.ts), outside the bearer check.
+    // A marketplace app's install redirect and webhooks (marketplace.ts): in OPEN_ROUTES.
     const { marketplaceRoutes, webhookKey } = await import('./marketplace.ts');
     await app.register(
       marketplaceRoutes({
@@ -240,8 +268,7 @@ export async function startIntake(redis: RedisClient, config: Config, logger: Lo
     url: `http://${host.includes(':') ? `[${host}]` : host}:${bound}`,
     async close() {
       await app.close();
-      await depth.close();
-      await producer.close();
+      await producers.close();
     },
   };
 }
@@ -324,48 +351,13 @@ export function parseNdjson(text: string): unknown[] {
   return records;
 }
 
-function digest(text: string): Buffer {
-  return createHash('sha256').update(text).digest();
+function isOpen(request: FastifyRequest): boolean {
+  const route = request.routeOptions.url;
+  if (route === undefined) return false; // matched no route: needs the token too
+  // fastify answers HEAD for each GET route with the GET's handler.
+  return OPEN_ROUTES.has(`${request.method === 'HEAD' ? 'GET' : request.method} ${route}`);
 }
 
-/** Waiting counts per location, cached for a second so a busy intake adds little Redis load. */
-class QueueDepth {
-  #redis: RedisClient;
-  #prefix: string;
-  #queues = new Map<string, Queue>();
-  #cache = new Map<string, { at: number; count: number }>();
-
-  constructor(redis: RedisClient, prefix: string) {
-    this.#redis = redis;
-    this.#prefix = prefix;
-  }
-
-  async over(locations: Set<string>, highWater: number): Promise<string | undefined> {
-    for (const id of locations) {
-      let c = this.#cache.get(id);
-      if (c === undefined || Date.now() - c.at > 1000) {
-        let q = this.#queues.get(id);
-        if (q === undefined) {
-          q = new Queue(locationQueueName(id), { connection: this.#redis, prefix: this.#prefix });
-          // Redis errors reach the request that needs Redis (503); the event itself is not news.
-          q.on('error', () => undefined);
-          this.#queues.set(id, q);
-        }
-        c = { at: Date.now(), count: await q.getWaitingCount() };
-        this.#cache.set(id, c);
-      }
-      if (c.count >= highWater) return id;
-    }
-    return undefined;
-  }
-
-  /** A message accepted here: the cached count grows with it until it is read again. */
-  added(locationId: string): void {
-    const c = this.#cache.get(locationId);
-    if (c !== undefined) c.count += 1;
-  }
-
-  async close(): Promise<void> {
-    await Promise.all([...this.#queues.values()].map((q) => q.close()));
-  }
+function digest(text: string): Buffer {
+  return createHash('sha256').update(text).digest();
 }

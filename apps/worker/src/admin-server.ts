@@ -4,6 +4,8 @@
  * auth, only when DASHBOARD_USER and DASHBOARD_PASSWORD are both set. The dashboard shows the
  * dead-letter queue and the locations this process serves, read-only unless
  * DASHBOARD_ALLOW_CHANGES=true (dead letters are fixed and redriven with `ingest dlq`).
+ * Deny by default: every route but those in OPEN_ROUTES needs the dashboard's credentials, judged
+ * by the route a request matched, never by its raw URL.
  */
 import { timingSafeEqual, createHash } from 'node:crypto';
 import { createBullBoard } from '@bull-board/api';
@@ -12,7 +14,7 @@ import { FastifyAdapter } from '@bull-board/fastify';
 import fastifyBasicAuth from '@fastify/basic-auth';
 import { ConfigError, deadLetterQueueName, locationQueueName, mixesSlots, readiness, type Config, type Logger } from '@ghl-ingest/queue';
 import { Queue } from 'bullmq';
-import Fastify from 'fastify';
+import Fastify, { type FastifyRequest } from 'fastify';
 import type { RedisClient } from '@ghl-ingest/queue';
 import type { WorkerMetrics } from './metrics.ts';
 
@@ -27,6 +29,8 @@ export interface AdminServer {
 const DASHBOARD_QUEUES = 200;
 /** With the default ADMIN_PORT, the ports tried after it when it is taken (several workers on one host). */
 const DEFAULT_PORT_TRIES = 64;
+/** Routes served without credentials, as `METHOD pattern` of the matched route: probes and the scrape. */
+const OPEN_ROUTES: ReadonlySet<string> = new Set(['GET /healthz', 'GET /readyz', 'GET /metrics']);
 
 export async function startAdminServer(options: {
   config: Config;
@@ -41,41 +45,56 @@ export async function startAdminServer(options: {
   const { config, redis, metrics } = options;
   // Scrapes and health checks every few seconds are not news: the admin server logs warnings only.
   const app = Fastify({ loggerInstance: options.logger.child({ component: 'admin' }, { level: 'warn' }) });
-  app.get('/healthz', () => ({ status: 'ok' }));
-  app.get('/readyz', async (_request, reply) => {
-    const r = await readiness(redis);
-    if (r.retryAfter !== undefined) void reply.header('retry-after', String(r.retryAfter));
-    return reply.code(r.status).send(r.body);
-  });
-  app.get('/metrics', async (_request, reply) => {
-    const text = await metrics.registry.metrics();
-    return reply.header('content-type', metrics.registry.contentType).send(text);
-  });
 
   const queues: Queue[] = [];
   let addQueue: (queue: Queue) => void = () => undefined;
   const dashboard = config.dashboard;
-  if (dashboard !== undefined) {
-    const user = digest(dashboard.user);
-    const password = digest(dashboard.password);
-    await app.register(async (scope) => {
+  // Every route lives in this one scope, under its one check (fastify types a plugin's instance
+  // with its own logger type, which bull-board and basic-auth expect).
+  await app.register(async (scope) => {
+    if (dashboard === undefined) {
+      // Only the open routes exist; one added later is not served unprotected.
+      scope.addHook('onRequest', async (request, reply) => {
+        if (!isOpen(request)) await reply.code(404).send({ error: 'not_found', message: 'not found' });
+      });
+    } else {
+      const user = digest(dashboard.user);
+      const password = digest(dashboard.password);
       await scope.register(fastifyBasicAuth, {
         authenticate: { realm: 'ghl-ingest' },
         validate: async (u: string, p: string) => {
-          // Both compared in full, in constant time, whichever is wrong.
-          const ok = timingSafeEqual(digest(u), user) && timingSafeEqual(digest(p), password);
-          if (!ok) throw new Error('wrong credentials');
+          // Both compared in full, in constant time, and combined without a short cut: a wrong
+          // user name takes as long as a wrong password.
+          const userMatches = Number(timingSafeEqual(digest(u), user));
+          const passwordMatches = Number(timingSafeEqual(digest(p), password));
+          if ((userMatches & passwordMatches) !== 1) throw new Error('wrong credentials');
           return Promise.resolve();
         },
       });
-      scope.addHook('onRequest', scope.basicAuth);
+      scope.addHook('onRequest', (request, reply, done) => {
+        if (isOpen(request)) {
+          done();
+          return;
+        }
+        scope.basicAuth(request, reply, done);
+      });
       const serverAdapter = new FastifyAdapter();
       serverAdapter.setBasePath('/dashboard');
       const board = createBullBoard({ queues: [], serverAdapter, options: { uiConfig: { boardTitle: 'ghl-ingest' } } });
       addQueue = (queue) => board.addQueue(new BullMQAdapter(queue, { readOnlyMode: dashboard.readOnly }));
       await scope.register(serverAdapter.registerPlugin(), { prefix: '/dashboard' });
+    }
+    scope.get('/healthz', () => ({ status: 'ok' }));
+    scope.get('/readyz', async (_request, reply) => {
+      const r = await readiness(redis);
+      if (r.retryAfter !== undefined) void reply.header('retry-after', String(r.retryAfter));
+      return reply.code(r.status).send(r.body);
     });
-  }
+    scope.get('/metrics', async (_request, reply) => {
+      const text = await metrics.registry.metrics();
+      return reply.header('content-type', metrics.registry.contentType).send(text);
+    });
+  });
   if (dashboard !== undefined) {
     const deadLetters = new Queue(deadLetterQueueName(!mixesSlots(redis)), { connection: redis, prefix: config.queuePrefix });
     deadLetters.on('error', () => undefined);
@@ -117,6 +136,13 @@ export async function startAdminServer(options: {
       await Promise.all(queues.map((q) => q.close()));
     },
   };
+}
+
+function isOpen(request: FastifyRequest): boolean {
+  const route = request.routeOptions.url;
+  if (route === undefined) return false;
+  // fastify answers HEAD for each GET route with the GET's handler.
+  return OPEN_ROUTES.has(`${request.method === 'HEAD' ? 'GET' : request.method} ${route}`);
 }
 
 function digest(text: string): Buffer {

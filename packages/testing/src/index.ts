@@ -4,3 +4,4 @@ export { pendingJobs, settled, until, type CountsJobs } from './wait.ts';
 export { followPeakRss, peakRssMb } from './memory.ts';
 export { nodeArgsOf } from './package-scripts.ts';
 export { RedisCluster, parseClusterNodes, type ClusterNode, type RedisClusterOptions } from './redis-cluster.ts';
+export { pathSpellings, rawRequest } from './path-spellings.ts';
