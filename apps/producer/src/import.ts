@@ -3,8 +3,7 @@
  * ones in batches, report the others. Idempotent (a message's job id is its key, and messages the
  * ledger knows were delivered are skipped) and resumable (a checkpoint after every batch).
  */
-import { createReadStream, openSync, closeSync, ftruncateSync, statSync } from 'node:fs';
-import { appendFile } from 'node:fs/promises';
+import { createReadStream, statSync } from 'node:fs';
 import { extname } from 'node:path';
 import type { Readable } from 'node:stream';
 import { checkRedis, DeliveryLedger, Enqueuer, redisRunId, type Config } from '@ghl-ingest/queue';
@@ -14,6 +13,7 @@ import { importIdFor, readCheckpoint, writeCheckpoint, type Checkpoint } from '.
 import { readCsv } from './readers/csv.ts';
 import { readJsonArray } from './readers/json-array.ts';
 import { readNdjson } from './readers/ndjson.ts';
+import { appendRejects, prepareRejectsFile } from './rejects-file.ts';
 import type { Row } from './readers/row.ts';
 
 export type Format = 'ndjson' | 'csv' | 'json';
@@ -90,9 +90,7 @@ export async function runImport(redis: RedisClient | undefined, config: Config, 
   const unfinished = previous !== undefined && previous.state !== 'done' ? previous : undefined;
   const resume = unfinished?.redisRunId === runId ? unfinished : undefined;
   // Start the rejects report anew, or cut it back to what the resumed run had committed.
-  const fd = openSync(rejectsFile, 'a');
-  ftruncateSync(fd, resume?.rejectsBytes ?? 0);
-  closeSync(fd);
+  prepareRejectsFile(rejectsFile, resume?.rejectsBytes ?? 0);
 
   // A finished import of the same file runs again from the start: idempotent, so nothing doubles.
   const cp: Checkpoint = resume ?? {
@@ -130,7 +128,7 @@ export async function runImport(redis: RedisClient | undefined, config: Config, 
   const flush = async () => {
     if (rejects.length > 0) {
       const text = rejects.join('');
-      await appendFile(rejectsFile, text);
+      await appendRejects(rejectsFile, text);
       cp.rejectsBytes += Buffer.byteLength(text);
       rejects = [];
     }
