@@ -249,13 +249,14 @@ export async function startIntake(redis: RedisClient, config: Config, logger: Lo
   const oauthStore = openOAuthStore(redis, config);
   if (oauthStore !== undefined) {
     // A marketplace app's install redirect and webhooks (marketplace.ts): in OPEN_ROUTES.
-    const { marketplaceRoutes, webhookKey } = await import('./marketplace.ts');
+    const { marketplaceRoutes, webhookKey, WebhookReplayGuard } = await import('./marketplace.ts');
     await app.register(
       marketplaceRoutes({
         store: oauthStore,
         client: oauthAppClient(config),
         webhookKey: config.webhookPublicKey === undefined ? undefined : webhookKey(config.webhookPublicKey),
         state: new LocationState(redis, { prefix: config.queuePrefix }),
+        replay: new WebhookReplayGuard(redis, config.queuePrefix),
         logger,
       }),
     );

@@ -6,13 +6,25 @@
  *   since 1 July 2026: `X-GHL-Signature`, an Ed25519 signature (base64) of the raw body, checked
  *   with HighLevel's public key (GHL_WEBHOOK_PUBLIC_KEY, PEM). The legacy RSA `X-WH-Signature` is
  *   no longer sent and not accepted. An install starts the location (resumes it if an uninstall
- *   had paused it); an uninstall pauses it and deletes its tokens.
+ *   had paused it); an uninstall pauses it and deletes its tokens. Each is acted on once: an event
+ *   whose `timestamp` is more than 5 minutes from our clock is refused (400), and one whose
+ *   `webhookId` was seen is acknowledged (200, `duplicate: true`) and ignored (webhook-replay.ts).
+ *   A 2xx for a replay because HighLevel's guide asks for 200 on duplicates: it is not an error of
+ *   the sender's, and a 4xx would show a failed delivery in the app's webhook logs.
+ *
+ * The callback is throttled per client address and overall (callback-throttle.ts), and its `code`
+ * is never logged: the route's request log shows its path only. HighLevel starts installs from its
+ * marketplace, with no `state` of ours to check, so none is required.
  */
 import { createPublicKey, verify, type KeyObject } from 'node:crypto';
 import { ConfigError, type LocationState, type Logger, type OAuthClient, type OAuthOwner, type OAuthStore } from '@ghl-ingest/queue';
 import { locationIdSchema } from '@ghl-ingest/schema';
 import type { FastifyPluginCallback } from 'fastify';
 import { z } from 'zod';
+import { CallbackThrottle } from './callback-throttle.ts';
+import type { WebhookReplayGuard } from './webhook-replay.ts';
+
+export { WebhookReplayGuard } from './webhook-replay.ts';
 
 export const SIGNATURE_HEADER = 'x-ghl-signature';
 
@@ -65,8 +77,17 @@ export interface MarketplaceDeps {
   /** Undefined without GHL_WEBHOOK_PUBLIC_KEY: webhooks are refused, saying so. */
   webhookKey: KeyObject | undefined;
   state: LocationState;
+  /** Refuses stale events and acts on each webhookId once. */
+  replay: WebhookReplayGuard;
+  /** Default: 10 hits at once per client address, 60 overall, each refilled per minute. */
+  callbackThrottle?: CallbackThrottle;
   logger: Logger;
 }
+
+/** The callback's request log line, without its query (the `code` is a credential until spent). */
+const CALLBACK_LOG = {
+  req: (req: { method: string; url: string; ip?: string }) => ({ method: req.method, url: req.url.split('?')[0], remoteAddress: req.ip }),
+};
 
 /** The install callback and the marketplace webhooks, as a fastify plugin of the intake. */
 export function marketplaceRoutes(deps: MarketplaceDeps): FastifyPluginCallback {
@@ -74,7 +95,16 @@ export function marketplaceRoutes(deps: MarketplaceDeps): FastifyPluginCallback 
     // Signatures are over the exact bytes HighLevel sent: this scope keeps JSON bodies raw.
     app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
 
-    app.get('/oauth/callback', async (request, reply) => {
+    const throttle = deps.callbackThrottle ?? new CallbackThrottle();
+    app.get('/oauth/callback', { logSerializers: CALLBACK_LOG }, async (request, reply) => {
+      const allowed = throttle.take(request.ip);
+      if (!allowed.ok) {
+        deps.logger.warn({ scope: allowed.scope }, 'install callback throttled');
+        return reply
+          .code(429)
+          .header('retry-after', String(allowed.retryAfterSeconds))
+          .send({ error: 'too_many_requests', message: `too many install attempts; retry in ${allowed.retryAfterSeconds} s` });
+      }
       const code = (request.query as Record<string, unknown>).code;
       if (typeof code !== 'string' || code === '')
         return reply.code(400).send({ error: 'bad_request', message: 'the install redirect carries ?code=...; none was given' });
@@ -125,33 +155,54 @@ export function marketplaceRoutes(deps: MarketplaceDeps): FastifyPluginCallback 
       }
       const event = parseMarketplaceEvent(body);
       if (event.type === 'invalid') return reply.code(400).send({ error: 'bad_request', message: event.reason });
-      if (event.type === 'INSTALL' && event.locationId !== undefined) {
-        // Its tokens come from the install redirect or its agency; an uninstall's pause ends.
-        if (event.companyId !== undefined && (await deps.store.info({ kind: 'company', id: event.companyId })) !== undefined) {
-          const own = await deps.store.info({ kind: 'location', id: event.locationId });
-          if (own === undefined || own.revoked !== undefined) {
-            await deps.store.remove({ kind: 'location', id: event.locationId });
-            await deps.store.linkToCompany(event.locationId, event.companyId);
-          }
-        }
-        await resumeIfUninstalled(deps, event.locationId);
-        deps.logger.info({ locationId: event.locationId }, 'marketplace INSTALL: location started');
-      } else if (event.type === 'UNINSTALL') {
-        const at = new Date().toISOString();
-        if (event.locationId !== undefined) {
-          const reason = `${UNINSTALLED} (UNINSTALL webhook, ${at}): install it again to resume`;
-          await deps.store.revoke({ kind: 'location', id: event.locationId }, reason);
-          await deps.state.pause(event.locationId, reason);
-          deps.logger.warn({ locationId: event.locationId }, 'marketplace UNINSTALL: location paused, its tokens deleted');
-        } else if (event.companyId !== undefined) {
-          await deps.store.revoke({ kind: 'company', id: event.companyId }, `${UNINSTALLED} from the agency (UNINSTALL webhook, ${at})`);
-          deps.logger.warn({ companyId: event.companyId }, 'marketplace UNINSTALL: agency tokens deleted');
-        }
+      if (event.type === 'other') return reply.send({ ok: true });
+      const verdict = await deps.replay.check(event);
+      if (verdict.kind === 'refused') {
+        deps.logger.warn({ type: event.type, reason: verdict.reason }, 'marketplace webhook refused: outside the replay window');
+        return reply.code(400).send({ error: 'replay_refused', message: verdict.reason });
+      }
+      if (verdict.kind === 'duplicate') {
+        deps.logger.info({ type: event.type }, 'marketplace webhook seen already: ignored');
+        return reply.send({ ok: true, duplicate: true });
+      }
+      try {
+        await act(deps, event);
+      } catch (error) {
+        // Not acted on: a resend of it must not be taken for a replay.
+        await deps.replay.forget(event.webhookId as string).catch(() => undefined);
+        throw error;
       }
       return reply.send({ ok: true });
     });
     ready();
   };
+}
+
+/** What an INSTALL or UNINSTALL does, once its signature and freshness are checked. */
+async function act(deps: MarketplaceDeps, event: MarketplaceEvent): Promise<void> {
+  if (event.type === 'INSTALL' && event.locationId !== undefined) {
+    // Its tokens come from the install redirect or its agency; an uninstall's pause ends.
+    if (event.companyId !== undefined && (await deps.store.info({ kind: 'company', id: event.companyId })) !== undefined) {
+      const own = await deps.store.info({ kind: 'location', id: event.locationId });
+      if (own === undefined || own.revoked !== undefined) {
+        await deps.store.remove({ kind: 'location', id: event.locationId });
+        await deps.store.linkToCompany(event.locationId, event.companyId);
+      }
+    }
+    await resumeIfUninstalled(deps, event.locationId);
+    deps.logger.info({ locationId: event.locationId }, 'marketplace INSTALL: location started');
+  } else if (event.type === 'UNINSTALL') {
+    const at = new Date().toISOString();
+    if (event.locationId !== undefined) {
+      const reason = `${UNINSTALLED} (UNINSTALL webhook, ${at}): install it again to resume`;
+      await deps.store.revoke({ kind: 'location', id: event.locationId }, reason);
+      await deps.state.pause(event.locationId, reason);
+      deps.logger.warn({ locationId: event.locationId }, 'marketplace UNINSTALL: location paused, its tokens deleted');
+    } else if (event.companyId !== undefined) {
+      await deps.store.revoke({ kind: 'company', id: event.companyId }, `${UNINSTALLED} from the agency (UNINSTALL webhook, ${at})`);
+      deps.logger.warn({ companyId: event.companyId }, 'marketplace UNINSTALL: agency tokens deleted');
+    }
+  }
 }
 
 const UNINSTALLED = 'the app was uninstalled';

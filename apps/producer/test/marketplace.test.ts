@@ -4,7 +4,7 @@
  * stop a location (an uninstall pauses it and deletes its tokens); a webhook whose X-GHL-Signature
  * does not verify is refused.
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { FakeHighLevel } from '@ghl-ingest/fake-api';
 import { createLogger, createRedis, loadConfig, LocationState, OAuthStore, TokenCipher, whenReady } from '@ghl-ingest/queue';
@@ -12,7 +12,21 @@ import { useRedis } from '@ghl-ingest/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startIntake } from '../src/intake.ts';
 
-const quiet = createLogger('silent', 'intake', new Writable({ write: (_c, _e, done) => done() }));
+/** Every log line the intake wrote, for tests that check what is never logged. */
+const logged: string[] = [];
+const quiet = createLogger(
+  'info',
+  'intake',
+  new Writable({
+    write: (c: Buffer, _e, done) => {
+      logged.push(c.toString());
+      done();
+    },
+  }),
+);
+
+/** As HighLevel sends it: stamped with the time it was sent and an id of its own. */
+const stamped = (event: Record<string, unknown>) => ({ timestamp: new Date().toISOString(), webhookId: randomUUID(), ...event });
 
 describe('the intake as a marketplace app: install redirect and webhooks', () => {
   const redis = useRedis();
@@ -47,13 +61,22 @@ describe('the intake as a marketplace app: install redirect and webhooks', () =>
         await fetch(`${fake.url}/__admin/webhooks/send`, {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ url: `${intake.url}/webhooks/highlevel`, event }),
+          body: JSON.stringify({ url: `${intake.url}/webhooks/highlevel`, event: stamped(event) }),
         })
       ).json()) as {
         status: number;
         body: string;
       };
-    return { fake, intake, store, state, send };
+    /** Sends exactly this event, as signed by HighLevel: no stamp added. */
+    const resend = async (event: Record<string, unknown>) =>
+      (await (
+        await fetch(`${fake.url}/__admin/webhooks/send`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ url: `${intake.url}/webhooks/highlevel`, event }),
+        })
+      ).json()) as { status: number; body: string };
+    return { fake, intake, store, state, send, resend };
   }
 
   it('the install redirect exchanges its code once and stores the tokens, encrypted', async () => {
@@ -116,5 +139,55 @@ describe('the intake as a marketplace app: install redirect and webhooks', () =>
     expect((await post({ 'x-wh-signature': randomBytes(256).toString('base64') })).status).toBe(401); // the retired RSA header is not accepted
     expect(await state.hold('L3')).toBeUndefined();
     expect(await store.info({ kind: 'location', id: 'L3' })).toBeUndefined();
+  });
+
+  it('a captured UNINSTALL sent again after a reinstall is acknowledged and changes nothing', async () => {
+    const { fake, intake, store, state, resend } = await setUp();
+    fake.oauth.addCode('code-r1', { kind: 'location', id: 'L4' });
+    expect((await fetch(`${intake.url}/oauth/callback?code=code-r1`)).status).toBe(200);
+    const uninstall = stamped({ type: 'UNINSTALL', appId: 'app', locationId: 'L4' });
+    expect((await resend(uninstall)).status).toBe(200);
+    expect(await state.hold('L4')).toMatchObject({ state: 'paused' });
+
+    expect((await resend(stamped({ type: 'INSTALL', appId: 'app', installType: 'Location', locationId: 'L4' }))).status).toBe(200);
+    fake.oauth.addCode('code-r2', { kind: 'location', id: 'L4' });
+    expect((await fetch(`${intake.url}/oauth/callback?code=code-r2`)).status).toBe(200);
+
+    const replay = await resend(uninstall);
+    expect(replay.status).toBe(200);
+    expect(JSON.parse(replay.body)).toEqual({ ok: true, duplicate: true });
+    expect(await state.hold('L4')).toBeUndefined();
+    expect(await store.info({ kind: 'location', id: 'L4' })).toMatchObject({ hasRefreshToken: true, revoked: undefined });
+  });
+
+  it('an event stamped outside the 5-minute window, or not stamped, is refused and changes nothing', async () => {
+    const { state, resend } = await setUp();
+    const old = new Date(Date.now() - 6 * 60_000).toISOString();
+    const answers = await Promise.all([
+      resend({ type: 'UNINSTALL', appId: 'app', locationId: 'L5', timestamp: old, webhookId: randomUUID() }),
+      resend({ type: 'UNINSTALL', appId: 'app', locationId: 'L5', timestamp: new Date(Date.now() + 6 * 60_000).toISOString(), webhookId: randomUUID() }),
+      resend({ type: 'UNINSTALL', appId: 'app', locationId: 'L5', webhookId: randomUUID() }),
+      resend({ type: 'UNINSTALL', appId: 'app', locationId: 'L5', timestamp: new Date().toISOString() }),
+    ]);
+    expect(answers.map((a) => a.status)).toEqual([400, 400, 400, 400]);
+    expect(answers.map((a) => (JSON.parse(a.body) as { error: string }).error)).toEqual(Array(4).fill('replay_refused'));
+    expect(await state.hold('L5')).toBeUndefined();
+  });
+
+  it('the install callback is throttled per client, and its code never reaches the log', async () => {
+    const { fake, intake } = await setUp();
+    fake.oauth.addCode('code-secret-abc123', { kind: 'location', id: 'L6' });
+    expect((await fetch(`${intake.url}/oauth/callback?code=code-secret-abc123`)).status).toBe(200);
+    const answers: Response[] = [];
+    for (let i = 0; i < 30; i += 1) fake.oauth.addCode(`guess-${i}`, { kind: 'location', id: 'L6' });
+    for (let i = 0; i < 30; i += 1) answers.push(await fetch(`${intake.url}/oauth/callback?code=guess-${i}`));
+    const throttled = answers.filter((a) => a.status === 429);
+    expect(throttled.length).toBeGreaterThan(0);
+    expect(throttled[0]?.headers.get('retry-after')).toMatch(/^\d+$/);
+    // Each hit let through costs one exchange; the throttled ones cost none.
+    expect(fake.stats().oauth.codeExchanges).toBe(1 + answers.filter((a) => a.status !== 429).length);
+    expect(logged.join('')).toContain('/oauth/callback');
+    expect(logged.join('')).not.toContain('code-secret-abc123');
+    expect(logged.join('')).not.toContain('guess-');
   });
 });
