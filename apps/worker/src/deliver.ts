@@ -302,7 +302,7 @@ export class Delivery {
       // Never posted blind for want of our own budget: the message waits for the next minute's.
       await this.#o.state.release(data.locationId, firstSlot);
       const waitMs = 60_000 - (Date.now() % 60_000) + Math.floor(Math.random() * 1_000);
-      this.#o.logger.debug({ jobId: job.id, locationId: data.locationId, perMinute, waitMs }, 'lookup budget spent: message waits');
+      log.info({ key: data.key, perMinute, waitMs }, 'lookup budget spent: message waits for the next minute');
       this.#emit({ outcome: 'waiting', locationId: data.locationId });
       throw new RetryLater(waitMs, `the location's ${perMinute} lookups of this minute are spent`);
     }

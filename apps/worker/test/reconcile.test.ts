@@ -66,6 +66,26 @@ describe('reconcile: look before posting again', () => {
     expect(h.fake.stats().duplicateAltIds).toBeGreaterThan(0); // what an undecided lookup cannot prevent
   });
 
+  it("the location's lookups of this minute spent: the message waits (no attempt), then is found; never posted blind", async () => {
+    const h = await harness({ fake: { faults: { dropAfterAccept: 1 } } });
+    // Every lookup of this minute and the next two already spent, as by a storm of unknown outcomes.
+    const minute = Math.floor(Date.now() / 60_000);
+    for (const m of [minute, minute + 1, minute + 2]) await redis.admin.set(`${redis.prefix}:lookups:{locA}:${m}`, '1000000', 'PX', 240_000);
+    await h.worker();
+    await h.send([sms(1)]);
+    await until(() => h.logs.join('').includes('lookup budget spent'), 20_000, 'the lookup to wait for its budget');
+    const [waiting] = await h.queue('locA').getDelayed();
+    expect(waiting?.attemptsMade).toBe(1); // the post whose answer was lost; the wait cost none
+    expect(h.fake.stats()).toMatchObject({ accepted: 1, reads: 0 });
+    // The budget back (a new minute): the message is looked up, found, and not posted again.
+    for (const m of [minute, minute + 1, minute + 2]) await redis.admin.del(`${redis.prefix}:lookups:{locA}:${m}`);
+    await waiting?.promote();
+    await h.state.resume('locA'); // due now, not at the minute it was told to wait for
+    await h.settled(['locA'], 30_000);
+    expect(h.fake.stats()).toMatchObject({ accepted: 1, duplicateAltIds: 0 });
+    expect(await lookups(h)).toMatchObject({ found: 1, undecided: 0 });
+  });
+
   it('a 503 (not taken) or a 4xx is not looked up', async () => {
     const h = await harness({ fake: { faults: { status503: 1 } } });
     await h.worker();
