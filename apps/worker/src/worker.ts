@@ -35,7 +35,7 @@ import { Semaphore } from './semaphore.ts';
 import { TokenStore } from './tokens.ts';
 import { Credentials } from './credentials.ts';
 import type { LookupResult } from './reconcile.ts';
-import { LocationPaused, LocationWait, WorkerStopping } from './signals.ts';
+import { LocationPaused, LocationWait, LockLost, RetryLater, WorkerStopping } from './signals.ts';
 
 /** In-flight requests per process when WORKER_CONCURRENCY is not set. */
 export const DEFAULT_CONCURRENCY = 32;
@@ -260,6 +260,11 @@ function traceOptions(job: Job): Parameters<typeof traceConsume<{ messageId: str
   return {
     attributes: { 'ghl.location_id': locationOfQueue(job.queueName) ?? '' },
     describe: (result) => ({ 'ghl.message_id': result.messageId, 'ghl.skipped': result.skipped === true }),
-    expected: (error) => error instanceof LocationWait || error instanceof LocationPaused || error instanceof WorkerStopping,
+    expected: (error) =>
+      error instanceof LocationWait ||
+      error instanceof LocationPaused ||
+      error instanceof WorkerStopping ||
+      error instanceof LockLost ||
+      error instanceof RetryLater,
   };
 }
