@@ -38,7 +38,10 @@ const DRAIN_LIMIT = 8 * BODY_LIMIT;
 export const MAX_INFLIGHT_BYTES = 4 * BODY_LIMIT;
 /** Milliseconds a request may take to arrive whole (headers and body): 10 MB at about 1.4 Mbit/s. */
 export const REQUEST_TIMEOUT_MS = 60_000;
-/** Milliseconds a connection may stay silent (mid-request, or idle between requests) before it is closed. */
+/**
+ * Milliseconds a connection may stay silent while a request is in progress before it is closed
+ * (an idle keep-alive connection closes after fastify's keepAliveTimeout, 72 s).
+ */
 export const CONNECTION_TIMEOUT_MS = 30_000;
 /**
  * The routes served without the bearer token, as `METHOD pattern` of the route a request matched
