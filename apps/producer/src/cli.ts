@@ -169,7 +169,7 @@ export async function run(argv: string[], out: NodeJS.WritableStream = process.s
       process.stderr.write(
         flags.dryRun === true
           ? `${r.matched} would be redriven${r.skipped > 0 ? ` (${r.skipped} could not be: no readable job data)` : ''}\n`
-          : `matched ${r.matched}, redriven ${r.redriven}${r.skipped > 0 ? `, left ${r.skipped} (no readable job data, or already queued)` : ''}\n`,
+          : `matched ${r.matched}, redriven ${r.redriven}${r.delivered > 0 ? `, ${r.delivered} delivered already (record dropped)` : ''}${r.skipped > 0 ? `, left ${r.skipped} (no readable job data, or already queued)` : ''}\n`,
       );
     }),
   );

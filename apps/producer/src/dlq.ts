@@ -5,9 +5,9 @@
  * the same key, so it cannot post twice (the delivery ledger still guards it).
  */
 import { createInterface } from 'node:readline/promises';
-import { DeadLetters, Enqueuer, FAILURE_CLASSES, locationQueueName, type Config, type DeadLetterRecord } from '@ghl-ingest/queue';
+import { DeadLetters, Enqueuer, FAILURE_CLASSES, type Config, type DeadLetterRecord } from '@ghl-ingest/queue';
 import { toImportRecord } from '@ghl-ingest/schema';
-import { Queue, type Job } from 'bullmq';
+import type { Job } from 'bullmq';
 import type { RedisClient } from '@ghl-ingest/queue';
 import { table } from './status.ts';
 
@@ -106,45 +106,37 @@ export class DeadLetterTool {
     return { exported, unexportable };
   }
 
-  /** Puts matching messages back on their queues (attempts reset, same key), then removes their records. */
-  async redrive(f: DlqFilter, dryRun: boolean): Promise<{ matched: number; redriven: number; skipped: number }> {
+  /**
+   * Puts matching messages back on their queues (attempts reset, same key). Enqueueing replaces
+   * the failed job and drops the record (enqueue.ts); a message whose job is queued or running
+   * already is left, and one the ledger knows was delivered only loses its out-of-date record.
+   */
+  async redrive(f: DlqFilter, dryRun: boolean): Promise<{ matched: number; redriven: number; skipped: number; delivered: number }> {
     let matched = 0;
     let redriven = 0;
     let skipped = 0;
+    let delivered = 0;
     const enqueuer = new Enqueuer(this.#redis, this.#config.queuePrefix, this.#config.maxAttempts);
-    const queues = new Map<string, Queue>();
     try {
-      for await (const { job, record } of this.records(f)) {
+      for await (const { record } of this.records(f)) {
         matched += 1;
         if (record.job === undefined) {
           skipped += 1; // its data no longer parses: fix it through export and import instead
           continue;
         }
         if (dryRun) continue;
-        let q = queues.get(record.locationId);
-        if (q === undefined) {
-          q = new Queue(locationQueueName(record.locationId), { connection: this.#redis, prefix: this.#config.queuePrefix });
-          queues.set(record.locationId, q);
+        const [outcome] = await enqueuer.enqueue([record.job]);
+        if (outcome === 'pending') {
+          skipped += 1; // it is queued or running already
+          continue;
         }
-        // The failed copy holds the job id; a job with that id must be gone for the new one to be added.
-        const old = await q.getJob(record.key);
-        if (old !== undefined) {
-          const state = await old.getState();
-          if (state !== 'failed' && state !== 'completed') {
-            skipped += 1; // it is queued or running already
-            continue;
-          }
-          await old.remove();
-        }
-        await enqueuer.enqueue([record.job]);
-        await job.remove();
-        redriven += 1;
+        if (outcome === 'delivered') delivered += 1;
+        else redriven += 1;
       }
     } finally {
       await enqueuer.close();
-      await Promise.all([...queues.values()].map((q) => q.close()));
     }
-    return { matched, redriven, skipped };
+    return { matched, redriven, skipped, delivered };
   }
 
   async purge(f: DlqFilter): Promise<number> {
@@ -161,6 +153,10 @@ export class DeadLetterTool {
   }
 }
 
+/** What becomes of a record, as `dlq list` says under the table. */
+export const LIFECYCLE =
+  'A record is dropped once its message is queued again (dlq redrive, ingest import, the intake) or found delivered; a message that fails again gets a new record.';
+
 export function renderList(records: DeadLetterRecord[]): string {
   if (records.length === 0) return 'no dead-lettered messages match\n';
   const rows = records.map((r) => [
@@ -171,7 +167,10 @@ export function renderList(records: DeadLetterRecord[]): string {
     new Date(r.lastAttemptAt).toISOString(),
     r.reason.length > 80 ? `${r.reason.slice(0, 79)}…` : r.reason,
   ]);
-  return `${table(['id', 'class', 'status', 'attempts', 'last attempt', 'reason'], rows)}\n${records.length} record${records.length === 1 ? '' : 's'}\n`;
+  return (
+    `${table(['id', 'class', 'status', 'attempts', 'last attempt', 'reason'], rows)}\n${records.length} record${records.length === 1 ? '' : 's'}\n` +
+    `${LIFECYCLE}\n`
+  );
 }
 
 /** Asks on a terminal; elsewhere (scripts, CI) the answer must be given with --yes. */

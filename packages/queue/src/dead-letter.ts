@@ -40,8 +40,10 @@ export interface DeadLetterRecord {
 
 export class DeadLetters {
   readonly queue: Queue<DeadLetterRecord>;
+  #connection: RedisClient;
 
   constructor(connection: RedisClient, prefix: string) {
+    this.#connection = connection;
     this.queue = new Queue<DeadLetterRecord>(deadLetterQueueName(!mixesSlots(connection)), { connection, prefix });
   }
 
@@ -57,6 +59,18 @@ export class DeadLetters {
   /** Every record, oldest first (tests and the demo's report; `ingest dlq` pages through them). */
   async all(): Promise<DeadLetterRecord[]> {
     return (await this.queue.getJobs(['wait'], 0, -1, true)).map((j) => j.data);
+  }
+
+  /**
+   * Removes the records of these messages (`<locationId>.<key>`) that exist, as their messages are
+   * queued again or found delivered; returns how many. Costs one LLEN when the DLQ is empty.
+   */
+  async drop(ids: readonly string[]): Promise<number> {
+    if (ids.length === 0 || (await this.queue.getWaitingCount()) === 0) return 0;
+    const exists = await Promise.all(ids.map((id) => this.#connection.exists(this.queue.toKey(id))));
+    const present = [...new Set(ids.filter((_, i) => exists[i] === 1))];
+    const removed = await Promise.all(present.map((id) => this.queue.remove(id)));
+    return removed.filter((r) => r === 1).length;
   }
 
   async get(id: string): Promise<DeadLetterRecord | undefined> {

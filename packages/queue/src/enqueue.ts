@@ -1,14 +1,38 @@
 /**
  * Putting jobs on the location queues: the one place job options are decided, for imports,
  * the intake, the library API and redrives alike. The job id is the message's idempotency key,
- * so adding a message that is already queued is a no-op.
+ * so adding a message that is already queued is a no-op. A message that failed for good (or a
+ * completed job the ledger does not know was delivered) does not block its own id: the finished
+ * job is removed first (`commands/replace-finished.lua`), and its dead-letter record dropped, so
+ * a fixed dead letter imported or sent again is queued. A message the ledger knows was delivered
+ * is not added at all.
  */
 import type { JobData } from '@ghl-ingest/schema';
 import { Queue, type JobsOptions } from 'bullmq';
+import type { Result } from 'ioredis';
 import type { RedisClient } from './connection.ts';
-import { locationQueueName } from './keys.ts';
+import { DeadLetters } from './dead-letter.ts';
+import { deadLetterId, keysFor, locationQueueName, type Keys } from './keys.ts';
+import { scriptSource } from './scripts.ts';
 import { queueTelemetry } from './tracing.ts';
 import { LocationState } from './location-state.ts';
+
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    ghlReplaceFinished(...args: (string | number)[]): Result<number[], Context>;
+  }
+}
+
+/**
+ * What `enqueue` did with a message: `queued`; `requeued` (a failed job, or a completed one
+ * without a ledger entry, had its id and was replaced); `delivered` (the ledger knows HighLevel
+ * has it: not added); `pending` (a job with its id is waiting or running already: left as it is).
+ */
+export type EnqueueOutcome = 'queued' | 'requeued' | 'delivered' | 'pending';
+/** replace-finished.lua's codes, in order. */
+const OUTCOMES: readonly EnqueueOutcome[] = ['queued', 'requeued', 'delivered', 'pending'];
+
+let replaceFinished: string | undefined;
 
 /** The worker's backoff strategy (exponential, full jitter; see apps/worker/src/backoff.ts). */
 export const BACKOFF_TYPE = 'ghl-full-jitter';
@@ -34,12 +58,20 @@ export class Enqueuer {
   #queues = new Map<string, Queue<JobData>>();
   #registered = new Set<string>();
   #state: LocationState;
+  #keys: Keys;
+  #deadLetters: DeadLetters;
 
   constructor(connection: RedisClient, prefix: string, maxAttempts: number) {
     this.#connection = connection;
     this.#prefix = prefix;
     this.#maxAttempts = maxAttempts;
     this.#state = new LocationState(connection, { prefix });
+    this.#keys = keysFor(prefix);
+    this.#deadLetters = new DeadLetters(connection, prefix);
+    if (typeof (connection as Partial<RedisClient>).ghlReplaceFinished !== 'function') {
+      replaceFinished ??= scriptSource('replace-finished');
+      connection.defineCommand('ghlReplaceFinished', { lua: replaceFinished });
+    }
   }
 
   queue(locationId: string): Queue<JobData> {
@@ -59,20 +91,39 @@ export class Enqueuer {
   }
 
   /**
-   * Adds the jobs (one `addBulk` per location), then makes their locations due in the ready set
-   * (after the jobs exist, so a worker that takes the location finds them) and known to `status`.
+   * Adds the jobs (one `addBulk` per location, after freeing the ids of finished jobs), then makes
+   * their locations due in the ready set (after the jobs exist, so a worker that takes the location
+   * finds them) and known to `status`. Returns what it did with each item, in order.
    */
-  async enqueue(items: readonly JobData[]): Promise<void> {
+  async enqueue(items: readonly JobData[]): Promise<EnqueueOutcome[]> {
     const byLocation = new Map<string, JobData[]>();
     for (const item of items) {
       const list = byLocation.get(item.locationId);
       if (list === undefined) byLocation.set(item.locationId, [item]);
       else list.push(item);
     }
+    const outcomes = new Map<JobData, EnqueueOutcome>();
     await Promise.all(
-      [...byLocation].map(([locationId, list]) =>
-        this.queue(locationId).addBulk(list.map((data) => ({ name: JOB_NAME, data, opts: jobOptions(data, this.#maxAttempts) }))),
-      ),
+      [...byLocation].map(async ([locationId, list]) => {
+        const queue = this.queue(locationId);
+        const codes = await this.#connection.ghlReplaceFinished(
+          3 + 2 * list.length,
+          queue.keys.failed ?? '',
+          queue.keys.completed ?? '',
+          queue.keys.events ?? '',
+          ...list.flatMap((data) => [queue.toKey(data.key), this.#keys.ledger(locationId, data.key)]),
+          ...list.map((data) => data.key),
+        );
+        list.forEach((data, i) => outcomes.set(data, OUTCOMES[codes[i] ?? 0] ?? 'queued'));
+        // The dead-letter record goes before the add: once the job exists a worker may fail it
+        // again and write a new record, which must stay. (A message the ledger has is delivered:
+        // its record is out of date.) Between the two the message is in neither place, but the
+        // caller has not been told it was accepted yet.
+        const settled = list.filter((data) => outcomes.get(data) !== 'pending');
+        await this.#deadLetters.drop(settled.map((data) => deadLetterId(locationId, data.key)));
+        const add = list.filter((data) => outcomes.get(data) === 'queued' || outcomes.get(data) === 'requeued');
+        if (add.length > 0) await queue.addBulk(add.map((data) => ({ name: JOB_NAME, data, opts: jobOptions(data, this.#maxAttempts) })));
+      }),
     );
     const live = [...byLocation].filter(([, list]) => list.some((d) => d.source === 'live')).map(([id]) => id);
     const backfill = [...byLocation.keys()].filter((id) => !live.includes(id));
@@ -82,9 +133,10 @@ export class Enqueuer {
       await this.#state.register(fresh);
       for (const id of fresh) this.#registered.add(id);
     }
+    return items.map((item) => outcomes.get(item) ?? 'queued');
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.#queues.values()].map((q) => q.close()));
+    await Promise.all([...[...this.#queues.values()].map((q) => q.close()), this.#deadLetters.close()]);
   }
 }
