@@ -84,6 +84,8 @@ export async function startAdminServer(options: {
       addQueue = (queue) => board.addQueue(new BullMQAdapter(queue, { readOnlyMode: dashboard.readOnly }));
       await scope.register(serverAdapter.registerPlugin(), { prefix: '/dashboard' });
     }
+    // Here, not on the root, so a request that matches no route meets the check above too.
+    scope.setNotFoundHandler((_request, reply) => reply.code(404).send({ error: 'not_found', message: 'not found' }));
     scope.get('/healthz', () => ({ status: 'ok' }));
     scope.get('/readyz', async (_request, reply) => {
       const r = await readiness(redis);
