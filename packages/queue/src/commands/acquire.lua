@@ -14,9 +14,9 @@
   KEYS[7] learned     HASH  what HighLevel's headers taught, and the mean latency
   KEYS[8] probe       STRING  '1' a probe may go; else the slot id of the probe in flight
   KEYS[9] stats       HASH  the location's outcomes (delivered, skipped, dead)
-  KEYS[10..9+n] ledger   STRING  each message's delivery ledger entry, in batch order
-  KEYS[10+n..9+2n] lock  STRING  each message's BullMQ job lock (`<prefix>:loc.{id}:<jobId>:lock`,
-                                 the location's slot), in batch order
+  KEYS[10..] per message, in batch order, n of each: first the ledger entries (STRING: each
+              message's delivery ledger entry), then the job locks (STRING: BullMQ's
+              `<prefix>:loc.{id}:<jobId>:lock`, in the location's slot)
 
   ARGV[1] max, ARGV[2] windowMs, ARGV[3] daily, ARGV[4] inflightMs, ARGV[5] resetOffsetMs,
   ARGV[6] horizonMs, ARGV[7] defaultLatencyMs, ARGV[8..7+n] each message's slot id, in batch order,
