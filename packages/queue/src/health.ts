@@ -6,7 +6,7 @@
 import { ReplyError } from 'ioredis';
 import type { Redis } from 'ioredis';
 import { ConfigError } from './errors.ts';
-import { knownPrimaries, type RedisClient } from './connection.ts';
+import { knownPrimaries, whenReady, type RedisClient } from './connection.ts';
 
 export interface Readiness {
   status: 200 | 503;
@@ -91,6 +91,8 @@ export class EvictingRedis extends ConfigError {
  * services allow where they disable CONFIG.
  */
 export async function checkRedis(redis: RedisClient, warn: (fields: { node: string }, message: string) => void): Promise<void> {
+  // A producer's connection refuses commands until it is ready (no offline queue); a worker's queues them.
+  if (redis.options.enableOfflineQueue === false) await whenReady(redis, 30_000);
   for (const node of await knownPrimaries(redis)) {
     const where = `${node.options.host ?? '127.0.0.1'}:${node.options.port ?? 6379}`;
     const verdict = judgeRedis(await settingsOf(node));
