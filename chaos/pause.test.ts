@@ -26,15 +26,16 @@ describe('chaos: a worker paused past its locks', () => {
     });
     const data = writeDataset(c.dir, 'paused', 900, LOCATIONS);
     const paused = c.spawnWorker();
-    c.spawnWorker();
     const importer = c.ingest(['import', data.file]);
-    // Stopped while it is at work: it has delivered (its log says so, flushed every second) and the import goes on.
+    // Stopped while it is at work, alone (it holds every location): it has delivered (its log
+    // says so, flushed every second) and the import goes on. The other worker starts meanwhile.
     await until(
       () => existsSync(paused.log) && readFileSync(paused.log, 'utf8').split('"msg":"delivered"').length > 40,
       30_000,
       'the worker to pause to be at work',
     );
     paused.child.kill('SIGSTOP');
+    c.spawnWorker();
     // The other worker takes the location's jobs again (a lease's end, then BullMQ's stalled check).
     await new Promise((resolve) => setTimeout(resolve, 3 * LOCK_MS + 500));
     paused.child.kill('SIGCONT');
