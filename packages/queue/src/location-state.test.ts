@@ -268,12 +268,13 @@ describe('LocationState: after a loss, no worker reads the ledger before every w
     const a = new LocationState(slow, options);
     const b = new LocationState(fast, options);
     const restored: number[] = [];
-    const stops = [a.watchForLoss((report) => restored.push(report.written)), b.watchForLoss()];
     const keys = keysFor(redis.prefix);
-    const bothSeen = async () => (await direct.scard(keys.restored(await redisRunId(direct)))) === 2;
+    const stops = [a.watchForLoss((report) => restored.push(report.written))];
     try {
-      await until(bothSeen, 10_000, 'both workers to have seen the run');
-      await sleep(2_500); // a beat (every 2 s) after both were there: each knows the other
+      await until(async () => (await direct.scard(keys.restored(await redisRunId(direct)))) === 1, 10_000, 'the first worker to have seen the run');
+      stops.push(b.watchForLoss()); // it beats once more after its own first check: then it knows the first
+      await until(async () => (await direct.scard(keys.restored(await redisRunId(direct)))) === 2, 10_000, 'both workers to have seen the run');
+      await sleep(200);
       expect((await a.acquire('loc', 'k1', 'slot-1')).kind).toBe('reserved');
       await a.settle('loc', 'k1', 'slot-1', undefined, { messageId: 'hl-1', at: Date.now() });
 

@@ -101,12 +101,13 @@ const RECENT_MAX = 50_000;
 /**
  * After Redis lost writes, every worker alive lately may remember ledger entries it lost, and each
  * writes back only its own: no worker reads the ledger until all of them have (or are presumed
- * gone). A worker says it is alive every WRITER_BEAT_MS; one not heard from for WRITER_ALIVE_MS
- * is gone (a worker reconnects within 2 s of Redis coming back); one that has not written back
- * within PEERS_WAIT_MS of this worker's own write-back is not waited for longer.
+ * gone). A worker says it is alive every WRITER_BEAT_MS (one script of five commands: an idle
+ * worker's Redis cost); one not heard from for WRITER_ALIVE_MS is gone (a worker reconnects within
+ * 2 s of Redis coming back); one that has not written back within PEERS_WAIT_MS of this worker's
+ * own write-back is not waited for longer.
  */
-const WRITER_BEAT_MS = 2_000;
-const WRITER_ALIVE_MS = 10_000;
+const WRITER_BEAT_MS = 5_000;
+const WRITER_ALIVE_MS = 15_000;
 const WRITER_FORGET_MS = 600_000;
 const PEERS_WAIT_MS = 15_000;
 const RESTORED_TTL_S = 7 * 24 * 3600;
@@ -140,6 +141,8 @@ export class LocationState {
   readonly #writerId = randomUUID();
   /** The workers alive at this process's last beat: waited for after a loss even if Redis lost them too. */
   #peers: string[] = [];
+  /** Says this process is alive now (set while watching for loss). */
+  #beat: (() => void) | undefined;
 
   constructor(redis: RedisClient, options: LocationStateOptions) {
     this.#redis = redis;
@@ -263,21 +266,24 @@ export class LocationState {
     this.#onRestored = onRestored;
     const redis = this.#redis;
     const beat = () => {
-      const restored = this.#seenRunId === undefined ? [] : [this.#keys.restored(this.#seenRunId)];
-      redis.ghlWritersBeat(this.#keys.writers, this.#writerId, WRITER_FORGET_MS, WRITER_ALIVE_MS).then(
-        (alive) => {
-          // Not while a write-back is under way: what was known before the loss is what counts.
-          if (this.#writingBack === undefined && this.#restoring === undefined) this.#peers = alive.filter((id) => id !== this.#writerId);
-          return restored.length === 0 ? undefined : redis.sadd(restored[0] as string, this.#writerId);
-        },
-        () => undefined, // Redis is away: the next beat says it
-      );
+      const seen = this.#seenRunId;
+      redis
+        .ghlWritersBeat(this.#keys.writers, this.#keys.restored(seen ?? ''), this.#writerId, WRITER_ALIVE_MS, seen === undefined ? '0' : '1', RESTORED_TTL_S)
+        .then(
+          (alive) => {
+            // Not while a write-back is under way: what was known before the loss is what counts.
+            if (this.#writingBack === undefined && this.#restoring === undefined) this.#peers = alive.filter((id) => id !== this.#writerId);
+          },
+          () => undefined, // Redis is away: the next beat says it
+        );
     };
+    this.#beat = beat;
     beat();
     const beating = setInterval(beat, WRITER_BEAT_MS);
     beating.unref();
     const stopBeating = () => {
       clearInterval(beating);
+      this.#beat = undefined;
       // Gone on purpose: nobody waits for this process after a loss.
       redis.zrem(this.#keys.writers, this.#writerId).catch(() => undefined);
     };
@@ -344,7 +350,8 @@ export class LocationState {
     let pending: string[];
     try {
       const peers = first ? [] : this.#peers;
-      const ask = (me: string) => this.#redis.ghlWritersPending(this.#keys.writers, this.#keys.restored(runId), me, WRITER_ALIVE_MS, RESTORED_TTL_S, ...peers);
+      const ask = (me: string) =>
+        this.#redis.ghlWritersPending(this.#keys.writers, this.#keys.restored(runId), me, WRITER_ALIVE_MS, RESTORED_TTL_S, WRITER_FORGET_MS, ...peers);
       pending = await ask(this.#writerId);
       while (pending.length > 0 && Date.now() - started < PEERS_WAIT_MS) {
         await sleep(50, undefined, { ref: false });
@@ -354,6 +361,7 @@ export class LocationState {
       return; // Redis went away again: the next check does it all again
     }
     this.#seenRunId = runId;
+    this.#beat?.(); // the peers as they are now, for the next loss
     if (!first) this.#onRestored?.({ written, waitedMs: Date.now() - started, notRestored: pending.length });
   }
 

@@ -23,7 +23,7 @@ export const SCRIPTS = {
   ghlOAuthBegin: { file: 'oauth-begin', keys: 1 },
   ghlOAuthFinish: { file: 'oauth-finish', keys: 1 },
   ghlOAuthFail: { file: 'oauth-fail', keys: 1 },
-  ghlWritersBeat: { file: 'writers-beat', keys: 1 },
+  ghlWritersBeat: { file: 'writers-beat', keys: 2 },
   ghlWritersPending: { file: 'writers-pending', keys: 2 },
 } as const satisfies Record<string, { file: string; keys: number | undefined }>;
 

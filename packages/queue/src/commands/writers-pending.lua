@@ -10,7 +10,8 @@
   ARGV[1] the worker's id, added to the restored set ('' adds none)
   ARGV[2] aliveMs: a worker heard from within this long counts
   ARGV[3] ttlSeconds of the restored set
-  ARGV[4..] workers the caller saw alive before the loss: they count too (Redis may have come
+  ARGV[4] forgetMs: workers silent this long are dropped from the writers set
+  ARGV[5..] workers the caller saw alive before the loss: they count too (Redis may have come
             back without the writers set at all)
 
   Returns the ids of the workers alive lately that are not in the restored set.
@@ -20,6 +21,7 @@ local restored = KEYS[2]
 local id = ARGV[1]
 local aliveMs = tonumber(ARGV[2])
 local ttlSeconds = tonumber(ARGV[3])
+local forgetMs = tonumber(ARGV[4])
 
 if id ~= '' then
   redis.call('SADD', restored, id)
@@ -27,6 +29,7 @@ if id ~= '' then
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', writers, '-inf', now - forgetMs)
 local pending = {}
 local asked = {}
 local function check(writer)
@@ -35,5 +38,5 @@ local function check(writer)
   if redis.call('SISMEMBER', restored, writer) == 0 then pending[#pending + 1] = writer end
 end
 for _, writer in ipairs(redis.call('ZRANGE', writers, now - aliveMs, '+inf', 'BYSCORE')) do check(writer) end
-for i = 4, #ARGV do check(ARGV[i]) end
+for i = 5, #ARGV do check(ARGV[i]) end
 return pending
