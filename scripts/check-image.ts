@@ -368,9 +368,24 @@ async function runImage(image: Stage, work: string): Promise<void> {
     if (posted.status !== 202) fail(`the intake answered ${posted.status}: ${await posted.text()}`);
     step('intake: 1 record accepted');
 
-    const workers = [procs.start(commandOfService('worker'), app, appEnv, 'worker 1'), procs.start(commandOfService('worker'), app, appEnv, 'worker 2')];
+    const workerEnv = { ...appEnv, LOG_LEVEL: 'info' }; // for the line each logs once started
+    const workers = [procs.start(commandOfService('worker'), app, workerEnv, 'worker 1'), procs.start(commandOfService('worker'), app, workerEnv, 'worker 2')];
+    const started = workers.map(({ child }) => {
+      const state = { started: false, tail: '' };
+      // The line may arrive split across chunks: each is read with the end of the one before.
+      const look = (d: Buffer) => {
+        const text = state.tail + d.toString();
+        state.started ||= text.includes('"msg":"worker started"');
+        state.tail = text.slice(-64);
+      };
+      child.stdout?.on('data', look);
+      child.stderr?.on('data', look);
+      return state;
+    });
     const delivered = async () => ((await (await fetch(`${fakeUrl}/__admin/stats`)).json()) as { accepted: number }).accepted;
     await until(async () => (await delivered()) >= 21, 60_000, 'the worker to deliver 21 messages');
+    // Both up, not only the one that delivered them all: the stop below is of running workers.
+    await until(() => started.every((w) => w.started), 60_000, 'both workers to start');
     step(`two workers delivered ${await delivered()} messages`);
 
     for (const [i, w] of workers.entries()) await procs.stop(w.child, `worker ${i + 1}`);

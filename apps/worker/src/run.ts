@@ -18,8 +18,12 @@ import {
 import { WORKER_HELP } from './help.ts';
 import { startWorker, type WorkerParts } from './worker.ts';
 
-/** Runs a worker until it is stopped; `--help` prints what it does. Exits the process when it stops. */
-export async function runWorker(argv: string[]): Promise<void> {
+/**
+ * Runs a worker until it is stopped; `--help` prints what it does. Exits the process when it stops.
+ * `early`: signals the process received before this was loaded (see main.ts), acted on as soon as
+ * the worker's own handling is in place.
+ */
+export async function runWorker(argv: string[], early: readonly NodeJS.Signals[] = []): Promise<void> {
   if (argv.includes('--help') || argv.includes('-h')) {
     process.stdout.write(`Usage: pnpm worker\n\n${WORKER_HELP}`);
     return;
@@ -28,13 +32,13 @@ export async function runWorker(argv: string[]): Promise<void> {
     process.stderr.write(`worker: unexpected argument "${argv[0]}"; settings come from the environment (see --help)\n`);
     process.exit(1);
   }
-  await start().catch((error: unknown) => {
+  await start(early).catch((error: unknown) => {
     process.stderr.write(`worker: ${coerceError(error).stack ?? String(error)}\n`);
     process.exit(1);
   });
 }
 
-async function start(): Promise<void> {
+async function start(early: readonly NodeJS.Signals[]): Promise<void> {
   let config;
   try {
     config = loadConfig();
@@ -60,6 +64,8 @@ async function start(): Promise<void> {
     if (forced) logger.warn('shutdown deadline passed: in-flight jobs cut off, they will be taken again');
     await tracing?.shutdown().catch((error: unknown) => logger.warn({ err: coerceError(error) }, 'could not flush traces'));
   }, logger);
+  const first = early[0];
+  if (first !== undefined) process.kill(process.pid, first);
   let running;
   try {
     running = (await starting).worker;
