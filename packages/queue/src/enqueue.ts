@@ -9,19 +9,11 @@
  */
 import type { JobData } from '@ghl-ingest/schema';
 import { Queue, type JobsOptions } from 'bullmq';
-import type { Result } from 'ioredis';
 import type { RedisClient } from './connection.ts';
 import { DeadLetters } from './dead-letter.ts';
 import { deadLetterId, keysFor, locationQueueName, type Keys } from './keys.ts';
-import { scriptSource } from './scripts.ts';
 import { queueTelemetry } from './tracing.ts';
 import { LocationState } from './location-state.ts';
-
-declare module 'ioredis' {
-  interface RedisCommander<Context> {
-    ghlReplaceFinished(...args: (string | number)[]): Result<number[], Context>;
-  }
-}
 
 /**
  * What `enqueue` did with a message: `queued`; `requeued` (a failed job, or a completed one
@@ -31,8 +23,6 @@ declare module 'ioredis' {
 export type EnqueueOutcome = 'queued' | 'requeued' | 'delivered' | 'pending';
 /** replace-finished.lua's codes, in order. */
 const OUTCOMES: readonly EnqueueOutcome[] = ['queued', 'requeued', 'delivered', 'pending'];
-
-let replaceFinished: string | undefined;
 
 /** The worker's backoff strategy (exponential, full jitter; see apps/worker/src/backoff.ts). */
 export const BACKOFF_TYPE = 'ghl-full-jitter';
@@ -65,13 +55,9 @@ export class Enqueuer {
     this.#connection = connection;
     this.#prefix = prefix;
     this.#maxAttempts = maxAttempts;
-    this.#state = new LocationState(connection, { prefix });
+    this.#state = new LocationState(connection, { prefix }); // defines the scripts, replace-finished among them
     this.#keys = keysFor(prefix);
     this.#deadLetters = new DeadLetters(connection, prefix);
-    if (typeof (connection as Partial<RedisClient>).ghlReplaceFinished !== 'function') {
-      replaceFinished ??= scriptSource('replace-finished');
-      connection.defineCommand('ghlReplaceFinished', { lua: replaceFinished });
-    }
   }
 
   queue(locationId: string): Queue<JobData> {

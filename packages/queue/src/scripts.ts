@@ -25,6 +25,7 @@ export const SCRIPTS = {
   ghlOAuthFail: { file: 'oauth-fail', keys: 1 },
   ghlWritersBeat: { file: 'writers-beat', keys: 2 },
   ghlWritersPending: { file: 'writers-pending', keys: 2 },
+  ghlReplaceFinished: { file: 'replace-finished', keys: undefined },
 } as const satisfies Record<string, { file: string; keys: number | undefined }>;
 
 type Arg = string | number;
@@ -44,6 +45,7 @@ declare module 'ioredis' {
     ghlOAuthFail(...args: Arg[]): Result<number, Context>;
     ghlWritersBeat(...args: Arg[]): Result<string[], Context>;
     ghlWritersPending(...args: Arg[]): Result<string[], Context>;
+    ghlReplaceFinished(...args: Arg[]): Result<number[], Context>;
   }
 }
 

@@ -3,9 +3,10 @@
   delivery, so that adding the message again (a fixed dead letter imported or sent again) queues
   it instead of being a no-op for an id that already exists. One location's keys only.
 
-  KEYS[1] the queue's failed ZSET, KEYS[2] its completed ZSET, KEYS[3] its events stream,
-  then for each job i (from 0): KEYS[4 + 2i] the job's hash, KEYS[5 + 2i] its message's ledger entry
-  ARGV[1 + i] job i's id
+  KEYS[1] the queue's failed ZSET, KEYS[2] its completed ZSET, KEYS[3] its events stream
+  KEYS[4..] two per job, in order: the job's hash, then its message's ledger entry (job i, from
+            1: KEYS[2 + 2i] and KEYS[3 + 2i])
+  ARGV[1], ARGV[2], ... each job's id, in the same order
 
   Returns one code per job, in order:
     0  no job has the id: the add goes through
