@@ -26,6 +26,8 @@ export const SCRIPTS = {
   ghlWritersBeat: { file: 'writers-beat', keys: 2 },
   ghlWritersPending: { file: 'writers-pending', keys: 2 },
   ghlReplaceFinished: { file: 'replace-finished', keys: undefined },
+  ghlBudgetLoad: { file: 'budget-load', keys: 2 },
+  ghlBudgetSave: { file: 'budget-save', keys: 2 },
 } as const satisfies Record<string, { file: string; keys: number | undefined }>;
 
 type Arg = string | number;
@@ -46,6 +48,8 @@ declare module 'ioredis' {
     ghlWritersBeat(...args: Arg[]): Result<string[], Context>;
     ghlWritersPending(...args: Arg[]): Result<string[], Context>;
     ghlReplaceFinished(...args: Arg[]): Result<number[], Context>;
+    ghlBudgetLoad(...args: Arg[]): Result<(string | number)[], Context>;
+    ghlBudgetSave(...args: Arg[]): Result<number, Context>;
   }
 }
 

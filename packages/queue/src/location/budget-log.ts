@@ -1,0 +1,380 @@
+/**
+ * A location's rate budget as its holder keeps it: a sliding log in memory, no I/O. A location is
+ * held by one process at a time (its lease in the ready set), so the process that holds it is the
+ * only one that spends its budget, and can decide each request here, synchronously, at no Redis
+ * cost. `budget.ts` loads the log when a turn starts, saves it when the turn ends and when the
+ * lease renews, and counts a lapsed holder's unknown requests as spent.
+ *
+ * Safety: a request counts from the moment it is sent until one window after its answer. HighLevel
+ * counted it somewhere between those two moments, so no rolling window of HighLevel's holds more
+ * than `max` of ours, whatever the latency. Requests other apps made (learned from
+ * `X-RateLimit-Remaining`) count for one window.
+ *
+ * Throughput: when the window is full, a request reserves the moment a slot is expected to free
+ * (the k-th earliest expected expiry, counting the reservations ranked ahead of it) and passes the
+ * gate (`proceed`) then. Live messages rank ahead of every backfill reservation, and among
+ * themselves in the order they asked: a live message takes the next slot that frees.
+ *
+ * All times are this process's clock (ms); `budget.ts` converts to and from Redis's clock.
+ */
+import { dayIndex, effectiveBudget, nextReset, type Budget } from '../rate-budget.ts';
+
+/** What the `X-RateLimit-*` headers of an answer said. */
+export interface RateHeaders {
+  max?: number;
+  remaining?: number;
+  intervalMs?: number;
+  daily?: number;
+  dailyRemaining?: number;
+}
+
+export type Take =
+  /** In flight now: send. */
+  | { kind: 'go' }
+  /** Reserved: call `proceed` after `sendInMs`. */
+  | { kind: 'reserved'; sendInMs: number }
+  /** The location waits (a 429's or an outage's block, a probe in flight, a slot past the horizon). */
+  | { kind: 'wait'; waitMs: number }
+  /** The daily budget is spent until `until`. */
+  | { kind: 'parked'; waitMs: number; until: number };
+
+/** A reserved request's gate: `go`; `later` (the window is still full: again after `waitMs`); `wait` (the location waits; the reservation is gone). */
+export type Gate = { kind: 'go' } | { kind: 'later'; waitMs: number } | { kind: 'wait'; waitMs: number };
+
+/** What a held log says of itself (`status`, metrics). */
+export interface BudgetView {
+  /** Requests counted now: answered within a window, in flight, and others'. */
+  counted: number;
+  budget: Budget;
+  dailyUsed: number;
+  /** A 429's or an outage's block, 0 if none. */
+  blockedUntil: number;
+}
+
+/** The log as it is saved between turns: times in Redis's clock (see budget.ts). */
+export interface SavedLog {
+  v: 1;
+  /** When each request of ours stops counting (answered: answer + window; in flight: its latest). */
+  counted: number[];
+  /** When each request of other apps stops counting. */
+  others: number[];
+  block: number;
+  /** The next request probes first (after a 429 or an outage). */
+  probe: boolean;
+  /** HighLevel's own failures in a row at this location. */
+  outage: number;
+  learned: { max?: number; windowMs?: number; daily?: number };
+  latency?: number;
+  /** Until then, requests others made are inferred from answered ones only (see `answered`). */
+  sharedUntil: number;
+  day: number;
+  dailyUsed: number;
+}
+
+export interface BudgetLogOptions {
+  /** A request's longest life (HTTP timeout and a margin): how long one in flight may still be counted. */
+  inflightMs: number;
+  /** A slot further ahead than this is not reserved: the location waits instead (`wait`). */
+  horizonMs: (budget: Budget) => number;
+  /** GHL_DAILY_RESET as ms after midnight UTC. */
+  resetOffsetMs: number;
+}
+
+/** How long a request waits while the probe after a 429 is in flight (ms). */
+const PROBE_WAIT_MS = 50;
+
+interface Reservation {
+  at: number;
+  live: boolean;
+  /** Order of asking, among reservations of the same rank. */
+  seq: number;
+}
+
+export class BudgetLog {
+  readonly #o: BudgetLogOptions;
+  /** Expiries of answered requests (answer + window), ascending. */
+  #answered: number[] = [];
+  /** Slot -> when it was sent. */
+  readonly #inflight = new Map<string, number>();
+  readonly #reserved = new Map<string, Reservation>();
+  #seq = 0;
+  /** Expiries of other apps' requests, ascending. */
+  #others: number[] = [];
+  #block = 0;
+  /** 'none'; 'due': the next request probes; else the slot of the probe in flight. */
+  #probe: string = 'none';
+  #outage = 0;
+  #learned: SavedLog['learned'] = {};
+  #latency: number | undefined;
+  #sharedUntil = 0;
+  #day = -1;
+  #dailyUsed = 0;
+
+  constructor(options: BudgetLogOptions) {
+    this.#o = options;
+  }
+
+  /** The budget in force: the settings' (`base`), lowered by what HighLevel's headers said. */
+  budget(base: Budget): Budget {
+    return effectiveBudget(base, this.#learned);
+  }
+
+  view(now: number, base: Budget): BudgetView {
+    this.#trim(now);
+    this.#rollDay(now);
+    return { counted: this.#counted(), budget: this.budget(base), dailyUsed: this.#dailyUsed, blockedUntil: this.#block > now ? this.#block : 0 };
+  }
+
+  /** A slot for `slot` (a unique id): now, later, or not until the location's wait ends. */
+  take(slot: string, live: boolean, now: number, base: Budget): Take {
+    this.#trim(now);
+    this.#rollDay(now);
+    const b = this.budget(base);
+    if (this.#block > now) return { kind: 'wait', waitMs: this.#block - now };
+    if (this.#dailyUsed >= b.daily) {
+      const until = nextReset(now, this.#o.resetOffsetMs);
+      return { kind: 'parked', waitMs: until - now, until };
+    }
+    // After a 429 or an outage, one request goes first and the rest wait for its answer's headers.
+    if (this.#probe !== 'none' && this.#probe !== 'due') return { kind: 'wait', waitMs: PROBE_WAIT_MS };
+    const counted = this.#counted();
+    const ahead = this.#aheadOf(live, undefined);
+    let sendAt = now;
+    if (counted + ahead.length >= b.max) sendAt = Math.max(now + 1, this.#kthExpiry(counted + ahead.length - b.max + 1, ahead, now, b.windowMs));
+    if (sendAt - now > this.#o.horizonMs(b)) return { kind: 'wait', waitMs: sendAt - now };
+    this.#dailyUsed += 1;
+    if (sendAt > now) {
+      this.#reserved.set(slot, { at: sendAt, live, seq: (this.#seq += 1) });
+      return { kind: 'reserved', sendInMs: sendAt - now };
+    }
+    this.#send(slot, now);
+    return { kind: 'go' };
+  }
+
+  /** The gate of a reserved request when its time comes. */
+  proceed(slot: string, now: number, base: Budget): Gate {
+    const mine = this.#reserved.get(slot);
+    if (mine === undefined) return { kind: 'wait', waitMs: 0 };
+    this.#trim(now);
+    const b = this.budget(base);
+    if (this.#block > now) {
+      this.#giveBack(slot);
+      return { kind: 'wait', waitMs: this.#block - now };
+    }
+    const ahead = this.#aheadOf(mine.live, mine);
+    if (this.#probe !== 'none' && this.#probe !== 'due') return this.#later(slot, mine, now, PROBE_WAIT_MS);
+    const counted = this.#counted();
+    // Free slots go to the reservations ranked ahead first (live ones, then the earlier asked).
+    if (counted + ahead.length < b.max) {
+      this.#reserved.delete(slot);
+      this.#send(slot, now);
+      return { kind: 'go' };
+    }
+    const turn = this.#kthExpiry(counted + ahead.length - b.max + 1, ahead, now, b.windowMs);
+    return this.#later(slot, mine, now, Math.max(1, turn - now));
+  }
+
+  /**
+   * The answer of a slot's request, or its failure without one: it counts until one window from
+   * now. Learns from the headers; keeps count of HighLevel's own failures in a row (`down` adds one
+   * unless the location already waits for them, `up` clears them). Returns that count.
+   */
+  answered(slot: string, now: number, base: Budget, rate: RateHeaders | undefined, health: 'up' | 'down' | undefined): number {
+    let failures = 0;
+    if (health === 'up') this.#outage = 0;
+    else if (health === 'down') {
+      // One that fails while the location already waits was in flight when the wait began.
+      if (this.#block <= now) this.#outage += 1;
+      failures = this.#outage;
+    }
+    if (this.#probe === slot) this.#probe = health === 'down' ? 'due' : 'none';
+    const configured = base;
+    if (rate?.max !== undefined) this.#learned.max = rate.max < configured.max ? rate.max : undefined;
+    if (rate?.intervalMs !== undefined) this.#learned.windowMs = rate.intervalMs > configured.windowMs ? rate.intervalMs : undefined;
+    if (rate?.daily !== undefined) this.#learned.daily = rate.daily < configured.daily ? rate.daily : undefined;
+    const b = this.budget(base);
+    const sent = this.#inflight.get(slot);
+    if (sent !== undefined) {
+      this.#inflight.delete(slot);
+      // Expected latency, for scheduling only (safety never depends on it): a moving average.
+      const took = now - sent;
+      this.#latency = Math.floor((this.#latency ?? took) * 0.8 + took * 0.2);
+    }
+    insertSorted(this.#answered, now + b.windowMs);
+    this.#trim(now);
+    if (rate?.remaining !== undefined) {
+      // What HighLevel counts beyond ours, others spent. Once others show up, the location is
+      // shared for ten windows, and only answered requests count as ours: slower to use the
+      // budget, but a rival's spending is not mistaken for our requests in flight.
+      let others = b.max - rate.remaining - this.#answered.length - this.#inflight.size;
+      if (others > 0) this.#sharedUntil = now + 10 * b.windowMs;
+      if (this.#sharedUntil > now) others = b.max - rate.remaining - this.#answered.length;
+      for (let have = this.#others.length; have < others; have += 1) insertSorted(this.#others, now + b.windowMs);
+    }
+    if (rate?.dailyRemaining !== undefined) {
+      // The day's count rises to what HighLevel counted of its own daily limit (another app spent
+      // some of it), and never falls: our requests still in flight are not in its count yet.
+      this.#rollDay(now);
+      this.#dailyUsed = Math.max(this.#dailyUsed, (rate.daily ?? b.daily) - rate.dailyRemaining);
+    }
+    return failures;
+  }
+
+  /**
+   * HighLevel refused the request (429), or is down: it did not count, the location waits
+   * `waitMs` (a longer wait already set wins), and then one request probes first. Returns the wait.
+   */
+  refuse(slot: string, now: number, waitMs: number): number {
+    this.#inflight.delete(slot);
+    this.#probe = 'due';
+    this.#block = Math.max(this.#block, now + Math.max(1, Math.ceil(waitMs)));
+    return this.#block - now;
+  }
+
+  /** A slot not used (the worker stops, or the location waits before sending): given back with its day's count. */
+  release(slot: string): void {
+    if (this.#probe === slot) this.#probe = 'due';
+    if (this.#giveBack(slot) && this.#dailyUsed > 0) this.#dailyUsed -= 1;
+  }
+
+  /** Blocks the location until `until` (a lapsed holder's requests may still count until then). */
+  blockUntil(until: number): void {
+    this.#block = Math.max(this.#block, until);
+  }
+
+  /** Adds requests made and not seen (a lapsed holder's, since its last save) to the day's count. */
+  countUnseen(count: number, now: number): void {
+    this.#rollDay(now);
+    this.#dailyUsed += count;
+  }
+
+  /**
+   * The log to save, in Redis's clock (`toRemote`: a time of this process's to the latest Redis
+   * time it may be). Requests in flight count as long as they may: sent + inflightMs + window.
+   * Reservations are not saved: they are this process's own waits.
+   */
+  save(now: number, base: Budget, toRemote: (local: number) => number): SavedLog {
+    this.#trim(now);
+    this.#rollDay(now);
+    const window = this.budget(base).windowMs;
+    const counted = [...this.#answered, ...[...this.#inflight.values()].map((sent) => sent + this.#o.inflightMs + window)].sort((a, b) => a - b);
+    return {
+      v: 1,
+      counted: counted.map(toRemote),
+      others: this.#others.map(toRemote),
+      block: this.#block > now ? toRemote(this.#block) : 0,
+      probe: this.#probe !== 'none',
+      outage: this.#outage,
+      learned: { ...this.#learned },
+      ...(this.#latency === undefined ? {} : { latency: this.#latency }),
+      sharedUntil: this.#sharedUntil > now ? toRemote(this.#sharedUntil) : 0,
+      day: this.#day,
+      dailyUsed: this.#dailyUsed,
+    };
+  }
+
+  /** A log saved by the previous holder (`toLocal`: a Redis time to the latest time of this process's it may be). */
+  static load(saved: SavedLog | undefined, options: BudgetLogOptions, toLocal: (remote: number) => number): BudgetLog {
+    const log = new BudgetLog(options);
+    if (saved === undefined) return log;
+    log.#answered = saved.counted.map(toLocal).sort((a, b) => a - b);
+    log.#others = saved.others.map(toLocal).sort((a, b) => a - b);
+    log.#block = saved.block > 0 ? toLocal(saved.block) : 0;
+    log.#probe = saved.probe ? 'due' : 'none';
+    log.#outage = saved.outage;
+    log.#learned = { ...saved.learned };
+    log.#latency = saved.latency;
+    log.#sharedUntil = saved.sharedUntil > 0 ? toLocal(saved.sharedUntil) : 0;
+    log.#day = saved.day;
+    log.#dailyUsed = saved.dailyUsed;
+    return log;
+  }
+
+  /** The day's count as the shared daily hash holds it (the larger wins: another process may have counted more). */
+  mergeDaily(day: number, used: number): void {
+    if (day === this.#day) this.#dailyUsed = Math.max(this.#dailyUsed, used);
+    else if (day > this.#day) {
+      this.#day = day;
+      this.#dailyUsed = used;
+    }
+  }
+
+  get day(): number {
+    return this.#day;
+  }
+
+  get dailyUsed(): number {
+    return this.#dailyUsed;
+  }
+
+  #send(slot: string, now: number): void {
+    this.#inflight.set(slot, now);
+    if (this.#probe === 'due') this.#probe = slot;
+  }
+
+  #later(slot: string, mine: Reservation, now: number, waitMs: number): Gate {
+    mine.at = now + waitMs;
+    this.#reserved.set(slot, mine);
+    return { kind: 'later', waitMs };
+  }
+
+  #giveBack(slot: string): boolean {
+    return this.#reserved.delete(slot) || this.#inflight.delete(slot);
+  }
+
+  #counted(): number {
+    return this.#answered.length + this.#inflight.size + this.#others.length;
+  }
+
+  /** Reservations ranked ahead of one (live ones before backfill; then in order of asking). */
+  #aheadOf(live: boolean, mine: Reservation | undefined): Reservation[] {
+    const out: Reservation[] = [];
+    for (const r of this.#reserved.values()) {
+      if (r === mine) continue;
+      if (live && !r.live) continue;
+      if (mine !== undefined && r.live === mine.live && r.seq > mine.seq) continue;
+      out.push(r);
+    }
+    return out;
+  }
+
+  /**
+   * The k-th moment a counted request is expected to stop counting: answered and others' at their
+   * expiry, in-flight ones at (sent + expected latency + window), and the reservations ahead at
+   * (when + latency + window).
+   */
+  #kthExpiry(k: number, ahead: readonly Reservation[], now: number, window: number): number {
+    const latency = this.#latency ?? 0;
+    const e = [...this.#answered, ...this.#others];
+    for (const sent of this.#inflight.values()) e.push(Math.max(now, sent + latency) + window);
+    for (const r of ahead) e.push(r.at + latency + window);
+    e.sort((a, b) => a - b);
+    return e[Math.min(e.length, k) - 1] ?? now;
+  }
+
+  #trim(now: number): void {
+    dropUntil(this.#answered, now);
+    dropUntil(this.#others, now);
+  }
+
+  #rollDay(now: number): void {
+    const day = dayIndex(now, this.#o.resetOffsetMs);
+    if (day > this.#day) {
+      this.#day = day;
+      this.#dailyUsed = 0;
+    }
+  }
+}
+
+function insertSorted(xs: number[], x: number): void {
+  let i = xs.length;
+  while (i > 0 && (xs[i - 1] as number) > x) i -= 1;
+  xs.splice(i, 0, x);
+}
+
+/** Drops the leading entries at or before `now` from an ascending list. */
+function dropUntil(xs: number[], now: number): void {
+  let n = 0;
+  while (n < xs.length && (xs[n] as number) <= now) n += 1;
+  if (n > 0) xs.splice(0, n);
+}
