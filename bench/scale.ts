@@ -20,7 +20,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createProducer } from '@ghl-ingest/producer';
-import { Enqueuer, loadConfig, LocationState, locationQueueName } from '@ghl-ingest/queue';
+import { Enqueuer, loadConfig, LocationReader, locationQueueName } from '@ghl-ingest/queue';
 import { normalizeRecord, toJobData, type JobData } from '@ghl-ingest/schema';
 import { peakRssMb } from '@ghl-ingest/testing';
 import { WorkerMetrics } from '../apps/worker/src/metrics.ts';
@@ -156,7 +156,7 @@ async function idleRun(count: number, seconds: number): Promise<{ workerCpuPerce
     const scrapes: Scrape[] = [];
     for (let i = 0; i < 3; i += 1) {
       const metrics = new WorkerMetrics({
-        state: new LocationState(s.redis, { prefix: 'sb' }),
+        state: new LocationReader(s.redis, { prefix: 'sb' }),
         redis: s.redis,
         prefix: 'sb',
         deadLetterCount: () => Promise.resolve(0),

@@ -11,9 +11,9 @@ import { createWriteStream, mkdtempSync, readdirSync, readFileSync, rmSync, writ
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { ConfigPatch, FakeStats, ReceivedMessage } from '@ghl-ingest/fake-api';
-import { createRedis, DeadLetters, locationQueueName, type DeadLetterRecord, type RedisClient } from '@ghl-ingest/queue';
+import { createRedis, DeadLetters, LocationQueues, type DeadLetterRecord, type RedisClient } from '@ghl-ingest/queue';
 import { nodeArgsOf, pendingJobs, RedisCluster, RedisServer, settled, type RedisServerOptions } from '@ghl-ingest/testing';
-import { Queue } from 'bullmq';
+import type { Queue } from 'bullmq';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const FAKE_MAIN = join(ROOT, 'packages/fake-api/src/main.ts');
@@ -64,7 +64,8 @@ export class Cluster {
   /** The test's own connection (waits out Redis restarts, like a worker's). */
   readonly client: RedisClient;
   readonly procs: Proc[] = [];
-  #queues = new Map<string, Queue>();
+  /** Redis restarts are part of the scenarios: the queues' errors are ignored (the default). */
+  readonly #queues: LocationQueues;
   #dlq: DeadLetters;
   #seq = 0;
   #oauth = false;
@@ -112,6 +113,7 @@ export class Cluster {
     this.client.on('error', () => undefined);
     this.#dlq = new DeadLetters(this.client, PREFIX);
     this.#dlq.queue.on('error', () => undefined);
+    this.#queues = new LocationQueues({ connection: this.client, prefix: PREFIX });
   }
 
   static async start(options: ClusterOptions): Promise<Cluster> {
@@ -239,13 +241,7 @@ export class Cluster {
   }
 
   queue(locationId: string): Queue {
-    let q = this.#queues.get(locationId);
-    if (q === undefined) {
-      q = new Queue(locationQueueName(locationId), { connection: this.client, prefix: PREFIX });
-      q.on('error', () => undefined); // Redis restarts are part of the scenarios
-      this.#queues.set(locationId, q);
-    }
-    return q;
+    return this.#queues.get(locationId);
   }
 
   /** Jobs of the location not finished: waiting (while paused too), active, delayed, prioritized. */
@@ -269,7 +265,7 @@ export class Cluster {
 
   async stop(): Promise<void> {
     await Promise.all(this.procs.map((p) => this.kill(p)));
-    for (const q of this.#queues.values()) await q.close().catch(() => undefined);
+    await this.#queues.close();
     await this.#dlq.close().catch(() => undefined);
     this.client.disconnect();
     await this.api.stop();

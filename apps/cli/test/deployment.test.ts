@@ -9,7 +9,7 @@ import { resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { FakeHighLevel } from '@ghl-ingest/fake-api';
 import { startIntake } from '@ghl-ingest/producer';
-import { createLogger, createRedis, loadConfig, SETTINGS } from '@ghl-ingest/queue';
+import { createLogger, createRedis, loadConfig, ProducerLocations, SETTINGS } from '@ghl-ingest/queue';
 import { useRedis } from '@ghl-ingest/testing';
 import { startWorker } from '@ghl-ingest/worker';
 import { describe, expect, it } from 'vitest';
@@ -58,7 +58,8 @@ describe('what ships beside the code', () => {
     try {
       // Traffic that makes every series appear: a delivery, a dead letter, an intake request, and a
       // location held (as delivery holds one whose token HighLevel rejects).
-      await worker.state.register(['dashB']);
+      const locations = new ProducerLocations(connection, { prefix: config.queuePrefix });
+      await locations.register(['dashB']);
       await worker.state.pause('dashB', 'token rejected');
       const post = await fetch(`${intake.url}/v1/messages`, {
         method: 'POST',

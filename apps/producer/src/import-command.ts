@@ -1,9 +1,8 @@
 /** `ingest import <file|->`: the command around `runImport`, with its exit codes and `--wait`. */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { budgetFor, loadConfig, readBudgetOverrides, type Config } from '@ghl-ingest/queue';
+import { budgetFor, loadConfig, readBudgetOverrides, readImportOutcomes, type Config } from '@ghl-ingest/queue';
 import { connectProducer } from './connect.ts';
 import type { RedisClient } from '@ghl-ingest/queue';
-import { importKey } from './checkpoint.ts';
 import { runImport, type Format, type ImportSummary } from './import.ts';
 import { progressView } from './progress.ts';
 
@@ -81,9 +80,7 @@ async function follow(redis: RedisClient, config: Config, s: ImportSummary): Pro
   }, 0);
   let last = 0;
   for (;;) {
-    const [d, x] = await redis.hmget(importKey(config.queuePrefix, s.importId), 'delivered', 'dead');
-    const delivered = Number(d ?? 0);
-    const dead = Number(x ?? 0);
+    const { delivered, dead } = await readImportOutcomes(redis, config.queuePrefix, s.importId);
     const pending = Math.max(0, target - delivered - dead);
     if (Date.now() - last > 2000 || pending === 0) {
       last = Date.now();

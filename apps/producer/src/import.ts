@@ -6,10 +6,19 @@
 import { createReadStream, statSync } from 'node:fs';
 import { extname } from 'node:path';
 import type { Readable } from 'node:stream';
-import { checkRedis, DeliveryLedger, Enqueuer, redisRunId, type Config } from '@ghl-ingest/queue';
+import {
+  checkRedis,
+  DeliveryLedger,
+  Enqueuer,
+  readImportCheckpoint,
+  redisRunId,
+  writeImportCheckpoint,
+  type Config,
+  type ImportCheckpoint,
+} from '@ghl-ingest/queue';
 import { normalizeRecord, toJobData, type JobData, type RecordIssue } from '@ghl-ingest/schema';
 import type { RedisClient } from '@ghl-ingest/queue';
-import { importIdFor, readCheckpoint, writeCheckpoint, type Checkpoint } from './checkpoint.ts';
+import { importIdFor } from './checkpoint.ts';
 import { readCsv } from './readers/csv.ts';
 import { readJsonArray } from './readers/json-array.ts';
 import { readNdjson } from './readers/ndjson.ts';
@@ -83,7 +92,7 @@ export async function runImport(redis: RedisClient | undefined, config: Config, 
   const totalBytes = options.file === '-' ? undefined : statSync(options.file).size;
   const batchSize = options.batchSize ?? 1000;
 
-  const previous = dryRun ? undefined : await readCheckpoint(redis as RedisClient, config.queuePrefix, importId);
+  const previous = dryRun ? undefined : await readImportCheckpoint(redis as RedisClient, config.queuePrefix, importId);
   const runId = dryRun ? '' : await redisRunId(redis as RedisClient);
   // An interrupted import resumes from its checkpoint, unless Redis restarted since: then the last
   // batches before the checkpoint may be gone with it, and the import starts over (idempotent).
@@ -93,7 +102,7 @@ export async function runImport(redis: RedisClient | undefined, config: Config, 
   prepareRejectsFile(rejectsFile, resume?.rejectsBytes ?? 0);
 
   // A finished import of the same file runs again from the start: idempotent, so nothing doubles.
-  const cp: Checkpoint = resume ?? {
+  const cp: ImportCheckpoint = resume ?? {
     file: options.file,
     format,
     line: 0,
@@ -148,7 +157,7 @@ export async function runImport(redis: RedisClient | undefined, config: Config, 
     }
     cp.updatedAt = Date.now();
     cp.locations = [...locations].join(',');
-    if (!dryRun) await writeCheckpoint(redis as RedisClient, config.queuePrefix, importId, cp);
+    if (!dryRun) await writeImportCheckpoint(redis as RedisClient, config.queuePrefix, importId, cp);
     report();
   };
 

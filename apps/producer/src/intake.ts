@@ -17,7 +17,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { Transform, type Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { checkRedis, ConfigError, LocationState, oauthAppClient, openOAuthStore, readiness, type Config, type Logger } from '@ghl-ingest/queue';
+import { checkRedis, ConfigError, oauthAppClient, openOAuthStore, ProducerLocations, readiness, type Config, type Logger } from '@ghl-ingest/queue';
 import Fastify, { type FastifyRequest } from 'fastify';
 import type { RedisClient } from '@ghl-ingest/queue';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
@@ -258,7 +258,7 @@ export async function startIntake(redis: RedisClient, config: Config, logger: Lo
         store: oauthStore,
         client: oauthAppClient(config),
         webhookKey: config.webhookPublicKey === undefined ? undefined : webhookKey(config.webhookPublicKey),
-        state: new LocationState(redis, { prefix: config.queuePrefix }),
+        state: new ProducerLocations(redis, { prefix: config.queuePrefix }),
         replay: new WebhookReplayGuard(redis, config.queuePrefix),
         logger,
       }),

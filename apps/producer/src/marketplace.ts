@@ -17,7 +17,7 @@
  * marketplace, with no `state` of ours to check, so none is required.
  */
 import { createPublicKey, verify, type KeyObject } from 'node:crypto';
-import { ConfigError, type LocationState, type Logger, type OAuthClient, type OAuthOwner, type OAuthStore } from '@ghl-ingest/queue';
+import { ConfigError, type Logger, type OAuthClient, type OAuthOwner, type OAuthStore, type ProducerLocations } from '@ghl-ingest/queue';
 import { locationIdSchema } from '@ghl-ingest/schema';
 import type { FastifyPluginCallback } from 'fastify';
 import { z } from 'zod';
@@ -76,7 +76,7 @@ export interface MarketplaceDeps {
   client: OAuthClient | undefined;
   /** Undefined without GHL_WEBHOOK_PUBLIC_KEY: webhooks are refused, saying so. */
   webhookKey: KeyObject | undefined;
-  state: LocationState;
+  state: ProducerLocations;
   /** Refuses stale events and acts on each webhookId once. */
   replay: WebhookReplayGuard;
   /** Default: 10 hits at once per client address, 60 overall, each refilled per minute. */

@@ -1,11 +1,11 @@
 /**
  * `ingest status [--location ID] [--all] [--json]`: where every location and import stands.
- * Everything comes from one read of each location's state (`LocationState.snapshot`, pipelined),
+ * Everything comes from one read of each location's state (`LocationReader.snapshot`, pipelined),
  * so it answers in about a second with thousands of locations. The text opens with totals and the
  * locations that need a person (paused, parked, dead letters, due long without a worker), then the
  * busiest few; `--all` lists every location, `--json` gives everything.
  */
-import { budgetFor, LocationState, readBudgetOverrides, readImports, type Config, type ImportCounts, type LocationSnapshot } from '@ghl-ingest/queue';
+import { budgetFor, LocationReader, readBudgetOverrides, readImports, type Config, type ImportCounts, type LocationSnapshot } from '@ghl-ingest/queue';
 import type { RedisClient } from '@ghl-ingest/queue';
 
 export type LocationStateName = 'running' | 'idle' | 'waiting for the burst window' | 'parked' | 'paused';
@@ -64,7 +64,7 @@ const DUE_TOO_LONG_S = 60;
 export async function readStatus(redis: RedisClient, config: Config, only?: string): Promise<Status> {
   const overrides = readBudgetOverrides(config.rateLimitsFile);
   const budget = (id: string) => budgetFor(id, config.rateLimit, overrides);
-  const state = new LocationState(redis, { prefix: config.queuePrefix, budget, resetOffsetMs: config.dailyResetOffsetMs });
+  const state = new LocationReader(redis, { prefix: config.queuePrefix, budget, resetOffsetMs: config.dailyResetOffsetMs });
   const ids = only === undefined ? await state.known() : [only];
   const now = Date.now();
   const locations = (await state.snapshot(ids)).map((s) => toStatus(s, now));

@@ -7,7 +7,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { FakeHighLevel } from '@ghl-ingest/fake-api';
-import { createLogger, createRedis, loadConfig, LocationState, OAuthStore, TokenCipher, whenReady } from '@ghl-ingest/queue';
+import { createLogger, createRedis, loadConfig, LocationReader, OAuthStore, TokenCipher, whenReady } from '@ghl-ingest/queue';
 import { useRedis } from '@ghl-ingest/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startIntake } from '../src/intake.ts';
@@ -55,7 +55,7 @@ describe('the intake as a marketplace app: install redirect and webhooks', () =>
       connection.disconnect();
     });
     const store = new OAuthStore(redis.client(), redis.prefix, TokenCipher.fromSetting(key));
-    const state = new LocationState(redis.client(), { prefix: redis.prefix });
+    const state = new LocationReader(redis.client(), { prefix: redis.prefix });
     const send = async (event: Record<string, unknown>) =>
       (await (
         await fetch(`${fake.url}/__admin/webhooks/send`, {

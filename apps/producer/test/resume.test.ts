@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { resolve } from 'node:path';
-import { keysFor, LocationState, locationQueueName } from '@ghl-ingest/queue';
+import { locationQueueName, ProducerLocations, readySetKeys } from '@ghl-ingest/queue';
 import { useRedis } from '@ghl-ingest/testing';
 import { Queue } from 'bullmq';
 import { describe, expect, it } from 'vitest';
@@ -19,7 +19,7 @@ describe('ingest resume', () => {
 
   it('resumes a paused location and clears its reason', async () => {
     const queue = new Queue(locationQueueName('locA'), { connection: redis.client(), prefix: redis.prefix });
-    const state = new LocationState(redis.client(), { prefix: redis.prefix });
+    const state = new ProducerLocations(redis.client(), { prefix: redis.prefix });
     await state.pause('locA', 'token rejected (401)');
     const r = ingest('resume', 'locA');
     expect(r.stderr).toBe('');
@@ -28,7 +28,7 @@ describe('ingest resume', () => {
     expect(await queue.isPaused()).toBe(false);
     expect(await state.hold('locA')).toBeUndefined();
     // Due again in the ready set, so a worker takes it.
-    expect(await redis.admin.zscore(keysFor(redis.prefix).ready, 'locA')).not.toBeNull();
+    expect(await redis.admin.zscore(readySetKeys(redis.prefix).ready, 'locA')).not.toBeNull();
     await queue.close();
   });
 

@@ -12,7 +12,7 @@ import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
 import fastifyBasicAuth from '@fastify/basic-auth';
-import { ConfigError, deadLetterQueueName, locationQueueName, mixesSlots, readiness, type Config, type Logger } from '@ghl-ingest/queue';
+import { ConfigError, deadLetterQueueName, LocationQueues, mixesSlots, readiness, type Config, type Logger } from '@ghl-ingest/queue';
 import { Queue } from 'bullmq';
 import Fastify, { type FastifyRequest } from 'fastify';
 import type { RedisClient } from '@ghl-ingest/queue';
@@ -47,6 +47,8 @@ export async function startAdminServer(options: {
   const app = Fastify({ loggerInstance: options.logger.child({ component: 'admin' }, { level: 'warn' }) });
 
   const queues: Queue[] = [];
+  // The dashboard's location queues: at most DASHBOARD_QUEUES of them (see addLocation), all kept until close.
+  const locationQueues = new LocationQueues({ connection: redis, prefix: config.queuePrefix });
   let addQueue: (queue: Queue) => void = () => undefined;
   const dashboard = config.dashboard;
   // Every route lives in this one scope, under its one check (fastify types a plugin's instance
@@ -128,8 +130,7 @@ export async function startAdminServer(options: {
     url: `http://127.0.0.1:${String(port)}`,
     addLocation: (locationId) => {
       if (dashboard === undefined || queues.length > DASHBOARD_QUEUES) return;
-      const queue = new Queue(locationQueueName(locationId), { connection: redis, prefix: config.queuePrefix });
-      queue.on('error', () => undefined);
+      const queue = locationQueues.get(locationId);
       queues.push(queue);
       addQueue(queue);
     },

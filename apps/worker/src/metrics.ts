@@ -14,7 +14,7 @@
  *   the scrape rate.
  */
 import { randomUUID } from 'node:crypto';
-import { keysFor, readImports, type LocationSnapshot, type LocationState } from '@ghl-ingest/queue';
+import { keysFor, readImports, type LocationReader, type LocationSnapshot } from '@ghl-ingest/queue';
 import type { LookupResult } from './reconcile.ts';
 import type { RedisClient } from '@ghl-ingest/queue';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
@@ -26,7 +26,8 @@ const REPORTER_TTL_MS = 30_000;
 const SHARED_READ_MS = 10_000;
 
 export interface SharedSources {
-  state: LocationState;
+  /** The locations at work and their snapshots (a worker's WorkerLocations, or a LocationReader). */
+  state: Pick<LocationReader, 'knownCount' | 'active' | 'snapshot'>;
   redis: RedisClient;
   prefix: string;
   /** Messages now in the dead-letter queue. */

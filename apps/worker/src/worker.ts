@@ -7,11 +7,10 @@ import {
   annotateActiveSpan,
   budgetFor,
   coerceError,
+  countImportOutcome,
   createRedis,
   DeadLetters,
   flushLogs,
-  keysFor,
-  LocationState,
   locationOfQueue,
   lookupsPerMinute,
   oauthAppClient,
@@ -23,6 +22,7 @@ import {
   type Config,
   type Logger,
   type RedisClient,
+  WorkerLocations,
 } from '@ghl-ingest/queue';
 import type { Job } from 'bullmq';
 import type { BackoffOptions } from './backoff.ts';
@@ -53,7 +53,7 @@ export interface WorkerParts {
 
 export interface RunningWorker {
   dispatcher: Dispatcher;
-  state: LocationState;
+  state: WorkerLocations;
   admin: AdminServer | undefined;
   /** Re-reads GHL_TOKENS_FILE (resuming locations paused for credentials whose token changed) and GHL_RATE_LIMITS_FILE. */
   reloadTokens(): Promise<string[]>;
@@ -70,7 +70,7 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
   const deadLetters = new DeadLetters(connection, config.queuePrefix);
   const client = new HighLevelClient({ baseUrl: config.apiBaseUrl, timeoutMs: config.httpTimeoutMs, maxSockets: concurrency });
   const budget = (locationId: string) => budgetFor(locationId, config.rateLimit, overrides);
-  const state = new LocationState(connection, {
+  const state = new WorkerLocations(connection, {
     prefix: config.queuePrefix,
     budget,
     resetOffsetMs: config.dailyResetOffsetMs,
@@ -149,12 +149,11 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
   // Outcomes per import (for `import --wait`) and dead letters per location (for `status`): off
   // the hot path, not awaited. Deliveries and skips are counted per location by the limiter's own
   // scripts, in the same call that writes or reads the ledger.
-  const keys = keysFor(config.queuePrefix);
   const countOutcome = (event: DeliveryEvent) => {
     const failed = (error: unknown) => log.warn({ err: coerceError(error) }, 'could not count an outcome');
     if (event.outcome === 'dead-lettered') state.countDead(event.locationId).catch(failed);
     const field = event.outcome === 'dead-lettered' ? 'dead' : event.outcome === 'delivered' || event.outcome === 'skipped' ? 'delivered' : undefined;
-    if (field !== undefined && event.importId !== undefined) connection.hincrby(keys.importRecord(event.importId), field, 1).catch(failed);
+    if (field !== undefined && event.importId !== undefined) countImportOutcome(connection, config.queuePrefix, event.importId, field).catch(failed);
   };
   const reloadTokens = async (): Promise<string[]> => {
     let changed: string[];

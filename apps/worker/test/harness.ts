@@ -16,14 +16,15 @@ import {
   type RedisClient,
   Enqueuer,
   loadConfig,
-  LocationState,
-  locationQueueName,
+  LocationQueues,
+  LocationReader,
+  ProducerLocations,
   type Config,
   type DeadLetterRecord,
 } from '@ghl-ingest/queue';
 import { normalizeRecord, toJobData, type JobData, type JobSource } from '@ghl-ingest/schema';
 import { nodeArgsOf, pendingJobs, settled, type RedisTestContext } from '@ghl-ingest/testing';
-import { Queue } from 'bullmq';
+import type { Queue } from 'bullmq';
 import { afterEach } from 'vitest';
 import { startWorker, type RunningWorker, type WorkerParts } from '../src/worker.ts';
 
@@ -49,10 +50,12 @@ export class Harness {
   readonly enqueuer: Enqueuer;
   readonly deadLetters: DeadLetters;
   /** The locations' state, as `status` reads it. */
-  readonly state: LocationState;
+  readonly state: LocationReader;
+  /** What a person does to locations (`ingest resume`). */
+  readonly locations: ProducerLocations;
   #workers: RunningWorker[] = [];
   #children: ChildProcess[] = [];
-  #queues = new Map<string, Queue>();
+  #queues: LocationQueues;
 
   private constructor(fake: FakeHighLevel, redisCtx: HarnessRedis, options: HarnessOptions) {
     this.fake = fake;
@@ -74,7 +77,10 @@ export class Harness {
     this.redis = createRedis(redisCtx.target, 'worker', `${redisCtx.prefix}:harness`);
     this.enqueuer = new Enqueuer(this.redis, this.config.queuePrefix, this.config.maxAttempts);
     this.deadLetters = new DeadLetters(this.redis, this.config.queuePrefix);
-    this.state = new LocationState(this.redis, { prefix: this.config.queuePrefix });
+    this.state = new LocationReader(this.redis, { prefix: this.config.queuePrefix });
+    this.locations = new ProducerLocations(this.redis, { prefix: this.config.queuePrefix });
+    // Kept for the test's length; a queue's errors reach the test through the command that failed.
+    this.#queues = new LocationQueues({ connection: this.redis, prefix: this.config.queuePrefix });
   }
 
   static async create(redisCtx: HarnessRedis, options: HarnessOptions = {}): Promise<Harness> {
@@ -132,12 +138,7 @@ export class Harness {
   }
 
   queue(locationId: string): Queue {
-    let q = this.#queues.get(locationId);
-    if (q === undefined) {
-      q = new Queue(locationQueueName(locationId), { connection: this.redis, prefix: this.config.queuePrefix });
-      this.#queues.set(locationId, q);
-    }
-    return q;
+    return this.#queues.get(locationId);
   }
 
   /** Jobs of the location not finished yet (waiting, active, delayed, prioritized). */
@@ -163,7 +164,7 @@ export class Harness {
       }
     }
     await Promise.all(this.#workers.map((w) => w.close(1_000)));
-    await Promise.all([...this.#queues.values()].map((q) => q.close()));
+    await this.#queues.close();
     await this.enqueuer.close();
     await this.deadLetters.close();
     await this.redis.quit();

@@ -83,7 +83,7 @@ describe('per-location rate limiting', () => {
 
     // The day turns: a new day's count; a person resumes the location rather than wait for midnight.
     await redis.admin.del(rateKeys(redis.prefix, 'locA').daily);
-    await h.state.resume('locA');
+    await h.locations.resume('locA');
     await h.settled(['locA'], 15_000);
     expect(h.fake.stats().accepted).toBe(5);
   });

@@ -80,7 +80,7 @@ describe('reconcile: look before posting again', () => {
     // The budget back (a new minute): the message is looked up, found, and not posted again.
     for (const m of [minute, minute + 1, minute + 2]) await redis.admin.del(`${redis.prefix}:lookups:{locA}:${m}`);
     await waiting?.promote();
-    await h.state.resume('locA'); // due now, not at the minute it was told to wait for
+    await h.locations.resume('locA'); // due now, not at the minute it was told to wait for
     await h.settled(['locA'], 30_000);
     expect(h.fake.stats()).toMatchObject({ accepted: 1, duplicateAltIds: 0 });
     expect(await lookups(h)).toMatchObject({ found: 1, undecided: 0 });

@@ -4,7 +4,7 @@
  * are busy; and several `pnpm worker` with default settings share one host.
  */
 import { once } from 'node:events';
-import { keysFor } from '@ghl-ingest/queue';
+import { readySetKeys, registryKey } from '@ghl-ingest/queue';
 import { RedisServer, useRedis } from '@ghl-ingest/testing';
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
@@ -116,10 +116,10 @@ describe('idle locations cost nothing', () => {
       const worker = await h.worker();
       await until(() => h.fake.stats().accepted === 1000, 30_000, 'every location delivered once');
       await until(() => worker.dispatcher.held.length === 0, 5_000, 'every lease given back');
-      const keys = keysFor(ctx.prefix);
+      const keys = readySetKeys(ctx.prefix);
       expect(await admin.zcard(keys.ready)).toBe(0);
       expect(await admin.hlen(keys.leases)).toBe(0);
-      expect(await admin.scard(keys.locations)).toBe(1000);
+      expect(await admin.scard(registryKey(ctx.prefix))).toBe(1000);
 
       const commands = async () => Number(/total_commands_processed:(\d+)/.exec(await admin.info('stats'))?.[1]);
       const before = await commands();

@@ -8,12 +8,14 @@
  * is not added at all.
  */
 import type { JobData } from '@ghl-ingest/schema';
-import { Queue, type JobsOptions } from 'bullmq';
+import type { JobsOptions, Queue } from 'bullmq';
 import type { RedisClient } from './connection.ts';
 import { DeadLetters } from './dead-letter.ts';
-import { deadLetterId, keysFor, locationQueueName, type Keys } from './keys.ts';
+import { deadLetterId, keysFor, type Keys } from './keys.ts';
 import { queueTelemetry } from './tracing.ts';
-import { LocationState } from './location-state.ts';
+import { ProducerLocations } from './location/index.ts';
+import { LocationQueues } from './location/queues.ts';
+import { defineScripts } from './scripts.ts';
 
 /**
  * What `enqueue` did with a message: `queued`; `requeued` (a failed job, or a completed one
@@ -43,37 +45,28 @@ export function jobOptions(data: JobData, maxAttempts: number): JobsOptions {
 
 export class Enqueuer {
   #connection: RedisClient;
-  #prefix: string;
   #maxAttempts: number;
-  #queues = new Map<string, Queue<JobData>>();
+  /** Every location's queue object this producer used, until close(): a send may be using one at any time. */
+  #queues: LocationQueues;
   #registered = new Set<string>();
-  #state: LocationState;
+  #locations: ProducerLocations;
   #keys: Keys;
   #deadLetters: DeadLetters;
 
   constructor(connection: RedisClient, prefix: string, maxAttempts: number) {
     this.#connection = connection;
-    this.#prefix = prefix;
     this.#maxAttempts = maxAttempts;
-    this.#state = new LocationState(connection, { prefix }); // defines the scripts, replace-finished among them
+    defineScripts(connection); // replace-finished among them
+    const telemetry = queueTelemetry();
+    // A Redis failure reaches the caller through the command that failed (the default onError).
+    this.#queues = new LocationQueues({ connection, prefix, ...(telemetry === undefined ? {} : { queue: { telemetry } }) });
+    this.#locations = new ProducerLocations(connection, { prefix });
     this.#keys = keysFor(prefix);
     this.#deadLetters = new DeadLetters(connection, prefix);
   }
 
   queue(locationId: string): Queue<JobData> {
-    let queue = this.#queues.get(locationId);
-    if (queue === undefined) {
-      const telemetry = queueTelemetry();
-      queue = new Queue<JobData>(locationQueueName(locationId), {
-        connection: this.#connection,
-        prefix: this.#prefix,
-        ...(telemetry === undefined ? {} : { telemetry }),
-      });
-      // A Redis failure reaches the caller through the command that failed.
-      queue.on('error', () => undefined);
-      this.#queues.set(locationId, queue);
-    }
-    return queue;
+    return this.#queues.get(locationId) as Queue<JobData>;
   }
 
   /**
@@ -113,16 +106,16 @@ export class Enqueuer {
     );
     const live = [...byLocation].filter(([, list]) => list.some((d) => d.source === 'live')).map(([id]) => id);
     const backfill = [...byLocation.keys()].filter((id) => !live.includes(id));
-    await Promise.all([this.#state.markReady(live, true), this.#state.markReady(backfill, false)]);
+    await Promise.all([this.#locations.markReady(live, true), this.#locations.markReady(backfill, false)]);
     const fresh = [...byLocation.keys()].filter((id) => !this.#registered.has(id));
     if (fresh.length > 0) {
-      await this.#state.register(fresh);
+      await this.#locations.register(fresh);
       for (const id of fresh) this.#registered.add(id);
     }
     return items.map((item) => outcomes.get(item) ?? 'queued');
   }
 
   async close(): Promise<void> {
-    await Promise.all([...[...this.#queues.values()].map((q) => q.close()), this.#deadLetters.close()]);
+    await Promise.all([this.#queues.close(), this.#deadLetters.close()]);
   }
 }

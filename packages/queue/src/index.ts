@@ -1,16 +1,19 @@
+import type { WorkerLocations } from './location/index.ts';
 export * from './config.ts';
 export * from './connection.ts';
 export * from './dead-letter.ts';
 export * from './errors.ts';
 export * from './keys.ts';
 export * from './ledger.ts';
-export * from './location-state.ts';
+export * from './location/index.ts';
+// removed once dispatcher.ts and deliver.ts move to WorkerLocations
+/** @deprecated For apps/worker/src/dispatcher.ts and deliver.ts only: use WorkerLocations. */
+export type LocationState = WorkerLocations;
 export * from './logger.ts';
 export * from './enqueue.ts';
 export * from './rate-budget.ts';
 export { rateKeys, type Acquired, type RateHeaders } from './rate-limiter.ts';
 export * from './health.ts';
-export * from './imports.ts';
 export { onShutdown } from './shutdown.ts';
 export { activeTraceIds, annotateActiveSpan, queueTelemetry, startTracing, traceConsume, tracingRequested, type Tracing } from './tracing.ts';
 export * from './oauth/cipher.ts';

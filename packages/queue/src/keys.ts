@@ -25,31 +25,18 @@ export function locationOfQueue(queueName: string): string | undefined {
   return /^loc\.\{([A-Za-z0-9_-]+)\}$/.exec(queueName)?.[1];
 }
 
+/**
+ * The keys several modules share. A location's other keys belong to the module that owns them
+ * (see `location/`): the ready set's, the holds', the registry's, the writers', the repair's,
+ * the lookups' and the import record's.
+ */
 export interface Keys {
-  /** SET of every location that ever had a message enqueued. */
-  locations: string;
-  /** ZSET: locations with work, scored by when one may be taken (see `commands/claim.lua`). */
-  ready: string;
-  /** ZSET: due locations with live messages, taken before the others. */
-  readyLive: string;
-  /** HASH: location -> the score of the lease a worker holds on it. */
-  leases: string;
-  /** Pub/sub channel: locations became due; idle dispatchers wake up. */
-  wakeChannel: string;
-  /** Delivery ledger entry of one message: `{ messageId, at }`, kept GHL_LEDGER_TTL_DAYS. */
+  /** Delivery ledger entry of one message: `{ messageId, at }`, kept GHL_LEDGER_TTL_DAYS (read and written by the limiter's scripts; written back by location/ledger-writeback.ts). */
   ledger(locationId: string, key: string): string;
-  /** HASH: why a location is paused or parked (state, reason, since, until). */
-  state(locationId: string): string;
-  /** SET: locations with a `state` hash (paused or parked), so readers need not scan every location. */
-  held: string;
   /** Rate-limit state of a location (the limiter's own keys start with this). */
   rate(locationId: string): string;
-  /** HASH: a location's outcomes so far (delivered, skipped, dead, lookups by result), for `status`. */
+  /** HASH: a location's outcomes so far (delivered and skipped by the limiter's scripts; dead and lookups by location/outcomes.ts), for `status`. */
   stats(locationId: string): string;
-  /** STRING: lookups (reconcile) a location made in one minute (`minute`: epoch minutes), expiring. */
-  lookups(locationId: string, minute: number): string;
-  /** HASH: one import's checkpoint and counts. */
-  importRecord(importId: string): string;
   /** STRING: the worker that reports the shared gauges (queue depths) to Prometheus, with a TTL. */
   metricsReporter: string;
   /** HASH: a location's OAuth record (sealed tokens, expiry, generation, refresh lease); see oauth/store.ts. */
@@ -60,42 +47,18 @@ export interface Keys {
   oauthLocations: string;
   /** SET: companies with an OAuth record. */
   oauthCompanies: string;
-  /** STRING: the Redis run id(s) the shared structures were last checked against (see LocationState.repairAfterLoss). */
-  redisRun: string;
-  /** STRING: the process checking them now, with a TTL. */
-  repairLock: string;
-  /** ZSET: worker id -> when it last said it was alive (Redis time, ms): who may remember ledger entries Redis lost. */
-  writers: string;
-  /** SET: the workers that wrote their remembered ledger entries back to the Redis run `runId`. */
-  restored(runId: string): string;
 }
 
 export function keysFor(prefix: string): Keys {
   return {
-    locations: `${prefix}:locations`,
-    // One hash slot for the dispatcher's structures, by design: its scripts touch them together
-    // and nothing else (no location's keys), so they run on Redis Cluster.
-    ready: `${prefix}:{ready}`,
-    readyLive: `${prefix}:{ready}:live`,
-    leases: `${prefix}:{ready}:leases`,
-    wakeChannel: `${prefix}:wake`,
     ledger: (locationId, key) => `${prefix}:ledger:{${locationId}}:${key}`,
-    state: (locationId) => `${prefix}:state:{${locationId}}`,
-    held: `${prefix}:held`,
     rate: (locationId) => `${prefix}:rate:{${locationId}}`,
     stats: (locationId) => `${prefix}:stats:{${locationId}}`,
-    lookups: (locationId, minute) => `${prefix}:lookups:{${locationId}}:${minute}`,
-    importRecord: (importId) => `${prefix}:import:${importId}`,
     metricsReporter: `${prefix}:metrics:reporter`,
     oauthLocation: (locationId) => `${prefix}:oauth:{${locationId}}`,
     oauthCompany: (companyId) => `${prefix}:oauth:company:{${companyId}}`,
     oauthLocations: `${prefix}:oauth:locations`,
     oauthCompanies: `${prefix}:oauth:companies`,
-    redisRun: `${prefix}:redis-run`,
-    repairLock: `${prefix}:repair`,
-    // One slot for both: their script reads them together.
-    writers: `${prefix}:{writers}`,
-    restored: (runId) => `${prefix}:{writers}:restored:${runId}`,
   };
 }
 

@@ -7,7 +7,7 @@
  * It keeps the last `keepMs` of delivery activity, not of wall-clock time: while Redis is away
  * nothing is delivered and nothing ages out, however long it takes to come back.
  */
-import type { LedgerEntry } from './ledger.ts';
+import type { LedgerEntry } from '../ledger.ts';
 
 export interface RecentDelivery {
   locationId: string;

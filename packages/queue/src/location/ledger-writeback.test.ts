@@ -2,186 +2,20 @@ import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { RedisCluster, RedisServer, until, useRedis } from '@ghl-ingest/testing';
-import { createRedis, redisRunId, whenReady } from './connection.ts';
 import { describe, expect, it } from 'vitest';
-import { Queue } from 'bullmq';
-import { keysFor, locationQueueName } from './keys.ts';
-import { LocationState, type Lease } from './location-state.ts';
+import { createRedis, redisRunId, whenReady } from '../connection.ts';
+import { keysFor } from '../keys.ts';
+import { WorkerLocations } from './index.ts';
+import { writerKeys } from './ledger-writeback.ts';
 
-describe('LocationState: the ready set (Lua, on a real Redis)', () => {
-  const redis = useRedis();
-  const state = () => new LocationState(redis.client(), { prefix: redis.prefix });
-  /** Claims one location, which must be due. */
-  const claimOne = async (s: LocationState, leaseMs = 5_000): Promise<Lease> => {
-    const [lease] = (await s.claim(1, leaseMs)).leases;
-    if (lease === undefined) throw new Error('nothing was due');
-    return lease;
-  };
-  const ids = async (s: LocationState, count = 10, leaseMs = 5_000) => (await s.claim(count, leaseMs)).leases.map((l) => l.locationId);
-
-  it('a marked location is claimed once, and dropped when its turn ends with nothing left', async () => {
-    const s = state();
-    expect(await s.markReady(['a'], false)).toBe(1);
-    const lease = await claimOne(s);
-    expect(lease.locationId).toBe('a');
-    expect(await ids(s)).toEqual([]); // held: nobody else takes it
-    expect(await s.endLease(lease, { mode: 'idle' })).toBe(true);
-    expect(await s.dueInMs('a')).toBeUndefined();
-    expect(await redis.admin.hlen(keysFor(redis.prefix).leases)).toBe(0);
-  });
-
-  it('active(): the locations at work (due, leased, paused, parked), not every location known', async () => {
-    const s = state();
-    await s.register(['idle1', 'idle2', 'due', 'leased', 'paused', 'parked']);
-    await s.markReady(['leased'], false);
-    const lease = await claimOne(s);
-    await s.markReady(['due'], false);
-    await s.pause('paused', 'token rejected');
-    await s.park('parked', Date.now() + 60_000, 'daily budget spent');
-    expect(await s.knownCount()).toBe(6);
-    expect(await s.active()).toEqual(['due', 'leased', 'parked', 'paused']);
-    await s.resume('paused');
-    await s.endLease(lease, { mode: 'idle' });
-    // Resumed: due now (no longer held); the leased location's turn ended with nothing left.
-    expect(await redis.admin.sismember(keysFor(redis.prefix).held, 'paused')).toBe(0);
-    expect(await s.active()).toEqual(['due', 'parked', 'paused']);
-  });
-
-  it('messages added while a location is held keep it due: no wake-up is lost', async () => {
-    const s = state();
-    await s.markReady(['a'], false);
-    const lease = await claimOne(s);
-    // The holder found the queue empty just before a producer added a message.
-    expect(await s.markReady(['a'], false)).toBe(0);
-    await s.endLease(lease, { mode: 'idle' });
-    expect(await s.dueInMs('a')).toBe(0);
-    expect(await ids(s)).toEqual(['a']);
-  });
-
-  it('a turn that ends with more to do goes behind the locations already due', async () => {
-    const s = state();
-    await s.markReady(['a'], false);
-    const lease = await claimOne(s);
-    await s.markReady(['b', 'c'], false);
-    await new Promise((r) => setTimeout(r, 5)); // a turn lasts a while
-    await s.endLease(lease, { mode: 'turn' });
-    expect(await ids(s)).toEqual(['b', 'c', 'a']);
-  });
-
-  it('a wait holds the location for everyone; producers do not shorten it; resume does', async () => {
-    const s = state();
-    await s.markReady(['a'], false);
-    const lease = await claimOne(s);
-    await s.endLease(lease, { mode: 'wait', ms: 60_000 });
-    await s.markReady(['a'], true);
-    const { leases, nextDueInMs } = await s.claim(10, 5_000);
-    expect(leases).toEqual([]);
-    expect(nextDueInMs).toBeGreaterThan(59_000);
-    await s.resume('a');
-    expect(await ids(s)).toEqual(['a']);
-  });
-
-  it('a retry later: due again at that time', async () => {
-    const s = state();
-    await s.markReady(['a'], false);
-    const lease = await claimOne(s);
-    await s.endLease(lease, { mode: 'idle', ms: 300 });
-    expect(await ids(s)).toEqual([]);
-    await new Promise((r) => setTimeout(r, 350));
-    expect(await ids(s)).toEqual(['a']);
-  });
-
-  it('live ones first among the due', async () => {
-    const s = state();
-    await s.markReady(['backfill1', 'backfill2'], false);
-    await s.markReady(['live1'], true);
-    expect(await ids(s, 1)).toEqual(['live1']);
-    expect(await ids(s, 1)).toEqual(['backfill1']);
-  });
-
-  it('a lease renewed keeps the location; one that ended is not brought back by a late renewal', async () => {
-    const s = state();
-    await s.markReady(['a'], false);
-    const lease = await claimOne(s, 200);
-    const before = lease.lease;
-    expect(await s.renewLease(lease, 5_000)).toBe(true);
-    expect(lease.lease).not.toBe(before);
-    await new Promise((r) => setTimeout(r, 250));
-    expect(await ids(s)).toEqual([]); // renewed past the first lease's end
-    const stale = { ...lease };
-    await s.endLease(lease, { mode: 'idle' });
-    expect(await s.renewLease(stale, 5_000)).toBe(false);
-    expect(await s.dueInMs('a')).toBeUndefined();
-  });
-
-  it('a holder that died: its lease lapses and another process takes the location', async () => {
-    const s = state();
-    await s.markReady(['a'], false);
-    const dead = await claimOne(s, 100);
-    await new Promise((r) => setTimeout(r, 150));
-    expect(dead.check).toBeUndefined(); // a location taken fresh has nothing to check
-    const [taken] = (await s.claim(1, 5_000)).leases;
-    expect(taken?.locationId).toBe('a');
-    // Its jobs are checked for stalls by the new holder: the dead one's come back that way.
-    expect(taken?.check).toBe(true);
-    // The dead holder's end of turn, should it come, leaves the new holder's place alone.
-    expect(await s.endLease(dead, { mode: 'idle' })).toBe(false);
-    expect(await s.dueInMs('a')).toBeGreaterThan(4_000);
-  });
-
-  it("a turn that leaves another process's jobs active is checked for stalls at the next one; new work is due at once", async () => {
-    const s = state();
-    await s.markReady(['a'], false);
-    const lease = await claimOne(s);
-    await s.endLease(lease, { mode: 'check', ms: 60_000 });
-    expect(await s.dueInMs('a')).toBeGreaterThan(59_000);
-    await s.markReady(['a'], true);
-    const next = await claimOne(s);
-    expect(next).toMatchObject({ locationId: 'a', check: true });
-  });
-
-  it('after Redis lost writes (restart, failover): locations with jobs get back their place, registry entry and hold listing, once', async () => {
-    const s = state();
-    const add = async (locationId: string, delay = 0) => {
-      const q = new Queue(locationQueueName(locationId), { connection: redis.client(), prefix: redis.prefix });
-      await q.add('m', { n: 1 }, { jobId: `${locationId}-1`, ...(delay > 0 ? { delay } : {}) });
-      await q.close();
-    };
-    // What the loss left: jobs on each location's own master; of the shared structures only b's place.
-    await add('a');
-    await add('b');
-    await add('c', 60_000); // a retry, due later
-    await add('p');
-    await s.pause('p', 'token rejected');
-    await s.markReady(['b'], false);
-    const k = keysFor(redis.prefix);
-    await redis.admin.srem(k.held, 'p');
-    const bDue = await s.dueInMs('b');
-
-    const report = await s.repairAfterLoss();
-    expect(report).toMatchObject({ withWork: 4, requeued: 2, held: 1 });
-    expect(await s.dueInMs('a')).toBe(0);
-    expect(await s.dueInMs('c')).toBe(0); // taken now: the worker finds the retry not due and waits it out
-    expect(await s.dueInMs('b')).toBe(bDue);
-    expect(await s.dueInMs('p')).toBeUndefined(); // paused: it waits for resume
-    expect(await s.known()).toEqual(['a', 'b', 'c', 'p']);
-    expect(await redis.admin.sismember(k.held, 'p')).toBe(1);
-    // Recorded: the next check, by this process or another, does nothing until Redis changes again.
-    expect(await Promise.all([s.repairAfterLoss(), state().repairAfterLoss()])).toEqual([undefined, undefined]);
-    await redis.admin.set(k.redisRun, 'a-run-before-the-failover');
-    const [one, other] = await Promise.all([s.repairAfterLoss(), state().repairAfterLoss()]);
-    expect([one, other].filter((r) => r !== undefined)).toHaveLength(1); // one process at a time
-  });
-});
-
-describe('LocationState: ledger entries written back after Redis lost them (a real redis-server restarted empty)', () => {
+describe('ledger entries written back after Redis lost them (a real redis-server restarted empty)', () => {
   const redis = useRedis();
 
   it('a message delivered before the loss is found in the ledger after it, even when asked while Redis was away', async () => {
     const server = await RedisServer.start(); // nothing on disk: a restart loses every write, as a lost AOF second does some
     const connection = createRedis(server.url, 'worker', `${redis.prefix}:restart`);
     const budget = () => ({ max: 100, windowMs: 10_000, daily: 200_000 });
-    const s = new LocationState(connection, {
+    const s = new WorkerLocations(connection, {
       prefix: redis.prefix,
       limiter: { budget, inflightMs: 5_000, resetOffsetMs: 0, ledgerTtlMs: 60_000 },
     });
@@ -218,7 +52,7 @@ describe('LocationState: ledger entries written back after Redis lost them (a re
   });
 });
 
-describe('LocationState: after a loss, no worker reads the ledger before every worker wrote its entries back', () => {
+describe('after a loss, no worker reads the ledger before every worker wrote its entries back', () => {
   const redis = useRedis();
 
   /** A TCP proxy to `port` whose new connections can be held back: a worker that reconnects late. */
@@ -265,10 +99,10 @@ describe('LocationState: after a loss, no worker reads the ledger before every w
     const slow = createRedis(proxy.url, 'worker', `${redis.prefix}:slow`); // delivered it, reconnects late
     const fast = createRedis(server.url, 'worker', `${redis.prefix}:fast`); // takes the job again
     const direct = createRedis(server.url, 'worker', `${redis.prefix}:direct`);
-    const a = new LocationState(slow, options);
-    const b = new LocationState(fast, options);
+    const a = new WorkerLocations(slow, options);
+    const b = new WorkerLocations(fast, options);
     const restored: number[] = [];
-    const keys = keysFor(redis.prefix);
+    const keys = writerKeys(redis.prefix);
     const stops = [a.watchForLoss((report) => restored.push(report.written))];
     try {
       await until(async () => (await direct.scard(keys.restored(await redisRunId(direct)))) === 1, 10_000, 'the first worker to have seen the run');
@@ -305,7 +139,7 @@ describe('LocationState: after a loss, no worker reads the ledger before every w
   }, 30_000);
 });
 
-describe('LocationState: ledger entries written back on a Redis Cluster whose master restarted empty', () => {
+describe('ledger entries written back on a Redis Cluster whose master restarted empty', () => {
   const redis = useRedis();
 
   it('the entries of the restarted master are written back, the others left alone', async () => {
@@ -319,7 +153,7 @@ describe('LocationState: ledger entries written back on a Redis Cluster whose ma
     let stop: (() => void) | undefined;
     try {
       await whenReady(connection, 10_000);
-      const s = new LocationState(connection, {
+      const s = new WorkerLocations(connection, {
         prefix: redis.prefix,
         limiter: { budget: () => ({ max: 100, windowMs: 10_000, daily: 200_000 }), inflightMs: 5_000, resetOffsetMs: 0, ledgerTtlMs: 60_000 },
       });
