@@ -6,7 +6,7 @@
  *
  * Replication is asynchronous: what the dying master acknowledged but had not yet sent to its
  * replica is gone. For the `{ready}` slot that is places in the ready set (the workers' repair
- * puts back every location with jobs, see LocationState.repairAfterLoss), for the imports' and
+ * puts back every location with jobs, see location/repair.ts), for the imports' and
  * the other locations' slots on that master it is jobs (the importer notices the new run id and
  * reads its file again) and ledger entries (a delivery posted again), and for live messages it
  * is what the intake acknowledged in that moment: the scenario allows losing live messages

@@ -1,6 +1,6 @@
 --[[
   A worker says it is alive, so that after Redis lost writes the others wait for it to write back
-  the ledger entries only its memory still has (see LocationState.watchForLoss). Runs every few
+  the ledger entries only its memory still has (see location/ledger-writeback.ts). Runs every few
   seconds per worker: kept to a few commands.
 
   KEYS[1] writers   ZSET  worker id -> the Redis time (ms) it last said it was alive
