@@ -9,23 +9,32 @@ import { readFileSync } from 'node:fs';
 import type { Result } from 'ioredis';
 import type { RedisClient } from './connection.ts';
 
-/** Each script and how many of its arguments are KEYS (`undefined`: given with each call, for a batch). */
+/**
+ * Each script and how many of its arguments are KEYS (`undefined`: given with each call, for a
+ * batch), grouped by the one module that calls it.
+ */
 export const SCRIPTS = {
+  // rate-limiter.ts
   ghlAcquire: { file: 'acquire', keys: undefined },
   ghlProceed: { file: 'proceed', keys: 7 },
   ghlSettle: { file: 'settle', keys: undefined },
   ghlRefuse: { file: 'refuse', keys: 3 },
   ghlRelease: { file: 'release', keys: 4 },
+  // location/ready-set.ts
   ghlMarkReady: { file: 'mark-ready', keys: 3 },
   ghlClaim: { file: 'claim', keys: 3 },
   ghlEndLease: { file: 'end-lease', keys: 3 },
   ghlRenewLease: { file: 'renew-lease', keys: 3 },
+  // oauth/store.ts
   ghlOAuthBegin: { file: 'oauth-begin', keys: 1 },
   ghlOAuthFinish: { file: 'oauth-finish', keys: 1 },
   ghlOAuthFail: { file: 'oauth-fail', keys: 1 },
+  // location/ledger-writeback.ts
   ghlWritersBeat: { file: 'writers-beat', keys: 2 },
   ghlWritersPending: { file: 'writers-pending', keys: 2 },
+  // enqueue.ts
   ghlReplaceFinished: { file: 'replace-finished', keys: undefined },
+  // location/budget.ts
   ghlBudgetLoad: { file: 'budget-load', keys: 2 },
   ghlBudgetSave: { file: 'budget-save', keys: 2 },
 } as const satisfies Record<string, { file: string; keys: number | undefined }>;
