@@ -1,0 +1,72 @@
+import { useRedis } from '@ghl-ingest/testing';
+import { Queue } from 'bullmq';
+import { describe, expect, it } from 'vitest';
+import { keysFor, locationQueueName } from '../keys.ts';
+import { rateKeys } from '../rate-limiter.ts';
+import { dayIndex } from '../rate-budget.ts';
+import { LocationReader, ProducerLocations } from './index.ts';
+
+describe('snapshot: every field read from its own replies', () => {
+  const redis = useRedis();
+
+  it('a location with jobs, outcomes, spending, a hold and a place; another with nothing', async () => {
+    const c = redis.client();
+    const q = new Queue(locationQueueName('a'), { connection: c, prefix: redis.prefix });
+    await q.addBulk([1, 2, 3].map((n) => ({ name: 'm', data: { n }, opts: { jobId: `a-${n}` } })));
+    await q.add('m', { n: 4 }, { jobId: 'a-4', delay: 60_000 });
+    await q.close();
+    const stats = keysFor(redis.prefix).stats('a');
+    await redis.admin.hset(stats, { delivered: '7', skipped: '2', dead: '1', 'lookup-found': '3', 'lookup-undecided': '1' });
+    const rk = rateKeys(redis.prefix, 'a');
+    const far = Date.now() + 60_000;
+    await redis.admin.zadd(rk.answered, far, 's1', far, 's2');
+    await redis.admin.zadd(rk.inflight, far, 's3');
+    await redis.admin.hset(rk.learned, { max: '50' });
+    await redis.admin.hset(rk.daily, String(dayIndex(Date.now(), 0)), '12');
+    await redis.admin.set(rk.block, String(far));
+    const producer = new ProducerLocations(c, { prefix: redis.prefix });
+    await producer.markReady(['a'], false);
+    await producer.pause('a', 'token rejected');
+
+    const reader = new LocationReader(c, { prefix: redis.prefix, budget: () => ({ max: 100, windowMs: 10_000, daily: 1_000 }) });
+    const [a, b] = await reader.snapshot(['a', 'b']);
+    expect(a).toMatchObject({
+      locationId: 'a',
+      waiting: 3,
+      active: 0,
+      delayed: 1,
+      failed: 0,
+      paused: true,
+      hold: { state: 'paused', reason: 'token rejected' },
+      delivered: 7,
+      skipped: 2,
+      dead: 1,
+      lookups: { found: 3, absent: 0, undecided: 1 },
+      sentInWindow: 3,
+      budget: { max: 50, windowMs: 10_000, daily: 1_000 },
+      dailyUsed: 12,
+      blockedUntil: far,
+      held: false,
+    });
+    expect(a?.dueAt).toBeTypeOf('number');
+    expect(b).toEqual({
+      locationId: 'b',
+      waiting: 0,
+      active: 0,
+      delayed: 0,
+      failed: 0,
+      paused: false,
+      hold: undefined,
+      delivered: 0,
+      skipped: 0,
+      dead: 0,
+      lookups: { found: 0, absent: 0, undecided: 0 },
+      sentInWindow: 0,
+      budget: { max: 100, windowMs: 10_000, daily: 1_000 },
+      dailyUsed: 0,
+      blockedUntil: 0,
+      dueAt: undefined,
+      held: false,
+    });
+  });
+});
