@@ -1,11 +1,22 @@
 /**
  * Rate benchmark: several worker processes, many locations, each kept busy, against the stand-in
- * counting in a strict rolling window. Reports per-location utilisation (delivered / what the
- * budget allows over the measured interval), 429s, fairness (Jain's index over locations), and
- * Redis commands per delivered message (from a Redis of its own, so the count is ours alone).
- * A location whose budget another client also spends is measured in a second scenario.
+ * counting in a strict rolling window. Reports per-location utilisation, 429s, fairness (Jain's
+ * index over locations), Redis commands and CPU per delivered message (from a Redis of its own, so
+ * the counts are ours alone), and, where live messages are sent into busy locations, their
+ * latency from `send()` to arrival. A location whose budget another client also spends is
+ * measured in another scenario.
+ *
+ * Utilisation is the mean occupancy of the rolling window over the measured interval: for every
+ * moment t of it (after its first window), the arrivals in (t - window, t] over max, averaged. It
+ * does not depend on the phase of bursts, and reads the same for a sender that spaces its requests
+ * as for one that sends in bursts. The earlier measure (arrivals over the budget from a location's
+ * first arrival to its last, plus one window) is printed beside it: it assumed bursts, and reads
+ * about span / (span + window) for evenly spaced requests however full their windows are.
+ *
+ * BENCH_RATE_SCENARIO picks one scenario; BENCH_RATE_LOCATIONS sets the number of busy locations.
  */
-import { Enqueuer } from '@ghl-ingest/queue';
+import { createProducer } from '@ghl-ingest/producer';
+import { Enqueuer, loadConfig } from '@ghl-ingest/queue';
 import { normalizeRecord, toJobData, type JobData } from '@ghl-ingest/schema';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -25,6 +36,8 @@ interface Scenario {
   rival?: number;
   /** Unknown outcomes: this share of posts is recorded, then its connection reset; GHL_RECONCILE as given. */
   resets?: { share: number; reconcile: 'on' | 'off' };
+  /** Live messages sent with `createProducer().send()` into the first `locations` busy ones, one every `everyMs`, round robin. */
+  live?: { locations: number; everyMs: number };
 }
 
 function jobs(locationId: string, count: number): JobData[] {
@@ -86,12 +99,17 @@ async function run(s: Scenario): Promise<void> {
   const before = await stand.stats();
   const commandsBefore = await own.info('stats', 'total_commands_processed');
   const scriptsBefore = await scriptCalls(own);
+  const cpuBefore = await redisCpu(own);
   const started = performance.now();
-  await sleep(s.seconds * 1000);
+  const startedAt = Date.now();
+  const liveLatencies = s.live === undefined ? [] : await sendLive(s, locations, own.env, stand, s.seconds * 1000);
+  await sleep(Math.max(0, s.seconds * 1000 - (performance.now() - started)));
+  const endedAt = Date.now();
   const after = await stand.stats();
+  const cpu = (await redisCpu(own)) - cpuBefore;
   const arrivals = await Promise.all(
-    locations.map(async (l) =>
-      ((await stand.admin('GET', `messages?locationId=${l}&offset=${before.acceptedByLocation[l] ?? 0}`)) as { t: number }[]).map((m) => m.t),
+    locations.map(
+      async (l) => (await stand.admin('GET', `messages?locationId=${l}&offset=${before.acceptedByLocation[l] ?? 0}`)) as { t: number; receivedAt: number }[],
     ),
   );
   const commands = (await own.info('stats', 'total_commands_processed')) - commandsBefore;
@@ -120,24 +138,47 @@ async function run(s: Scenario): Promise<void> {
 
   const delivered = locations.map((l) => (after.acceptedByLocation[l] ?? 0) - (before.acceptedByLocation[l] ?? 0));
   const measured = s.rival === undefined ? delivered : delivered.slice(1);
+  const owned = s.rival === undefined ? arrivals : arrivals.slice(1);
+  // Wall-clock arrivals against the wall-clock interval (same host); the earlier measure used the stand-in's monotonic `t`.
+  const occupancy = owned.map((ms) =>
+    meanOccupancy(
+      ms.map((m) => m.receivedAt),
+      startedAt,
+      endedAt,
+      s.windowMs,
+      s.max,
+    ),
+  );
   // Delivered over what the budget allows from a location's first arrival in the measured
   // interval to its last, plus the one window its first burst used: sending in bursts, a fixed
   // interval would catch a whole number of bursts and say 0.9 or 1.0 by luck of phase.
-  const utilisation = (s.rival === undefined ? arrivals : arrivals.slice(1)).map((times) => {
+  const earlier = owned.map((ms) => {
+    const times = ms.map((m) => m.t);
     const span = (Math.max(...times) - Math.min(...times)) / s.windowMs + 1;
     return times.length / (s.max * span);
   });
   const total = delivered.reduce((a, b) => a + b, 0);
   const refused = after.rateLimited - before.rateLimited;
-  const sorted = [...utilisation].sort((a, b) => a - b);
+  const sorted = [...occupancy].sort((a, b) => a - b);
+  const earlierSorted = [...earlier].sort((a, b) => a - b);
+  const mid = (xs: number[]) => xs[Math.floor(xs.length / 2)] ?? 0;
   process.stdout.write(
     `${s.name} (${own.label}): ${s.processes} processes, ${s.locations} locations, ${s.max} per ${s.windowMs / 1000} s, ${fmt(elapsed / 1000, 1)} s measured\n` +
-      `  utilisation per location: min ${fmt(sorted[0] ?? 0, 3)}, median ${fmt(sorted[Math.floor(sorted.length / 2)] ?? 0, 3)}, max ${fmt(sorted.at(-1) ?? 0, 3)} (goal >= 0.97)\n` +
+      `  utilisation per location (mean window occupancy): min ${fmt(sorted[0] ?? 0, 3)}, median ${fmt(mid(sorted), 3)}, max ${fmt(sorted.at(-1) ?? 0, 3)} (goal: median >= 0.97, min >= 0.95)\n` +
+      `  the earlier measure (first to last arrival, plus a window): min ${fmt(earlierSorted[0] ?? 0, 3)}, median ${fmt(mid(earlierSorted), 3)}, max ${fmt(earlierSorted.at(-1) ?? 0, 3)}\n` +
       `  429s: ${refused}${s.rival === undefined ? ' (goal 0)' : ` over ${fmt(elapsed / s.windowMs, 0)} windows (goal <= 1 per window)`}\n` +
       `  fairness (Jain's index): ${fmt(jain(measured), 4)} (goal >= 0.99)\n` +
       `  Redis per delivered message: ${fmt(scripts / Math.max(1, total), 1)} script calls (ours and BullMQ's), ` +
-      `${fmt(commands / Math.max(1, total), 1)} commands counting those the scripts run\n`,
+      `${fmt(commands / Math.max(1, total), 1)} commands counting those the scripts run, ${fmt((cpu * 1e6) / Math.max(1, total), 1)} µs of Redis CPU\n`,
   );
+  if (s.live !== undefined) {
+    const l = [...liveLatencies].sort((a, b) => a - b);
+    const q = (p: number) => l[Math.min(l.length - 1, Math.floor(p * l.length))] ?? 0;
+    process.stdout.write(
+      `  live into busy locations: ${l.length} sent with createProducer().send(); send() to arrival p50 ${fmt(q(0.5))} ms, p99 ${fmt(q(0.99))} ms, max ${fmt(l.at(-1) ?? 0)} ms ` +
+        `(goal p99 <= 250 ms + one slot interval, ${fmt(250 + s.windowMs / s.max)} ms)\n`,
+    );
+  }
   if (s.resets !== undefined && drained !== undefined) {
     const reads = drained.reads;
     const requests = drained.requests;
@@ -153,6 +194,59 @@ async function run(s: Scenario): Promise<void> {
   }
 }
 
+/**
+ * The mean occupancy of a rolling window over [from + window, to]: each arrival counts for the
+ * part of its window that falls in that interval; over max times the interval's length.
+ */
+export function meanOccupancy(arrivals: readonly number[], from: number, to: number, windowMs: number, max: number): number {
+  const start = from + windowMs;
+  if (to <= start) return 0;
+  let covered = 0;
+  for (const a of arrivals) covered += Math.max(0, Math.min(a + windowMs, to) - Math.max(a, start));
+  return covered / (max * (to - start));
+}
+
+/** Sends live messages into busy locations during the measured interval: each one's send() to its arrival at the stand-in, ms. */
+async function sendLive(
+  s: Scenario,
+  locations: string[],
+  env: Record<string, string>,
+  stand: Awaited<ReturnType<typeof standIn>>,
+  forMs: number,
+): Promise<number[]> {
+  const live = s.live as NonNullable<Scenario['live']>;
+  const producer = await createProducer({ config: loadConfig({ ...env, QUEUE_PREFIX: 'rb' }) });
+  const sent = new Map<string, number>();
+  const started = performance.now();
+  let i = 0;
+  try {
+    while (performance.now() - started < forMs - 2 * s.windowMs) {
+      const locationId = locations[i % live.locations] as string;
+      const altId = `live-${locationId}-${i}`;
+      sent.set(altId, Date.now());
+      const [r] = await producer.send([{ locationId, type: 'SMS', contactId: `live-c${i}`, message: `live ${i}`, altId }]);
+      if (r?.ok !== true) throw new Error('live message refused');
+      i += 1;
+      await sleep(live.everyMs);
+    }
+  } finally {
+    await producer.close();
+  }
+  // Every live message arrives within the run's last two windows.
+  await sleep(2 * s.windowMs);
+  const arrivedAt = new Map<string, number>();
+  for (const locationId of locations.slice(0, live.locations)) {
+    const all = (await stand.admin('GET', `messages?locationId=${locationId}`)) as { altId?: string; receivedAt: number }[];
+    for (const m of all) if (m.altId !== undefined && sent.has(m.altId)) arrivedAt.set(m.altId, m.receivedAt);
+  }
+  return [...sent].map(([altId, at]) => (arrivedAt.get(altId) ?? Date.now() + 60_000) - at);
+}
+
+/** Redis's own CPU (user and system) so far, seconds, over every master. */
+async function redisCpu(own: OwnRedis): Promise<number> {
+  return (await own.info('cpu', 'used_cpu_sys')) + (await own.info('cpu', 'used_cpu_user'));
+}
+
 /** Top-level script calls (EVALSHA/EVAL), each one round trip, over every master. */
 async function scriptCalls(own: OwnRedis): Promise<number> {
   const calls = await Promise.all(['evalsha', 'eval', 'evalsha_ro', 'eval_ro'].map((c) => own.info('commandstats', `cmdstat_${c}:calls`)));
@@ -162,10 +256,13 @@ async function scriptCalls(own: OwnRedis): Promise<number> {
 export async function rateBench(): Promise<void> {
   const quick = process.env.BENCH_QUICK === '1';
   const only = process.env.BENCH_RATE_SCENARIO;
+  const count = Number(process.env.BENCH_RATE_LOCATIONS ?? '20');
   const scenarios: Scenario[] = [
-    { name: 'short window', locations: 20, processes: 3, max: 20, windowMs: 2000, seconds: quick ? 20 : 60 },
+    { name: 'short window', locations: count, processes: 3, max: 20, windowMs: 2000, seconds: quick ? 20 : 60 },
     { name: 'shared location', locations: 5, processes: 3, max: 20, windowMs: 2000, seconds: quick ? 20 : 40, rival: 8 },
-    { name: 'real limits', locations: 20, processes: 3, max: 100, windowMs: 10_000, seconds: quick ? 30 : 60 },
+    { name: 'real limits', locations: count, processes: 3, max: 100, windowMs: 10_000, seconds: quick ? 30 : 60 },
+    // A marketplace app back-filling a few locations' history while their live traffic keeps arriving.
+    { name: 'live into busy', locations: count, processes: 2, max: 100, windowMs: 10_000, seconds: quick ? 30 : 60, live: { locations: 3, everyMs: 250 } },
     // Side by side: the same resets, looked up before posting again or not (issue 15).
     { name: 'resets, reconcile on', locations: 20, processes: 3, max: 20, windowMs: 2000, seconds: quick ? 20 : 60, resets: { share: 0.02, reconcile: 'on' } },
     {

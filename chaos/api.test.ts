@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { rateKeys } from '@ghl-ingest/queue';
+import { LocationReader } from '@ghl-ingest/queue';
 import { describe, expect, it } from 'vitest';
 import { countLines, writeDataset } from './accounting.ts';
 import { PREFIX, type Cluster } from './cluster.ts';
@@ -79,7 +79,9 @@ describe('chaos: HighLevel misbehaves', () => {
     expect(await importer.exited).toBe(2);
     await c.settled();
     const late = (await c.api.stats()).rateLimitedByLocation;
-    const learned = await c.client.hget(rateKeys(PREFIX, lowered).learned, 'max');
+    // What the budget learned, as its holder last saved it (the configured max is higher).
+    const [seen] = await new LocationReader(c.client, { prefix: PREFIX }).snapshot([lowered]);
+    const learned = seen === undefined ? undefined : String(seen.budget.max);
     const a = await closeScenario(c, [data], countLines(`${data.file}.rejects.ndjson`), {
       scenario: '429 storms (limit lowered, rival spending)',
       started,

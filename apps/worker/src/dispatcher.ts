@@ -12,14 +12,26 @@
  * locations; a known idle location costs nothing; and busy locations take turns.
  */
 import { hostname } from 'node:os';
-import { coerceError, locationQueueName, type DeadLetters, type Lease, type LocationState, type Logger, type TurnEnd } from '@ghl-ingest/queue';
+import {
+  coerceError,
+  LocationQueues,
+  processClock,
+  type Budgets,
+  type DeadLetters,
+  type HeldBudget,
+  type Lease,
+  type Logger,
+  type TurnEnd,
+  type WorkerLocations,
+} from '@ghl-ingest/queue';
 import { jobDataSchema } from '@ghl-ingest/schema';
-import { Job, Queue } from 'bullmq';
+import type { Job } from 'bullmq';
 import type { RedisClient } from '@ghl-ingest/queue';
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.ts';
 import type { DeliveryResult } from './deliver.ts';
-import { RetryableDeliveryError } from './deliver.ts';
-import { isDeadLettered, LocationPaused, LocationWait, LockLost, RetryLater, WorkerStopping } from './signals.ts';
+import { LocationJobs, type Next } from './location-jobs.ts';
+import { Renewals, type Holding } from './renewals.ts';
+import { isDeadLettered, LocationPaused, LocationWait, LockLost, RetryableDeliveryError, RetryLater, WorkerStopping } from './signals.ts';
 
 export interface DispatcherOptions {
   /** The process's shared connection (worker role). */
@@ -27,9 +39,11 @@ export interface DispatcherOptions {
   /** A second connection, for the wake-up channel only. */
   subscriber: RedisClient;
   prefix: string;
-  state: LocationState;
+  state: WorkerLocations;
+  /** The locations' rate budgets: each held in memory by the process that holds the location. */
+  budgets: Budgets;
   /** Runs a job; `lockLost` aborts when its lock could not be renewed (another worker may hold it). */
-  processor: (job: Job, lockLost: AbortSignal) => Promise<DeliveryResult>;
+  processor: (job: Job, lockLost: AbortSignal, turn: LocationTurn) => Promise<DeliveryResult>;
   deadLetters: DeadLetters;
   /** Jobs active in this process at most, all locations together. */
   maxActive: number;
@@ -49,13 +63,22 @@ export interface DispatcherOptions {
   onServe?: (locationId: string) => void;
 }
 
-/** A location this process holds now. */
-interface Lane {
-  lease: Lease;
-  queue: Queue;
+/** What a job of a held location is processed with: the location's budget, and whether this process still holds it. */
+export interface LocationTurn {
+  readonly budget: HeldBudget;
+  /** False once the lease may have ended (its renewal failed, or is overdue: the process paused). */
+  holds(): boolean;
+}
+
+/** A location this process holds now (what Renewals keeps held, and the turn's own state). */
+interface Lane extends Holding {
+  /** The location's budget for this turn, once loaded. */
+  turn: Promise<LocationTurn>;
+  /** Its renewal found another process holding it: nothing more is sent, and the turn ends. */
+  lost: boolean;
+  /** Claimed again while held here (its lease had lapsed): this turn ends, and the next starts afresh. */
+  stale: boolean;
   loops: number;
-  /** Job id -> lock token, and what aborts when the lock is lost, of jobs active here. */
-  active: Map<string, { token: string; lost: AbortController }>;
   startedAt: number;
   /** Set when the location must wait: the longest wait asked for. */
   waitMs: number | undefined;
@@ -68,6 +91,8 @@ interface Lane {
 
 /** Queue objects kept for locations served lately (each holds a few dozen key names and listeners). */
 const QUEUE_CACHE = 256;
+/** Lane objects kept with them (each wraps one queue object). */
+const JOBS_CACHE = QUEUE_CACHE;
 /** How often a process with no free place asks whether other locations are due (ms). */
 const OTHERS_DUE_EVERY_MS = 250;
 /** A lane's loops at most while other locations wait for their turn. */
@@ -77,7 +102,9 @@ export class Dispatcher {
   readonly #o: DispatcherOptions;
   readonly #log: Logger;
   readonly #lanes = new Map<string, Lane>();
-  readonly #queues = new Map<string, Queue>();
+  readonly #queues: LocationQueues;
+  readonly #jobs = new Map<string, LocationJobs>();
+  readonly #renewals: Renewals;
   readonly #served = new Set<string>();
   readonly #workerName = `${hostname()}:${process.pid}`;
   #loops = 0;
@@ -87,20 +114,50 @@ export class Dispatcher {
   #wake: (() => void) | undefined;
   #kicked = false;
   #main: Promise<void> | undefined;
-  #renewTimer: NodeJS.Timeout | undefined;
   #tokenSeq = 0;
 
   constructor(options: DispatcherOptions) {
     this.#o = options;
     this.#log = options.logger.child({ component: 'dispatcher' });
+    const random = options.random ?? Math.random;
+    // What BullMQ's scripts read from a worker's options, given to the queue objects instead:
+    // the job lock, the stalled-job check, what to keep of finished jobs, and the backoff.
+    this.#queues = new LocationQueues({
+      connection: options.connection,
+      prefix: options.prefix,
+      max: QUEUE_CACHE,
+      inUse: (locationId) => this.#lanes.has(locationId),
+      onError: (error, locationId) => this.#log.warn({ err: coerceError(error), locationId }, 'queue error'),
+      queue: {
+        // BullMQ would send INFO for each queue object: the worker's own connection checked Redis once.
+        skipVersionCheck: true,
+        name: this.#workerName,
+        lockDuration: options.lockMs,
+        stalledInterval: options.lockMs,
+        maxStalledCount: 10,
+        removeOnComplete: { age: 24 * 3600, count: 1000 },
+        removeOnFail: { count: 1000 },
+        settings: {
+          backoffStrategy: (attempt: number, _type?: string, error?: Error) =>
+            backoffDelay(attempt, random, error instanceof RetryableDeliveryError ? error.retryAfterMs : undefined, options.backoff ?? DEFAULT_BACKOFF),
+        },
+      },
+    });
+    this.#renewals = new Renewals({
+      state: options.state,
+      budgets: options.budgets,
+      lockMs: options.lockMs,
+      logger: this.#log,
+      holdings: () => this.#lanes.values(),
+      onLost: (holding, why) => this.#lose(holding as Lane, why),
+    });
   }
 
   async start(): Promise<void> {
     const sub = this.#o.subscriber;
     sub.on('message', () => this.#kick());
-    await sub.subscribe(`${this.#o.prefix}:wake`);
-    this.#renewTimer = setInterval(() => void this.#renew(), Math.max(250, this.#o.lockMs / 2));
-    this.#renewTimer.unref();
+    await sub.subscribe(this.#o.state.wakeChannel);
+    this.#renewals.start();
     this.#main = this.#run();
   }
 
@@ -118,7 +175,7 @@ export class Dispatcher {
   async close(deadlineMs: number): Promise<{ forced: boolean }> {
     this.#closing = true;
     this.#kick();
-    if (this.#renewTimer !== undefined) clearInterval(this.#renewTimer);
+    this.#renewals.stop();
     let timer: NodeJS.Timeout | undefined;
     const graceful = Promise.all([this.#main, ...[...this.#lanes.values()].map((l) => l.done)]).then(() => false);
     const deadline = new Promise<boolean>((resolve) => {
@@ -129,7 +186,7 @@ export class Dispatcher {
     // Cut off past the deadline: the jobs stay active with locks that expire, the leases end,
     // and another worker takes both again (the ledger keeps a job from being posted twice).
     await this.#o.subscriber.quit().catch(() => this.#o.subscriber.disconnect());
-    await Promise.all([...this.#queues.values()].map((q) => q.close().catch(() => undefined)));
+    await this.#queues.close();
     return { forced };
   }
 
@@ -169,10 +226,11 @@ export class Dispatcher {
       if (free > 0) {
         try {
           const asked = Math.min(free, 32);
+          const sent = processClock();
           const { leases, nextDueInMs } = await this.#o.state.claim(asked, this.#o.lockMs);
           // More locations are due than this process took: its lanes keep to a fair share.
           this.#othersDue = leases.length === asked || nextDueInMs === 0;
-          for (const lease of leases) this.#startLane(lease);
+          for (const lease of leases) this.#startLane(lease, sent + this.#o.lockMs);
           if (leases.length === asked) continue;
           if (nextDueInMs !== undefined) sleepMs = Math.min(idle, Math.max(1, nextDueInMs));
         } catch (error) {
@@ -192,21 +250,32 @@ export class Dispatcher {
     }
   }
 
-  #startLane(lease: Lease): void {
+  #startLane(lease: Lease, leaseBound: number): void {
     const existing = this.#lanes.get(lease.locationId);
     if (existing !== undefined) {
-      // Taken again while held here (the lease was renewed elsewhere, or ended and came back):
-      // the lane already running serves it under the newer lease.
+      // Taken again while held here: its lease had lapsed, and another process may have spent its
+      // budget meanwhile. The lane ends its turn under the newer lease, and the next one loads
+      // the budget afresh.
       existing.lease = lease;
+      existing.stale = true;
       return;
     }
     let finish!: () => void;
     const done = new Promise<void>((resolve) => {
       finish = resolve;
     });
+    const budget = this.#o.budgets.hold(lease.locationId, Number(lease.lease));
+    const turn = budget.then((b): LocationTurn => ({ budget: b, holds: () => !lane.lost && !lane.stale && processClock() < lane.leaseBound }));
+    // A load that failed ends the turn (its first loop finds no budget); the lease then ends.
+    turn.catch(() => undefined);
     const lane: Lane = {
       lease,
-      queue: this.#queue(lease.locationId),
+      budget,
+      turn,
+      leaseBound,
+      lost: false,
+      stale: false,
+      jobs: this.#jobsOf(lease.locationId),
       loops: 0,
       active: new Map(),
       startedAt: Date.now(),
@@ -248,18 +317,19 @@ export class Dispatcher {
 
   /** Takes a job, runs it, and takes the next one with its completion, until the turn ends. */
   async #loop(lane: Lane, first: boolean): Promise<void> {
+    const turn = await lane.turn;
     if (first && lane.lease.check === true) await this.#checkStalled(lane);
     const token = `${this.#workerName}:${(this.#tokenSeq += 1)}`;
     let job = await this.#fetch(lane, token);
     if (job !== undefined) this.#spawn(lane);
     while (job !== undefined) {
-      job = await this.#handle(lane, job, token);
+      job = await this.#handle(lane, turn, job, token);
     }
   }
 
   /** Whether the lane's turn goes on: a turn ends after its slice only while other locations are due. */
   #mayContinue(lane: Lane): boolean {
-    if (this.#closing || lane.waitMs !== undefined || lane.paused) return false;
+    if (this.#closing || lane.waitMs !== undefined || lane.paused || lane.lost || lane.stale) return false;
     if (Date.now() - lane.startedAt < (this.#o.sliceMs ?? 1_000)) return true;
     if (this.#othersDue) return false;
     lane.startedAt = Date.now();
@@ -268,22 +338,20 @@ export class Dispatcher {
 
   async #fetch(lane: Lane, token: string): Promise<Job | undefined> {
     if (!this.#mayContinue(lane)) return undefined;
-    const next = await lane.queue.getBackend().moveToActive(token, this.#workerName);
-    return this.#jobFrom(lane, next);
+    return this.#taken(lane, await lane.jobs.fetch(token));
   }
 
-  #jobFrom(lane: Lane, next: unknown): Job | undefined {
-    if (!Array.isArray(next)) return undefined;
-    const [jobData, jobId] = next as [Record<string, string> | null | undefined, string | undefined];
-    if (jobData === null || jobData === undefined || jobId === undefined) {
+  /** The next job a move took, if any; none left to take ends the turn once its loops end. */
+  #taken(lane: Lane, next: Next): Job | undefined {
+    if (next === 'empty') {
       lane.exhausted = true;
       return undefined;
     }
-    return Job.fromJSON(lane.queue, jobData as never, jobId);
+    return next;
   }
 
   /** Runs one job and moves it on; returns the next job of the location when the turn goes on. */
-  async #handle(lane: Lane, job: Job, token: string): Promise<Job | undefined> {
+  async #handle(lane: Lane, turn: LocationTurn, job: Job, token: string): Promise<Job | undefined> {
     const id = String(job.id);
     job.token = token;
     const lost = new AbortController();
@@ -291,7 +359,7 @@ export class Dispatcher {
     let result: DeliveryResult | undefined;
     let failure: unknown;
     try {
-      result = await this.#o.processor(job, lost.signal);
+      result = await this.#o.processor(job, lost.signal, turn);
     } catch (error) {
       failure = error;
     }
@@ -301,36 +369,35 @@ export class Dispatcher {
     try {
       // Take the location's next job with this one's completion, while the turn goes on.
       const fetchNext = this.#mayContinue(lane);
-      const nextOf = (next: unknown) => (fetchNext ? this.#jobFrom(lane, next) : undefined);
       if (failure === undefined) {
-        return nextOf(await job.moveToCompleted(result, token, fetchNext));
+        return this.#taken(lane, await lane.jobs.complete(job, result, token, fetchNext));
       }
       if (failure instanceof LocationWait) {
         // The earliest moment any of its jobs may go: a wait that proves too short costs one more turn.
         lane.waitMs = Math.min(lane.waitMs ?? Infinity, failure.waitMs);
-        await job.moveToWait(token);
+        await lane.jobs.putBack(job, token);
         return undefined;
       }
       if (failure instanceof LocationPaused) {
         lane.paused = true;
-        await job.moveToWait(token);
+        await lane.jobs.putBack(job, token);
         return undefined;
       }
       if (failure instanceof WorkerStopping) {
-        await job.moveToWait(token);
+        await lane.jobs.putBack(job, token);
         return undefined;
       }
       if (failure instanceof RetryLater) {
         // This message alone goes later, costing no attempt; the location's others go on.
-        await job.moveToDelayed(Date.now() + Math.max(1, Math.ceil(failure.delayMs)), token);
+        await lane.jobs.putOff(job, Date.now() + Math.max(1, Math.ceil(failure.delayMs)), token);
         return fetchNext ? await this.#fetch(lane, token) : undefined;
       }
       const error = failure instanceof Error ? failure : coerceError(failure);
-      const next = await job.moveToFailed(error, token, fetchNext);
+      const next = await lane.jobs.fail(job, error, token, fetchNext);
       // A job that failed for good without the processor dead-lettering it (an unexpected error
       // on its last attempt) is recorded here, so that nothing leaves without a trace.
       if (job.finishedOn !== undefined && !isDeadLettered(error)) await this.#recordFailed(lane.lease.locationId, job);
-      return nextOf(next);
+      return this.#taken(lane, next);
     } catch (error) {
       // The lock was lost (the job stalled and another worker took it), or Redis failed: the
       // job's lock expires and the stalled-job check gives it back.
@@ -349,6 +416,12 @@ export class Dispatcher {
       else if (!lane.exhausted && !lane.paused) end = { mode: 'turn' };
       else if (lane.paused) end = { mode: 'idle' };
       else end = await this.#idleEnd(lane);
+      // Nothing is in flight now (every loop has ended): the next holder may trust the log as saved.
+      const budget = await lane.budget.catch(() => undefined);
+      if (budget !== undefined)
+        await this.#o.budgets
+          .close(budget)
+          .catch((error: unknown) => this.#log.warn({ err: coerceError(error), locationId: lane.lease.locationId }, 'could not save a budget'));
       await this.#o.state.endLease(lane.lease, end);
     } catch (error) {
       // The lease ends by itself and the location becomes due again.
@@ -363,63 +436,38 @@ export class Dispatcher {
    * of a process that died are still active, else dropped until producers add more.
    */
   async #idleEnd(lane: Lane): Promise<TurnEnd> {
-    const [[, waiting], [, prioritized], [, active], [, delayed]] = (await this.#o.connection
-      .pipeline()
-      .llen(lane.queue.toKey('wait'))
-      .zcard(lane.queue.toKey('prioritized'))
-      .llen(lane.queue.toKey('active'))
-      .zrange(lane.queue.toKey('delayed'), 0, 0, 'WITHSCORES')
-      .exec()) as [[unknown, number], [unknown, number], [unknown, number], [unknown, string[]]];
+    const backlog = await lane.jobs.backlog(this.#o.connection);
     // A retry whose time came between the last fetch and now was moved to the wait list by
     // BullMQ's own promotion: the location has work after all.
-    if (waiting + prioritized > 0) return { mode: 'turn' };
+    if (backlog.waiting > 0) return { mode: 'turn' };
     // Jobs active, none of them ours: a process that died holds them until BullMQ's stalled-job
     // check (run by the location's next holder, a lock period from now) gives them back.
-    if (active > 0) return { mode: 'check', ms: this.#o.lockMs };
-    // BullMQ scores a delayed job (timestamp * 4096 + a counter).
-    if (delayed[1] !== undefined) return { mode: 'idle', ms: Math.max(0, Math.floor(Number(delayed[1]) / 4096) - Date.now()) };
+    if (backlog.active > 0) return { mode: 'check', ms: this.#o.lockMs };
+    if (backlog.nextRetryAt !== undefined) return { mode: 'idle', ms: Math.max(0, backlog.nextRetryAt - Date.now()) };
     return { mode: 'idle' };
   }
 
   /** BullMQ's stalled-job check, for a location this process now holds: jobs of a dead process come back. */
   async #checkStalled(lane: Lane): Promise<void> {
     try {
-      const stalled = (await lane.queue.getBackend().moveStalledJobsToWait()) as unknown;
-      if (!Array.isArray(stalled) || stalled.length === 0) return;
+      const stalled = await lane.jobs.checkStalled();
+      if (stalled.length === 0) return;
       this.#log.warn({ locationId: lane.lease.locationId, jobs: stalled.length }, 'jobs of a stopped worker taken again');
-      for (const jobId of stalled as string[]) {
-        const job = await Job.fromId(lane.queue, jobId);
-        if (job !== undefined && (await job.getState()) === 'failed') await this.#recordFailed(lane.lease.locationId, job);
+      for (const jobId of stalled) {
+        const job = await lane.jobs.failedJob(jobId);
+        if (job !== undefined) await this.#recordFailed(lane.lease.locationId, job);
       }
     } catch (error) {
       this.#log.warn({ err: coerceError(error), locationId: lane.lease.locationId }, 'stalled-job check failed');
     }
   }
 
-  /**
-   * Renews the locks of active jobs and the leases of held locations (every half lock). A job whose
-   * lock could not be renewed (it lapsed: the process paused, or Redis lost it) is abandoned: its
-   * processing is told (the abort) and posts nothing more; the job is the next holder's.
-   */
-  async #renew(): Promise<void> {
-    for (const lane of this.#lanes.values()) {
-      try {
-        if (lane.active.size > 0) {
-          const ids = [...lane.active.keys()];
-          const tokens = ids.map((id) => lane.active.get(id)?.token ?? '');
-          const failed = await lane.queue.getBackend().extendLocks(ids, tokens, this.#o.lockMs);
-          for (const id of failed.map(String)) {
-            const job = lane.active.get(id);
-            if (job === undefined) continue;
-            job.lost.abort();
-            this.#log.warn({ locationId: lane.lease.locationId, jobId: id }, 'lock renewal failed: job abandoned');
-          }
-        }
-        await this.#o.state.renewLease(lane.lease, this.#o.lockMs);
-      } catch (error) {
-        this.#log.warn({ err: coerceError(error), locationId: lane.lease.locationId }, 'could not renew locks');
-      }
-    }
+  /** Another process holds the location now: this one sends nothing more for it, and its jobs are abandoned. */
+  #lose(lane: Lane, why: string): void {
+    if (lane.lost) return;
+    lane.lost = true;
+    for (const job of lane.active.values()) job.lost.abort();
+    this.#log.warn({ locationId: lane.lease.locationId }, why);
   }
 
   async #recordFailed(locationId: string, job: Job): Promise<void> {
@@ -444,44 +492,16 @@ export class Dispatcher {
     }
   }
 
-  /** The location's queue object (no connection of its own), kept for the locations served lately. */
-  #queue(locationId: string): Queue {
-    let queue = this.#queues.get(locationId);
-    if (queue !== undefined) {
-      this.#queues.delete(locationId);
-      this.#queues.set(locationId, queue);
-      return queue;
+  /** The location's jobs (its queue object, shared by the process's one connection), kept for the locations served lately. */
+  #jobsOf(locationId: string): LocationJobs {
+    const queue = this.#queues.get(locationId);
+    let jobs = this.#jobs.get(locationId);
+    if (jobs === undefined || jobs.queue !== queue) {
+      jobs = new LocationJobs(queue, this.#workerName);
+      this.#jobs.set(locationId, jobs);
+      if (this.#jobs.size > JOBS_CACHE)
+        for (const id of this.#jobs.keys()) if (!this.#lanes.has(id) && this.#jobs.delete(id) && this.#jobs.size <= JOBS_CACHE) break;
     }
-    const random = this.#o.random ?? Math.random;
-    // What BullMQ's scripts read from a worker's options, given to the queue object instead:
-    // the job lock, the stalled-job check, what to keep of finished jobs, and the backoff.
-    const workerOptions = {
-      connection: this.#o.connection,
-      prefix: this.#o.prefix,
-      // BullMQ would send INFO for each queue object: the worker's own connection checked Redis once.
-      skipVersionCheck: true,
-      name: this.#workerName,
-      lockDuration: this.#o.lockMs,
-      stalledInterval: this.#o.lockMs,
-      maxStalledCount: 10,
-      removeOnComplete: { age: 24 * 3600, count: 1000 },
-      removeOnFail: { count: 1000 },
-      settings: {
-        backoffStrategy: (attempt: number, _type?: string, error?: Error) =>
-          backoffDelay(attempt, random, error instanceof RetryableDeliveryError ? error.retryAfterMs : undefined, this.#o.backoff ?? DEFAULT_BACKOFF),
-      },
-    };
-    queue = new Queue(locationQueueName(locationId), workerOptions as ConstructorParameters<typeof Queue>[1]);
-    queue.on('error', (error: unknown) => this.#log.warn({ err: coerceError(error), locationId }, 'queue error'));
-    this.#queues.set(locationId, queue);
-    if (this.#queues.size > QUEUE_CACHE) {
-      for (const [id, old] of this.#queues) {
-        if (this.#lanes.has(id)) continue;
-        this.#queues.delete(id);
-        void old.close().catch(() => undefined);
-        break;
-      }
-    }
-    return queue;
+    return jobs;
   }
 }

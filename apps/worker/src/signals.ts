@@ -1,8 +1,10 @@
 /**
- * How the processor tells the dispatcher what to do with a job that was not delivered or
- * dead-lettered: typed signals, recognised by class (and by `name` across a process boundary),
- * never by the text of a message. None of them costs the message an attempt.
+ * How the processor tells the dispatcher what to do with a job that was not delivered: typed
+ * signals, recognised by class (and by `name` across a process boundary), never by the text of a
+ * message. The location's (LocationWait, LocationPaused) and the job's (LockLost, RetryLater,
+ * WorkerStopping) cost no attempt; RetryableDeliveryError spends one, and DeadLettered ends it.
  */
+import { IngestError } from '@ghl-ingest/queue';
 import { UnrecoverableError } from 'bullmq';
 
 /** The whole location waits `waitMs` (its budget, a 429, HighLevel down, the daily cap): the job goes back first in line. */
@@ -47,6 +49,17 @@ export class RetryLater extends Error {
 /** This worker is stopping: the job goes back for another worker, its slot back to the location. */
 export class WorkerStopping extends Error {
   override name = 'WorkerStopping';
+}
+
+/** Thrown for a failure that BullMQ should retry with backoff; carries HighLevel's Retry-After. */
+export class RetryableDeliveryError extends IngestError {
+  override name = 'RetryableDeliveryError';
+  readonly retryAfterMs: number | undefined;
+
+  constructor(code: 'API_TRANSIENT' | 'API_SUSPECT', message: string, retryAfterMs: number | undefined) {
+    super(code, message);
+    this.retryAfterMs = retryAfterMs;
+  }
 }
 
 /**

@@ -78,11 +78,10 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
       budget,
       // A request may still reach HighLevel until its timeout: its slot counts at least that long.
       inflightMs: config.httpTimeoutMs + 1_000,
-      resetOffsetMs: config.dailyResetOffsetMs,
       // Reservations are bounded by concurrency; this only stops a sleep of minutes.
       horizonMs: (b) => Math.max(2 * b.windowMs, 30_000),
-      ledgerTtlMs: config.ledgerTtlMs,
     },
+    ledgerTtlMs: config.ledgerTtlMs,
   });
   // Redis restarted or failed over, perhaps losing its last writes: this process's recent ledger
   // entries go back before any message is checked against the ledger again.
@@ -102,9 +101,10 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
     subscriber,
     prefix: config.queuePrefix,
     state,
+    budgets: state.budgets,
     processor: tracingRequested()
-      ? (job, lockLost) => traceConsume(job, traceOptions(job), () => delivery.process(job, lockLost))
-      : (job, lockLost) => delivery.process(job, lockLost),
+      ? (job, lockLost, turn) => traceConsume(job, traceOptions(job), () => delivery.process(job, lockLost, turn))
+      : (job, lockLost, turn) => delivery.process(job, lockLost, turn),
     deadLetters,
     // Active jobs: twice the requests in flight, as some sleep on reserved slots.
     maxActive: 2 * concurrency,
@@ -147,8 +147,8 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
       : {}),
   });
   // Outcomes per import (for `import --wait`) and dead letters per location (for `status`): off
-  // the hot path, not awaited. Deliveries and skips are counted per location by the limiter's own
-  // scripts, in the same call that writes or reads the ledger.
+  // the hot path, not awaited. Deliveries and skips are counted per location with the ledger's
+  // write or read (ledger-gate.ts).
   const countOutcome = (event: DeliveryEvent) => {
     const failed = (error: unknown) => log.warn({ err: coerceError(error) }, 'could not count an outcome');
     if (event.outcome === 'dead-lettered') state.countDead(event.locationId).catch(failed);

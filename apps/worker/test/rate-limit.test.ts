@@ -3,7 +3,7 @@
  * stand-in counting in a strict rolling window.
  */
 import { once } from 'node:events';
-import { rateKeys } from '@ghl-ingest/queue';
+import { budgetKeys } from '@ghl-ingest/queue';
 import type { ReceivedMessage } from '@ghl-ingest/fake-api';
 import { useRedis } from '@ghl-ingest/testing';
 import { describe, expect, it } from 'vitest';
@@ -60,8 +60,9 @@ describe('per-location rate limiting', () => {
     expect(h.fake.stats().acceptedByLocation).toMatchObject({ locA: 1, locB: 20 });
     const [waiting] = await h.queue('locA').getJobs(['wait', 'active']);
     expect(waiting?.attemptsMade).toBe(0);
-    expect(await redis.admin.exists(rateKeys(redis.prefix, 'locA').block)).toBe(1);
-    expect(await redis.admin.exists(rateKeys(redis.prefix, 'locB').block)).toBe(0);
+    // The block is in locA's budget as its holder saved it when its turn ended; locB has none.
+    await until(async () => ((await h.state.snapshot(['locA']))[0]?.blockedUntil ?? 0) > 0, 5_000, "locA's block saved");
+    expect((await h.state.snapshot(['locB']))[0]?.blockedUntil).toBe(0);
     expect(await h.deadLettered()).toEqual([]);
   });
 
@@ -81,8 +82,10 @@ describe('per-location rate limiting', () => {
     await until(async () => ((await h.state.dueInMs('locA')) ?? 0) > 60_000, 5_000, 'the location to wait for the reset');
     expect(await h.deadLettered()).toEqual([]);
 
-    // The day turns: a new day's count; a person resumes the location rather than wait for midnight.
-    await redis.admin.del(rateKeys(redis.prefix, 'locA').daily);
+    // The day turns: a new day's count (the budget's saved day and the daily hash both start
+    // afresh); a person resumes the location rather than wait for midnight.
+    const bk = budgetKeys(redis.prefix, 'locA');
+    await redis.admin.del(bk.daily, bk.state);
     await h.locations.resume('locA');
     await h.settled(['locA'], 15_000);
     expect(h.fake.stats().accepted).toBe(5);

@@ -18,8 +18,9 @@ describe('Lua scripts', () => {
   });
 
   it('includes each helper once', () => {
-    const source = scriptSource('acquire');
+    // budget-load includes `now` and `day`; `day` uses `now`'s DAY_MS without including it again.
+    const source = scriptSource('budget-load');
     expect(source.match(/local t = redis.call\('TIME'\)/g)).toHaveLength(1);
-    expect(source.match(/local function budget/g)).toHaveLength(1);
+    expect(source.match(/local function dayOf/g)).toHaveLength(1);
   });
 });

@@ -14,12 +14,6 @@ import type { RedisClient } from './connection.ts';
  * batch), grouped by the one module that calls it.
  */
 export const SCRIPTS = {
-  // rate-limiter.ts
-  ghlAcquire: { file: 'acquire', keys: undefined },
-  ghlProceed: { file: 'proceed', keys: 7 },
-  ghlSettle: { file: 'settle', keys: undefined },
-  ghlRefuse: { file: 'refuse', keys: 3 },
-  ghlRelease: { file: 'release', keys: 4 },
   // location/ready-set.ts
   ghlMarkReady: { file: 'mark-ready', keys: 3 },
   ghlClaim: { file: 'claim', keys: 3 },
@@ -42,11 +36,6 @@ export const SCRIPTS = {
 type Arg = string | number;
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    ghlAcquire(...args: Arg[]): Result<(string | number)[], Context>;
-    ghlProceed(...args: Arg[]): Result<[number, number], Context>;
-    ghlSettle(...args: Arg[]): Result<number[], Context>;
-    ghlRefuse(...args: Arg[]): Result<number, Context>;
-    ghlRelease(...args: Arg[]): Result<number, Context>;
     ghlMarkReady(...args: Arg[]): Result<number, Context>;
     ghlClaim(...args: Arg[]): Result<(string | number)[], Context>;
     ghlEndLease(...args: Arg[]): Result<number, Context>;
@@ -81,7 +70,7 @@ const sources = new Map<string, string>();
 
 /** Defines every script on the connection (once per connection); ioredis sends EVALSHA, then EVAL on NOSCRIPT. */
 export function defineScripts(redis: RedisClient): void {
-  if (typeof (redis as Partial<RedisClient>).ghlAcquire === 'function') return;
+  if (typeof (redis as Partial<RedisClient>).ghlBudgetLoad === 'function') return;
   for (const [name, { file, keys }] of Object.entries(SCRIPTS)) {
     let lua = sources.get(file);
     if (lua === undefined) {

@@ -12,6 +12,7 @@
   Returns 1 when saved, 0 when another holder has the budget now.
 ]]
 --- @include "includes/now"
+--- @include "includes/day"
 local stateKey, dailyKey = KEYS[1], KEYS[2]
 if redis.call('HGET', stateKey, 'holder') ~= ARGV[1] then return 0 end
 redis.call('HSET', stateKey, 'log', ARGV[2], 'open', ARGV[3], 'leaseEnd', ARGV[4], 'run', ARGV[5])

@@ -6,7 +6,7 @@ const O: BudgetLogOptions = { inflightMs: 5_000, horizonMs: () => 2_000, resetOf
 const T = 1_800_000_000_000;
 const log = () => new BudgetLog(O);
 
-describe('BudgetLog: the holder\'s sliding log', () => {
+describe("BudgetLog: the holder's sliding log", () => {
   it('lets max requests go at once, then reserves the moment a slot is expected to free', () => {
     const l = log();
     expect(['a', 'b', 'c'].map((s) => l.take(s, false, T, B).kind)).toEqual(['go', 'go', 'go']);
@@ -25,8 +25,18 @@ describe('BudgetLog: the holder\'s sliding log', () => {
 
   it('reserves one slot after another, each at its own expected expiry', () => {
     const l = log();
-    for (const [s, at] of [['a', 0], ['b', 100], ['c', 200]] as const) l.take(s, false, T + at, B);
-    for (const [s, at] of [['a', 50], ['b', 150], ['c', 250]] as const) l.answered(s, T + at, B, undefined, 'up');
+    for (const [s, at] of [
+      ['a', 0],
+      ['b', 100],
+      ['c', 200],
+    ] as const)
+      l.take(s, false, T + at, B);
+    for (const [s, at] of [
+      ['a', 50],
+      ['b', 150],
+      ['c', 250],
+    ] as const)
+      l.answered(s, T + at, B, undefined, 'up');
     const waits = ['d', 'e', 'f'].map((s) => l.take(s, false, T + 300, B));
     expect(waits).toEqual([
       { kind: 'reserved', sendInMs: 750 },
@@ -54,7 +64,12 @@ describe('BudgetLog: the holder\'s sliding log', () => {
   it('a live message ranks ahead of every backfill reservation, and live ones keep their order', () => {
     const l = log();
     for (const s of ['a', 'b', 'c']) l.take(s, false, T, B);
-    for (const [s, at] of [['a', 10], ['b', 20], ['c', 30]] as const) l.answered(s, T + at, B, undefined, 'up');
+    for (const [s, at] of [
+      ['a', 10],
+      ['b', 20],
+      ['c', 30],
+    ] as const)
+      l.answered(s, T + at, B, undefined, 'up');
     expect(l.take('backfill-1', false, T + 40, B)).toEqual({ kind: 'reserved', sendInMs: 970 });
     expect(l.take('backfill-2', false, T + 40, B)).toEqual({ kind: 'reserved', sendInMs: 980 });
     // The live ones take the first two slots that free, in the order they came.

@@ -74,8 +74,8 @@ export interface SavedLog {
 export interface BudgetLogOptions {
   /** A request's longest life (HTTP timeout and a margin): how long one in flight may still be counted. */
   inflightMs: number;
-  /** A slot further ahead than this is not reserved: the location waits instead (`wait`). */
-  horizonMs: (budget: Budget) => number;
+  /** A slot further ahead than this is not reserved: the location waits instead (`wait`). Default: two windows. */
+  horizonMs?: (budget: Budget) => number;
   /** GHL_DAILY_RESET as ms after midnight UTC. */
   resetOffsetMs: number;
 }
@@ -141,7 +141,7 @@ export class BudgetLog {
     const ahead = this.#aheadOf(live, undefined);
     let sendAt = now;
     if (counted + ahead.length >= b.max) sendAt = Math.max(now + 1, this.#kthExpiry(counted + ahead.length - b.max + 1, ahead, now, b.windowMs));
-    if (sendAt - now > this.#o.horizonMs(b)) return { kind: 'wait', waitMs: sendAt - now };
+    if (sendAt - now > (this.#o.horizonMs?.(b) ?? 2 * b.windowMs)) return { kind: 'wait', waitMs: sendAt - now };
     this.#dailyUsed += 1;
     if (sendAt > now) {
       this.#reserved.set(slot, { at: sendAt, live, seq: (this.#seq += 1) });

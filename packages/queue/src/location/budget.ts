@@ -86,6 +86,13 @@ export class HeldBudget {
     return this.#log.view(this.#now(), this.#base());
   }
 
+  /** How long the location must still wait for a 429's or an outage's block (ms, 0: none). */
+  blockedFor(): number {
+    const now = this.#now();
+    const { blockedUntil } = this.#log.view(now, this.#base());
+    return blockedUntil > now ? blockedUntil - now : 0;
+  }
+
   saved(): SavedLog {
     return this.#log.save(this.#now(), this.#base(), this.toRemote);
   }

@@ -13,12 +13,14 @@
  * lookups' budget), `ledger-writeback.ts` (ledger writes kept and written back after a loss),
  * `repair.ts` (the shared structures put back after a loss), `snapshot.ts` (what readers see),
  * `queues.ts` (a location's BullMQ queue and BullMQ's key layout), `import-record.ts` (an
- * import's record). The budget and the delivery ledger's reads and writes are `rate-limiter.ts`'s.
+ * import's record), `budget.ts` with `budget-log.ts` (the rate budget, kept in memory by the
+ * location's holder), `ledger-gate.ts` (the ledger read before a post and written after).
  */
 import type { RedisClient } from '../connection.ts';
 import type { LedgerEntry } from '../ledger.ts';
 import type { Budget } from '../rate-budget.ts';
-import { RateLimiter, type Acquired, type JobLock, type RateHeaders, type RateLimiterOptions } from '../rate-limiter.ts';
+import { Budgets, type BudgetSettings } from './budget.ts';
+import { LedgerGate, type BeforePost, type JobLock } from './ledger-gate.ts';
 import { Holds, type LocationHold } from './holds.ts';
 import { LedgerWriteBack, type RestoreReport } from './ledger-writeback.ts';
 import { LocationOutcomes, type LookupCount } from './outcomes.ts';
@@ -46,6 +48,9 @@ export { registryKey } from './registry.ts';
 export { repairKeys, type RepairKeys, type RepairReport } from './repair.ts';
 export type { LocationSnapshot } from './snapshot.ts';
 export * from './import-record.ts';
+export { Budgets, HeldBudget, processClock, budgetKeys, type BudgetSettings, type BudgetView, type Gate, type RateHeaders, type Take } from './budget.ts';
+export type { SavedLog } from './budget-log.ts';
+export { LedgerGate, type BeforePost, type JobLock } from './ledger-gate.ts';
 
 export interface LocationOptions {
   prefix: string;
@@ -59,8 +64,10 @@ export interface LocationReaderOptions extends LocationOptions {
 }
 
 export interface WorkerLocationsOptions extends LocationReaderOptions {
-  /** The rate limiter's settings (its `ledgerTtlMs` also for ledger entries written back). */
-  limiter: Omit<RateLimiterOptions, 'prefix'>;
+  /** The budget's settings (see budget.ts). */
+  limiter: Omit<BudgetSettings, 'resetOffsetMs'>;
+  /** How long delivery-ledger entries live. */
+  ledgerTtlMs: number;
   /** Queue objects to pause and resume through (a dispatcher's); default: one built for each call. */
   queues?: LocationQueues;
 }
@@ -166,14 +173,17 @@ export class WorkerLocations {
   readonly #o: WorkerLocationsOptions;
   readonly #parts: Parts;
   readonly #ledger: LedgerWriteBack;
-  readonly #limiter: RateLimiter;
+  readonly #gate: LedgerGate;
+  /** The locations' budgets, each held in memory by the process that holds the location. */
+  readonly budgets: Budgets;
 
   constructor(redis: RedisClient, options: WorkerLocationsOptions) {
     this.#redis = redis;
     this.#o = options;
     this.#parts = parts(redis, options.prefix, options.queues);
-    this.#ledger = new LedgerWriteBack(redis, options.prefix, options.limiter.ledgerTtlMs);
-    this.#limiter = new RateLimiter(redis, { prefix: options.prefix, ...options.limiter });
+    this.#ledger = new LedgerWriteBack(redis, options.prefix, options.ledgerTtlMs);
+    this.#gate = new LedgerGate(redis, options.prefix, options.ledgerTtlMs, this.#ledger);
+    this.budgets = new Budgets(redis, options.prefix, { ...options.limiter, resetOffsetMs: options.resetOffsetMs ?? 0 }, () => this.#ledger.runId);
   }
 
   /** The pub/sub channel on which locations becoming due are announced. */
@@ -213,36 +223,21 @@ export class WorkerLocations {
     return this.#parts.readySet.renewLease(lease, leaseMs);
   }
 
-  // --- the rate budget and the delivery ledger (rate-limiter.ts) -----------------------------
+  // --- the delivery ledger (the budget is `budgets`: in memory, no Redis call per message) ----
 
-  /** `lock`: the job's BullMQ lock, checked in the same call (a job no longer ours takes nothing: `lock-lost`). */
-  async acquire(locationId: string, key: string, slot: string, lock?: JobLock): Promise<Acquired> {
-    // The ledger is read here: not before what Redis may have lost of it is written back, by every worker.
-    await this.#ledger.readable();
-    return this.#limiter.acquire(locationId, key, slot, lock);
+  /** Before a post: was the message delivered already (counted as skipped), and is the job's lock (when given) still ours? */
+  beforePost(locationId: string, key: string, lock: JobLock | undefined): Promise<BeforePost> {
+    return this.#gate.beforePost(locationId, key, lock);
   }
 
-  proceed(locationId: string, slot: string): ReturnType<RateLimiter['proceed']> {
-    return this.#limiter.proceed(locationId, slot);
-  }
-
-  settle(locationId: string, key: string, slot: string, rate: RateHeaders | undefined, delivered?: LedgerEntry, health?: 'up' | 'down'): Promise<number> {
-    return this.#ledger.writing(delivered === undefined ? undefined : { locationId, key, entry: delivered }, () =>
-      this.#limiter.settle(locationId, key, slot, rate, delivered, health),
-    );
-  }
-
-  refuse(locationId: string, slot: string, retryAfterMs: number | undefined): Promise<number> {
-    return this.#limiter.refuse(locationId, slot, retryAfterMs);
-  }
-
-  release(locationId: string, slot: string): Promise<void> {
-    return this.#limiter.release(locationId, slot);
+  /** After a post HighLevel accepted: its ledger entry, before the job completes (retried until it lands). */
+  recordDelivered(locationId: string, key: string, entry: LedgerEntry): Promise<void> {
+    return this.#gate.recordDelivered(locationId, key, entry);
   }
 
   // --- outcomes and lookups ------------------------------------------------------------------
 
-  /** A message of the location was dead-lettered (deliveries and skips are counted by the limiter's scripts). */
+  /** A message of the location was dead-lettered (deliveries and skips are counted with the ledger). */
   countDead(locationId: string): Promise<void> {
     return this.#parts.outcomes.countDead(locationId);
   }

@@ -17,15 +17,15 @@ describe('ledger entries written back after Redis lost them (a real redis-server
     const budget = () => ({ max: 100, windowMs: 10_000, daily: 200_000 });
     const s = new WorkerLocations(connection, {
       prefix: redis.prefix,
-      limiter: { budget, inflightMs: 5_000, resetOffsetMs: 0, ledgerTtlMs: 60_000 },
+      limiter: { budget, inflightMs: 5_000 },
+      ledgerTtlMs: 60_000,
     });
     const restored: number[] = [];
     const stop = s.watchForLoss((report) => restored.push(report.written));
     try {
       const delivered = async (key: string, messageId: string) => {
-        const acquired = await s.acquire('loc', key, `slot-${key}`);
-        expect(acquired.kind).toBe('reserved');
-        await s.settle('loc', key, `slot-${key}`, undefined, { messageId, at: Date.now() });
+        expect((await s.beforePost('loc', key, undefined)).kind).toBe('go');
+        await s.recordDelivered('loc', key, { messageId, at: Date.now() });
       };
       await delivered('k1', 'hl-1');
       await delivered('k2', 'hl-2');
@@ -36,13 +36,13 @@ describe('ledger entries written back after Redis lost them (a real redis-server
       // Asked while Redis is away (a worker taking the job again): answered only once the entry is
       // back. (A check already sent when Redis died is resent first by the client: that is among
       // the requests in flight at a crash, which the README counts.)
-      const asked = s.acquire('loc', 'k1', 'slot-again');
+      const asked = s.beforePost('loc', 'k1', undefined);
       await server.restart();
       expect(await asked).toMatchObject({ kind: 'delivered', entry: { messageId: 'hl-1' } });
-      expect(await s.acquire('loc', 'k2', 'slot-again-2')).toMatchObject({ kind: 'delivered', entry: { messageId: 'hl-2' } });
+      expect(await s.beforePost('loc', 'k2', undefined)).toMatchObject({ kind: 'delivered', entry: { messageId: 'hl-2' } });
       expect(restored).toEqual([2]);
       // Never delivered: not in the ledger, the message goes.
-      expect((await s.acquire('loc', 'k3', 'slot-3')).kind).toBe('reserved');
+      expect((await s.beforePost('loc', 'k3', undefined)).kind).toBe('go');
       expect(await connection.pttl(keysFor(redis.prefix).ledger('loc', 'k1'))).toBeGreaterThan(50_000);
     } finally {
       stop();
@@ -94,7 +94,8 @@ describe('after a loss, no worker reads the ledger before every worker wrote its
     const proxy = await holdingProxy(Number(new URL(server.url).port));
     const options = {
       prefix: redis.prefix,
-      limiter: { budget: () => ({ max: 100, windowMs: 10_000, daily: 200_000 }), inflightMs: 5_000, resetOffsetMs: 0, ledgerTtlMs: 60_000 },
+      limiter: { budget: () => ({ max: 100, windowMs: 10_000, daily: 200_000 }), inflightMs: 5_000 },
+      ledgerTtlMs: 60_000,
     };
     const slow = createRedis(proxy.url, 'worker', `${redis.prefix}:slow`); // delivered it, reconnects late
     const fast = createRedis(server.url, 'worker', `${redis.prefix}:fast`); // takes the job again
@@ -109,8 +110,8 @@ describe('after a loss, no worker reads the ledger before every worker wrote its
       stops.push(b.watchForLoss()); // it beats once more after its own first check: then it knows the first
       await until(async () => (await direct.scard(keys.restored(await redisRunId(direct)))) === 2, 10_000, 'both workers to have seen the run');
       await sleep(200);
-      expect((await a.acquire('loc', 'k1', 'slot-1')).kind).toBe('reserved');
-      await a.settle('loc', 'k1', 'slot-1', undefined, { messageId: 'hl-1', at: Date.now() });
+      expect((await a.beforePost('loc', 'k1', undefined)).kind).toBe('go');
+      await a.recordDelivered('loc', 'k1', { messageId: 'hl-1', at: Date.now() });
 
       proxy.hold();
       await server.kill();
@@ -119,7 +120,7 @@ describe('after a loss, no worker reads the ledger before every worker wrote its
       await until(() => fast.status === 'ready', 10_000, 'the fast worker back');
       // Asked by the worker back first: not answered from a ledger that still lacks the entry.
       let answer: string | undefined;
-      const asked = b.acquire('loc', 'k1', 'slot-again').then((r) => {
+      const asked = b.beforePost('loc', 'k1', undefined).then((r) => {
         answer = r.kind;
         return r;
       });
@@ -155,13 +156,14 @@ describe('ledger entries written back on a Redis Cluster whose master restarted 
       await whenReady(connection, 10_000);
       const s = new WorkerLocations(connection, {
         prefix: redis.prefix,
-        limiter: { budget: () => ({ max: 100, windowMs: 10_000, daily: 200_000 }), inflightMs: 5_000, resetOffsetMs: 0, ledgerTtlMs: 60_000 },
+        limiter: { budget: () => ({ max: 100, windowMs: 10_000, daily: 200_000 }), inflightMs: 5_000 },
+        ledgerTtlMs: 60_000,
       });
       stop = s.watchForLoss((report) => restored.push(report.written));
       const locations = Array.from({ length: 12 }, (_, i) => `loc${i}`);
       for (const id of locations) {
-        await s.acquire(id, 'k', `slot-${id}`);
-        await s.settle(id, 'k', `slot-${id}`, undefined, { messageId: `hl-${id}`, at: Date.now() });
+        await s.beforePost(id, 'k', undefined);
+        await s.recordDelivered(id, 'k', { messageId: `hl-${id}`, at: Date.now() });
       }
       await s.repairAfterLoss(); // as a worker does at start: the masters' run ids are seen
       const ledger = (id: string) => keysFor(redis.prefix).ledger(id, 'k');
@@ -172,8 +174,8 @@ describe('ledger entries written back on a Redis Cluster whose master restarted 
 
       await cluster.server(victim.port).kill();
       // Delivered while its master is down: HighLevel has it, the settle fails.
-      await s.acquire('loc0', 'late', 'slot-late').catch(() => undefined);
-      await expect(s.settle('loc0', 'late', 'slot-late', undefined, { messageId: 'hl-late', at: Date.now() })).rejects.toThrow();
+      await s.beforePost('loc0', 'late', undefined).catch(() => undefined);
+      await expect(s.recordDelivered('loc0', 'late', { messageId: 'hl-late', at: Date.now() })).rejects.toThrow();
       await cluster.server(victim.port).restart(); // nothing on disk: it comes back empty, with a new run id
       await cluster.waitUntilHealthy();
       // The client's slot refresh, or a worker's check every 10 s, finds the new run id.
@@ -186,8 +188,8 @@ describe('ledger entries written back on a Redis Cluster whose master restarted 
       expect(restored).toHaveLength(1);
       expect(restored[0]).toBeGreaterThanOrEqual(onVictim.length);
       expect(restored[0]).toBeLessThanOrEqual(onVictim.length + 1);
-      for (const id of locations) expect(await s.acquire(id, 'k', `again-${id}`)).toMatchObject({ kind: 'delivered', entry: { messageId: `hl-${id}` } });
-      expect(await s.acquire('loc0', 'late', 'slot-late-again')).toMatchObject({ kind: 'delivered', entry: { messageId: 'hl-late' } });
+      for (const id of locations) expect(await s.beforePost(id, 'k', undefined)).toMatchObject({ kind: 'delivered', entry: { messageId: `hl-${id}` } });
+      expect(await s.beforePost('loc0', 'late', undefined)).toMatchObject({ kind: 'delivered', entry: { messageId: 'hl-late' } });
     } finally {
       stop?.();
       await connection.quit().catch(() => connection.disconnect());

@@ -89,6 +89,11 @@ export class LedgerWriteBack {
     defineScripts(redis);
   }
 
+  /** The Redis run id(s) this process last saw (undefined until it knows). */
+  get runId(): string | undefined {
+    return this.#seenRunId;
+  }
+
   /** Resolves once the ledger may be read: not while Redis is away, nor before what it lost is written back, by every worker. */
   async readable(): Promise<void> {
     if (this.#restoring !== undefined) await this.#restoring;

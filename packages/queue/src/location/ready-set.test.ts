@@ -3,11 +3,11 @@ import { describe, expect, it } from 'vitest';
 import { WorkerLocations } from './index.ts';
 import { readySetKeys, type Lease } from './ready-set.ts';
 
-const limiter = { budget: () => ({ max: 100, windowMs: 10_000, daily: 200_000 }), inflightMs: 5_000, resetOffsetMs: 0, ledgerTtlMs: 60_000 };
+const limiter = { budget: () => ({ max: 100, windowMs: 10_000, daily: 200_000 }), inflightMs: 5_000 };
 
 describe('the ready set (Lua, on a real Redis)', () => {
   const redis = useRedis();
-  const state = () => new WorkerLocations(redis.client(), { prefix: redis.prefix, limiter });
+  const state = () => new WorkerLocations(redis.client(), { prefix: redis.prefix, limiter, ledgerTtlMs: 60_000 });
   /** Claims one location, which must be due. */
   const claimOne = async (s: WorkerLocations, leaseMs = 5_000): Promise<Lease> => {
     const [lease] = (await s.claim(1, leaseMs)).leases;

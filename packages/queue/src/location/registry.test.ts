@@ -4,11 +4,11 @@ import { holdKeys } from './holds.ts';
 import { ProducerLocations, WorkerLocations } from './index.ts';
 import type { Lease } from './ready-set.ts';
 
-const limiter = { budget: () => ({ max: 100, windowMs: 10_000, daily: 200_000 }), inflightMs: 5_000, resetOffsetMs: 0, ledgerTtlMs: 60_000 };
+const limiter = { budget: () => ({ max: 100, windowMs: 10_000, daily: 200_000 }), inflightMs: 5_000 };
 
 describe('the registry and the locations at work', () => {
   const redis = useRedis();
-  const state = () => new WorkerLocations(redis.client(), { prefix: redis.prefix, limiter });
+  const state = () => new WorkerLocations(redis.client(), { prefix: redis.prefix, limiter, ledgerTtlMs: 60_000 });
   /** Claims one location, which must be due. */
   const claimOne = async (s: WorkerLocations, leaseMs = 5_000): Promise<Lease> => {
     const [lease] = (await s.claim(1, leaseMs)).leases;

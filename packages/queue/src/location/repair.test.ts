@@ -6,11 +6,11 @@ import { holdKeys } from './holds.ts';
 import { LocationReader, WorkerLocations } from './index.ts';
 import { repairKeys } from './repair.ts';
 
-const limiter = { budget: () => ({ max: 100, windowMs: 10_000, daily: 200_000 }), inflightMs: 5_000, resetOffsetMs: 0, ledgerTtlMs: 60_000 };
+const limiter = { budget: () => ({ max: 100, windowMs: 10_000, daily: 200_000 }), inflightMs: 5_000 };
 
 describe('repair after Redis lost writes', () => {
   const redis = useRedis();
-  const state = () => new WorkerLocations(redis.client(), { prefix: redis.prefix, limiter });
+  const state = () => new WorkerLocations(redis.client(), { prefix: redis.prefix, limiter, ledgerTtlMs: 60_000 });
 
   it('after Redis lost writes (restart, failover): locations with jobs get back their place, registry entry and hold listing, once', async () => {
     const s = state();

@@ -2,9 +2,8 @@ import { useRedis } from '@ghl-ingest/testing';
 import { Queue } from 'bullmq';
 import { describe, expect, it } from 'vitest';
 import { keysFor, locationQueueName } from '../keys.ts';
-import { rateKeys } from '../rate-limiter.ts';
 import { dayIndex } from '../rate-budget.ts';
-import { LocationReader, ProducerLocations } from './index.ts';
+import { budgetKeys, LocationReader, ProducerLocations, type SavedLog } from './index.ts';
 
 describe('snapshot: every field read from its own replies', () => {
   const redis = useRedis();
@@ -17,13 +16,23 @@ describe('snapshot: every field read from its own replies', () => {
     await q.close();
     const stats = keysFor(redis.prefix).stats('a');
     await redis.admin.hset(stats, { delivered: '7', skipped: '2', dead: '1', 'lookup-found': '3', 'lookup-undecided': '1' });
-    const rk = rateKeys(redis.prefix, 'a');
+    // The budget as its last holder saved it: two requests of ours and one of another app's count until `far`.
+    const bk = budgetKeys(redis.prefix, 'a');
     const far = Date.now() + 60_000;
-    await redis.admin.zadd(rk.answered, far, 's1', far, 's2');
-    await redis.admin.zadd(rk.inflight, far, 's3');
-    await redis.admin.hset(rk.learned, { max: '50' });
-    await redis.admin.hset(rk.daily, String(dayIndex(Date.now(), 0)), '12');
-    await redis.admin.set(rk.block, String(far));
+    const saved: SavedLog = {
+      v: 1,
+      counted: [far, far],
+      others: [far],
+      block: far,
+      probe: true,
+      outage: 0,
+      learned: { max: 50 },
+      sharedUntil: 0,
+      day: 0,
+      dailyUsed: 0,
+    };
+    await redis.admin.hset(bk.state, { log: JSON.stringify(saved), open: '0' });
+    await redis.admin.hset(bk.daily, String(dayIndex(Date.now(), 0)), '12');
     const producer = new ProducerLocations(c, { prefix: redis.prefix });
     await producer.markReady(['a'], false);
     await producer.pause('a', 'token rejected');

@@ -10,8 +10,8 @@
  */
 import type { ChainableCommander } from 'ioredis';
 import { mixesSlots, type RedisClient } from '../connection.ts';
-import { dayIndex, effectiveBudget, type Budget } from '../rate-budget.ts';
-import { rateKeys } from '../rate-limiter.ts';
+import { dayIndex, type Budget } from '../rate-budget.ts';
+import { parseBudget, readBudget } from './budget.ts';
 import type { LocationHold } from './holds.ts';
 import type { Holds } from './holds.ts';
 import type { LocationOutcomes, LookupCount } from './outcomes.ts';
@@ -52,30 +52,19 @@ export interface SnapshotTime {
   day: string;
 }
 
-// --- the budget fields: to be replaced by the budget module's own reader --------------------------
+// --- the budget fields: the budget module's reader --------------------------------------------
 
 /** The budget fields of a snapshot. */
 export type BudgetFields = Pick<LocationSnapshot, 'sentInWindow' | 'budget' | 'dailyUsed' | 'blockedUntil'>;
 
-/** Queues the reads of a location's budget fields on `p` (the location's slot): the rate limiter's keys. */
-export function readBudgetFields(p: ChainableCommander, prefix: string, locationId: string, { now, day }: SnapshotTime): void {
-  const rk = rateKeys(prefix, locationId);
-  p.hmget(rk.learned, 'max', 'windowMs', 'daily');
-  p.zcount(rk.answered, `(${now}`, '+inf').zcount(rk.inflight, `(${now}`, '+inf').hget(rk.daily, day).get(rk.block);
+/** Queues the reads of a location's budget fields on `p` (the location's slot): its log as last saved, and the day's count. */
+export function readBudgetFields(p: ChainableCommander, prefix: string, locationId: string, { day }: SnapshotTime): void {
+  readBudget(p, prefix, locationId, Number(day));
 }
 
-/** Reads the replies of `readBudgetFields`, in its order; `base`: the budget before learning (settings and overrides). */
-export function parseBudgetFields(replies: readonly unknown[], base: Budget): BudgetFields {
-  const [learnedReply, answered, inflight, daily, block] = replies;
-  const learned = (learnedReply ?? []) as (string | null)[];
-  const n = (x: unknown) => Number(x ?? 0);
-  const opt = (x: string | null | undefined) => (x === null || x === undefined ? undefined : Number(x));
-  return {
-    sentInWindow: n(answered) + n(inflight),
-    budget: effectiveBudget(base, { max: opt(learned[0]), windowMs: opt(learned[1]), daily: opt(learned[2]) }),
-    dailyUsed: n(daily),
-    blockedUntil: n(block),
-  };
+/** Reads the replies of `readBudgetFields`; `base`: the budget before learning (settings and overrides). */
+export function parseBudgetFields(replies: readonly unknown[], base: Budget, { now }: SnapshotTime): BudgetFields {
+  return parseBudget(replies, now, base);
 }
 
 // --- putting the fields together ------------------------------------------------------------------
@@ -138,7 +127,7 @@ export async function snapshot(s: SnapshotSources, locationIds: readonly string[
   const own = {
     queue: { read: (p, id) => readQueueCounts(p, s.prefix, id), parse: (r) => parseQueueCounts(r) },
     outcomes: { read: (p, id) => s.outcomes.readOutcomes(p, id), parse: (r) => s.outcomes.parseOutcomes(r) },
-    budget: { read: (p, id) => readBudgetFields(p, s.prefix, id, time), parse: (r, id) => parseBudgetFields(r, s.budget?.(id) ?? DEFAULT_BUDGET) },
+    budget: { read: (p, id) => readBudgetFields(p, s.prefix, id, time), parse: (r, id) => parseBudgetFields(r, s.budget?.(id) ?? DEFAULT_BUDGET, time) },
     hold: { read: (p, id) => s.holds.readHold(p, id), parse: (r) => s.holds.parseHold(r, now) },
   } satisfies Record<string, Field<unknown>>;
   const place = {
