@@ -100,6 +100,7 @@ async function run(s: Scenario): Promise<void> {
   const commandsBefore = await own.info('stats', 'total_commands_processed');
   const scriptsBefore = await scriptCalls(own);
   const cpuBefore = await redisCpu(own);
+  const statsBefore = process.env.BENCH_RATE_COMMANDSTATS === '1' ? await own.client.info('commandstats') : '';
   const started = performance.now();
   const startedAt = Date.now();
   const liveLatencies = s.live === undefined ? [] : await sendLive(s, locations, own.env, stand, s.seconds * 1000);
@@ -107,6 +108,7 @@ async function run(s: Scenario): Promise<void> {
   const endedAt = Date.now();
   const after = await stand.stats();
   const cpu = (await redisCpu(own)) - cpuBefore;
+  const statsAfter = statsBefore === '' ? '' : await own.client.info('commandstats');
   const arrivals = await Promise.all(
     locations.map(
       async (l) => (await stand.admin('GET', `messages?locationId=${l}&offset=${before.acceptedByLocation[l] ?? 0}`)) as { t: number; receivedAt: number }[],
@@ -136,6 +138,7 @@ async function run(s: Scenario): Promise<void> {
   await stand.stop();
   await own.stop();
 
+  if (process.env.BENCH_RATE_DUMP !== undefined) writeFileSync(process.env.BENCH_RATE_DUMP, JSON.stringify(arrivals.map((ms) => ms.map((m) => m.receivedAt))));
   const delivered = locations.map((l) => (after.acceptedByLocation[l] ?? 0) - (before.acceptedByLocation[l] ?? 0));
   const measured = s.rival === undefined ? delivered : delivered.slice(1);
   const owned = s.rival === undefined ? arrivals : arrivals.slice(1);
@@ -171,6 +174,14 @@ async function run(s: Scenario): Promise<void> {
       `  Redis per delivered message: ${fmt(scripts / Math.max(1, total), 1)} script calls (ours and BullMQ's), ` +
       `${fmt(commands / Math.max(1, total), 1)} commands counting those the scripts run, ${fmt((cpu * 1e6) / Math.max(1, total), 1)} µs of Redis CPU\n`,
   );
+  if (statsAfter !== '') {
+    // Where the commands go, per delivered message (BENCH_RATE_COMMANDSTATS=1; one Redis only).
+    const calls = (text: string) => new Map([...text.matchAll(/cmdstat_([\w|]+):calls=(\d+),usec=(\d+)/g)].map((m) => [m[1] as string, [Number(m[2]), Number(m[3])] as const]));
+    const a = calls(statsBefore);
+    const rows = [...calls(statsAfter)].map(([name, [n, us]]) => [name, (n - (a.get(name)?.[0] ?? 0)) / Math.max(1, total), (us - (a.get(name)?.[1] ?? 0)) / Math.max(1, total)] as const);
+    for (const [name, n, us] of rows.sort((x, y) => y[1] - x[1]).filter((r) => r[1] >= 0.05))
+      process.stdout.write(`    ${name.padEnd(28)} ${fmt(n, 2)} calls, ${fmt(us, 1)} µs per message\n`);
+  }
   if (s.live !== undefined) {
     const l = [...liveLatencies].sort((a, b) => a - b);
     const q = (p: number) => l[Math.min(l.length - 1, Math.floor(p * l.length))] ?? 0;

@@ -179,25 +179,13 @@ export class Delivery {
     }
     const slot = taken;
 
-    let release: () => void;
-    try {
-      // Live messages (a sync process waiting on them) go before backfill for a place in flight.
-      release = await this.#o.inFlight.acquire(this.#stopping.signal, data.source === 'live');
-    } catch {
-      // The worker is stopping: this job goes back to the queue, its slot back to the location.
-      turn.budget.release(slot);
-      throw new WorkerStopping();
-    }
-    // The request counts as in flight until its outcome is recorded (the ledger written, or the
+    // A place in flight first, then the slot's gate: the slot counts from the send on, so no
+    // budget is spent while the request waits for a place. Live messages go first for both.
+    const release = await this.#placeAndGate(turn.budget, slot, data.source === 'live');
+    // The request holds its place until its outcome is recorded (the ledger written, or the
     // failure counted): a worker killed meanwhile can leave at most WORKER_CONCURRENCY messages
     // that HighLevel may hold and the ledger does not.
     try {
-      const blocked = turn.budget.blockedFor();
-      if (blocked > 0) {
-        // The location was told to wait (a 429, an outage) while this job waited for a place: the slot goes back.
-        turn.budget.release(slot);
-        throw new LocationWait(blocked);
-      }
       // A token read before a wait for a slot may have reached its refresh point meanwhile: ask again
       // (from memory while it is fresh), so a short-lived OAuth token is not sent expired.
       const current = credential.oauth ? await this.#o.credentials.forLocation(data.locationId) : credential;
@@ -254,7 +242,7 @@ export class Delivery {
           budget.release(slot);
           throw new LocationWait(taken.sendInMs);
         }
-        await this.#awaitSlot(budget, slot, taken.sendInMs);
+        await this.#sleepOrStop(budget, slot, taken.sendInMs);
         return slot;
       case 'go':
         return slot;
@@ -287,6 +275,7 @@ export class Delivery {
     const budget = held.turn.budget;
     return {
       slot: async () => (await this.#takeSlot(job, data, undefined, log, held)) as string,
+      send: (slot) => this.#gate(budget, slot),
       release: (slot) => budget.release(slot),
       answered: (slot, result) => void budget.answered(slot, result.kind === 'answer' ? result.rate : undefined, undefined),
       refuse: (slot) => budget.refuse(slot, undefined),
@@ -376,23 +365,45 @@ export class Delivery {
   }
 
   /**
-   * Waits for a slot reserved in the future, then passes the budget's gate (which sends only while
-   * fewer than max requests count; if the window is still full it says how much longer). A 429
-   * met meanwhile makes the location wait. A stopping worker gives the slot back.
+   * A place in flight, then the gate of the slot reserved (which sends only while fewer than max
+   * requests count; if the window is still full it says how much longer, and the place is given
+   * back meanwhile). A 429 met meanwhile makes the location wait. Returns the place's release.
    */
-  async #awaitSlot(budget: HeldBudget, slot: string, ms: number): Promise<void> {
-    let waitMs = ms;
+  async #placeAndGate(budget: HeldBudget, slot: string, live: boolean): Promise<() => void> {
     for (;;) {
+      let release: () => void;
       try {
-        await sleep(waitMs, undefined, { signal: this.#stopping.signal });
+        release = await this.#o.inFlight.acquire(this.#stopping.signal, live);
       } catch {
+        // The worker is stopping: this job goes back to the queue, its slot back to the location.
         budget.release(slot);
         throw new WorkerStopping();
       }
       const gate = budget.proceed(slot);
+      if (gate.kind === 'go') return release;
+      release();
+      if (gate.kind === 'wait') throw new LocationWait(gate.waitMs);
+      await this.#sleepOrStop(budget, slot, gate.waitMs);
+    }
+  }
+
+  /** The gate of a lookup's read (reads take no place in flight, as before). */
+  async #gate(budget: HeldBudget, slot: string): Promise<void> {
+    for (;;) {
+      const gate = budget.proceed(slot);
       if (gate.kind === 'go') return;
       if (gate.kind === 'wait') throw new LocationWait(gate.waitMs);
-      waitMs = gate.waitMs;
+      await this.#sleepOrStop(budget, slot, gate.waitMs);
+    }
+  }
+
+  /** Sleeps until a reserved slot's time; a stopping worker gives the slot back. */
+  async #sleepOrStop(budget: HeldBudget, slot: string, ms: number): Promise<void> {
+    try {
+      await sleep(ms, undefined, { signal: this.#stopping.signal });
+    } catch {
+      budget.release(slot);
+      throw new WorkerStopping();
     }
   }
 

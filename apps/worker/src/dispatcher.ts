@@ -321,7 +321,9 @@ export class Dispatcher {
     if (first && lane.lease.check === true) await this.#checkStalled(lane);
     const token = `${this.#workerName}:${(this.#tokenSeq += 1)}`;
     let job = await this.#fetch(lane, token);
-    if (job !== undefined) this.#spawn(lane);
+    // Two loops always (one posts while the other takes the next job, a live one first), more only
+    // while the budget has room now: a loop beyond that would hold a job only to wait for a slot.
+    if (job !== undefined && (lane.loops < 2 || turn.budget.hasRoom())) this.#spawn(lane);
     while (job !== undefined) {
       job = await this.#handle(lane, turn, job, token);
     }

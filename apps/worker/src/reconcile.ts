@@ -111,6 +111,8 @@ export class UnknownShare {
 export interface LookupRequests {
   /** A slot for one more read; throws the delivery's signals (LocationWait, LockLost) as a post's would. */
   slot(): Promise<string>;
+  /** Passes a slot's gate right before its read is sent (it counts from then). */
+  send(slot: string): Promise<void>;
   /** Gives back a slot no read used. */
   release(slot: string): void;
   /** A read's answer (or failure), counted like a post's. */
@@ -216,6 +218,7 @@ export class Reconciler {
       // A lookup's own key is never in the ledger: the slot is all it can be.
       const taken = slot ?? (await requests.slot());
       slot = undefined;
+      await requests.send(taken);
       this.#o.onRequest?.('lookup');
       const result = await this.#o.client.get(token, path, query);
       return { result, slot: taken };

@@ -2,25 +2,31 @@ import { describe, expect, it } from 'vitest';
 import { BudgetLog, type BudgetLogOptions } from './budget-log.ts';
 
 const B = { max: 3, windowMs: 1_000, daily: 1_000 };
-const O: BudgetLogOptions = { inflightMs: 5_000, horizonMs: () => 2_000, resetOffsetMs: 0 };
+// The sliding log's arithmetic, unpaced; pacing has its own test below.
+const O: BudgetLogOptions = { inflightMs: 5_000, horizonMs: () => 2_000, resetOffsetMs: 0, pace: false };
 const T = 1_800_000_000_000;
 const log = () => new BudgetLog(O);
+/** Takes a slot and sends at once when it is free (what a delivery with a place in flight does). */
+const send = (l: BudgetLog, slot: string, at: number, b = B, live = false) => {
+  const took = l.take(slot, live, at, b);
+  return took.kind === 'go' ? l.proceed(slot, at, b) : took;
+};
 
 describe("BudgetLog: the holder's sliding log", () => {
   it('lets max requests go at once, then reserves the moment a slot is expected to free', () => {
     const l = log();
-    expect(['a', 'b', 'c'].map((s) => l.take(s, false, T, B).kind)).toEqual(['go', 'go', 'go']);
+    expect(['a', 'b', 'c'].map((s) => send(l, s, T).kind)).toEqual(['go', 'go', 'go']);
     // None answered yet, latency unknown (0): the first frees one window after it was sent.
     expect(l.take('d', false, T, B)).toEqual({ kind: 'reserved', sendInMs: 1_000 });
   });
 
   it('counts an answered request until one window after its answer, not after its send', () => {
     const l = log();
-    for (const s of ['a', 'b', 'c']) l.take(s, false, T, B);
+    for (const s of ['a', 'b', 'c']) send(l, s, T);
     l.answered('a', T + 200, B, undefined, 'up');
     expect(l.view(T + 1_199, B).counted).toBe(3);
     expect(l.view(T + 1_200, B).counted).toBe(2);
-    expect(l.take('d', false, T + 1_200, B)).toEqual({ kind: 'go' });
+    expect(send(l, 'd', T + 1_200)).toEqual({ kind: 'go' });
   });
 
   it('reserves one slot after another, each at its own expected expiry', () => {
@@ -30,7 +36,7 @@ describe("BudgetLog: the holder's sliding log", () => {
       ['b', 100],
       ['c', 200],
     ] as const)
-      l.take(s, false, T + at, B);
+      send(l, s, T + at);
     for (const [s, at] of [
       ['a', 50],
       ['b', 150],
@@ -47,7 +53,7 @@ describe("BudgetLog: the holder's sliding log", () => {
 
   it('the gate lets a reserved request go only while fewer than max count, else says how much longer', () => {
     const l = log();
-    for (const s of ['a', 'b', 'c']) l.take(s, false, T, B);
+    for (const s of ['a', 'b', 'c']) send(l, s, T);
     expect(l.take('d', false, T, B).kind).toBe('reserved');
     // Woke at its time but no answer came back yet: the window is still full.
     expect(l.proceed('d', T + 1_000, B)).toMatchObject({ kind: 'later' });
@@ -57,13 +63,13 @@ describe("BudgetLog: the holder's sliding log", () => {
 
   it('says wait instead of reserving past the horizon', () => {
     const l = new BudgetLog({ ...O, horizonMs: () => 500 });
-    for (const s of ['a', 'b', 'c']) l.take(s, false, T, B);
+    for (const s of ['a', 'b', 'c']) send(l, s, T);
     expect(l.take('d', false, T, B)).toEqual({ kind: 'wait', waitMs: 1_000 });
   });
 
   it('a live message ranks ahead of every backfill reservation, and live ones keep their order', () => {
     const l = log();
-    for (const s of ['a', 'b', 'c']) l.take(s, false, T, B);
+    for (const s of ['a', 'b', 'c']) send(l, s, T);
     for (const [s, at] of [
       ['a', 10],
       ['b', 20],
@@ -84,30 +90,30 @@ describe("BudgetLog: the holder's sliding log", () => {
 
   it('a 429 gives the slot back, blocks the location, and then one request probes before the rest', () => {
     const l = log();
-    l.take('a', false, T, B);
+    send(l, 'a', T);
     expect(l.refuse('a', T + 50, 2_000)).toBe(2_000);
     expect(l.take('b', false, T + 100, B)).toEqual({ kind: 'wait', waitMs: 1_950 });
-    expect(l.take('probe', false, T + 2_100, B)).toEqual({ kind: 'go' });
+    expect(send(l, 'probe', T + 2_100)).toEqual({ kind: 'go' });
     expect(l.take('c', false, T + 2_110, B)).toEqual({ kind: 'wait', waitMs: 50 });
     l.answered('probe', T + 2_150, B, { remaining: 2, max: 3 }, 'up');
-    expect(l.take('c', false, T + 2_160, B)).toEqual({ kind: 'go' });
+    expect(send(l, 'c', T + 2_160)).toEqual({ kind: 'go' });
   });
 
   it("counts HighLevel's failures in a row; one in flight when the wait began does not count again; an answer clears them", () => {
     const l = log();
-    for (const s of ['a', 'b', 'c']) l.take(s, false, T, B);
+    for (const s of ['a', 'b', 'c']) send(l, s, T);
     expect(l.answered('a', T + 10, B, undefined, 'down')).toBe(1);
     l.refuse('a', T + 10, 1_000);
     expect(l.answered('b', T + 20, B, undefined, 'down')).toBe(1);
     expect(l.answered('c', T + 30, B, undefined, 'up')).toBe(0);
-    l.take('d', false, T + 5_000, B);
+    send(l, 'd', T + 5_000);
     expect(l.answered('d', T + 5_010, B, undefined, 'down')).toBe(1);
   });
 
   it('parks a location whose daily budget is spent until the next reset; a slot given back gives back its count', () => {
     const l = log();
     const daily = { ...B, max: 10, daily: 2 };
-    l.take('a', false, T, daily);
+    send(l, 'a', T, daily);
     l.take('b', false, T, daily);
     const parked = l.take('c', false, T, daily);
     expect(parked).toMatchObject({ kind: 'parked', until: (Math.floor(T / 86_400_000) + 1) * 86_400_000 });
@@ -118,11 +124,11 @@ describe("BudgetLog: the holder's sliding log", () => {
   it('learns that others spend the location from X-RateLimit-Remaining, and adopts a lower max, a longer window and the daily count HighLevel reports', () => {
     const l = log();
     const b = { max: 10, windowMs: 1_000, daily: 1_000 };
-    l.take('a', false, T, b);
+    send(l, 'a', T, b);
     l.answered('a', T + 10, b, { remaining: 5, dailyRemaining: 900, daily: 1_000 }, 'up');
     // 10 - 5 = 5 counted by HighLevel, 1 of them ours: 4 others'.
     expect(l.view(T + 20, b)).toMatchObject({ counted: 5, dailyUsed: 100 });
-    l.take('b', false, T + 20, b);
+    send(l, 'b', T + 20, b);
     l.answered('b', T + 30, b, { max: 4, intervalMs: 3_000 }, 'up');
     expect(l.view(T + 40, b).budget).toEqual({ max: 4, windowMs: 3_000, daily: 1_000 });
     // A larger max or shorter window than the settings is not adopted: the settings are the ceiling.
@@ -132,8 +138,8 @@ describe("BudgetLog: the holder's sliding log", () => {
 
   it('saves in Redis time and loads in local time; a request in flight is saved as counting as long as it may', () => {
     const l = log();
-    l.take('a', false, T, B);
-    l.take('b', false, T, B);
+    send(l, 'a', T);
+    send(l, 'b', T);
     l.answered('a', T + 100, B, undefined, 'up');
     const saved = l.save(T + 200, B, (t) => t + 7);
     expect(saved.counted).toEqual([T + 1_100 + 7, T + 5_000 + 1_000 + 7]);
@@ -143,10 +149,37 @@ describe("BudgetLog: the holder's sliding log", () => {
     expect(loaded.view(T + 6_000, B).counted).toBe(0);
   });
 
+  it('a slot free now counts only from its send: a request waiting for a place in flight holds none', () => {
+    const l = log();
+    expect(['a', 'b', 'c'].map((s) => l.take(s, false, T, B).kind)).toEqual(['go', 'go', 'go']);
+    expect(l.view(T, B).counted).toBe(0);
+    // A fourth ranks behind the three reserved: it waits for one of their slots to free.
+    expect(l.take('d', false, T, B).kind).toBe('reserved');
+    // The first has its place 200 ms later: it counts from then, until a window after its answer.
+    expect(l.proceed('a', T + 200, B)).toEqual({ kind: 'go' });
+    expect(l.view(T + 200, B).counted).toBe(1);
+    l.answered('a', T + 250, B, undefined, 'up');
+    expect(l.view(T + 1_249, B).counted).toBe(1);
+    expect(l.view(T + 1_250, B).counted).toBe(0);
+  });
+
+  it('backfill is paced to one request per window / max; a live message is not, and goes first', () => {
+    const l = new BudgetLog({ ...O, pace: true });
+    const b = { max: 10, windowMs: 1_000, daily: 1_000 };
+    expect(l.take('b1', false, T, b)).toEqual({ kind: 'go' });
+    expect(l.hasRoom(false, T, b)).toBe(false);
+    expect(l.take('b2', false, T, b)).toEqual({ kind: 'reserved', sendInMs: 100 });
+    expect(l.take('b3', false, T, b)).toEqual({ kind: 'reserved', sendInMs: 200 });
+    expect(l.hasRoom(true, T, b)).toBe(true);
+    expect(l.take('live', true, T + 10, b)).toEqual({ kind: 'go' });
+    // The pace is the budget's: past it, a backfill request goes at once again.
+    expect(l.hasRoom(false, T + 300, b)).toBe(true);
+  });
+
   it('a block set for a lapsed holder holds every request until it ends', () => {
     const l = log();
     l.blockUntil(T + 3_000);
     expect(l.take('a', true, T, B)).toEqual({ kind: 'wait', waitMs: 3_000 });
-    expect(l.take('a', true, T + 3_000, B)).toEqual({ kind: 'go' });
+    expect(send(l, 'a', T + 3_000, B, true)).toEqual({ kind: 'go' });
   });
 });

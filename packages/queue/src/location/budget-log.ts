@@ -10,10 +10,18 @@
  * than `max` of ours, whatever the latency. Requests other apps made (learned from
  * `X-RateLimit-Remaining`) count for one window.
  *
- * Throughput: when the window is full, a request reserves the moment a slot is expected to free
- * (the k-th earliest expected expiry, counting the reservations ranked ahead of it) and passes the
- * gate (`proceed`) then. Live messages rank ahead of every backfill reservation, and among
- * themselves in the order they asked: a live message takes the next slot that frees.
+ * Throughput: a request reserves a slot (`take`): now when one is free, else the moment one is
+ * expected to free (the k-th earliest expected expiry, counting the reservations ranked ahead of
+ * it). It counts only once it passes the gate (`proceed`), right before it is sent: a request
+ * that waits for a place in flight holds no slot meanwhile, so none is spent waiting. Live
+ * messages rank ahead of every backfill reservation, and among themselves in the order they
+ * asked: a live message takes the next slot that frees.
+ *
+ * Backfill is paced: one request per `window / max` at most, so a location's slots free one by
+ * one rather than all at once a window after a burst. The budget used is the same (the log's own
+ * limit binds first: each slot counts for a window and a latency), but a live message then finds
+ * a slot within one slot interval however busy its location is, and the worker's requests (and
+ * HighLevel's answers) come evenly instead of in bursts that a busy host answers late.
  *
  * All times are this process's clock (ms); `budget.ts` converts to and from Redis's clock.
  */
@@ -29,9 +37,9 @@ export interface RateHeaders {
 }
 
 export type Take =
-  /** In flight now: send. */
+  /** A slot is free now: reserved; pass `proceed` right before sending. */
   | { kind: 'go' }
-  /** Reserved: call `proceed` after `sendInMs`. */
+  /** Reserved for later: pass `proceed` after `sendInMs`. */
   | { kind: 'reserved'; sendInMs: number }
   /** The location waits (a 429's or an outage's block, a probe in flight, a slot past the horizon). */
   | { kind: 'wait'; waitMs: number }
@@ -78,6 +86,8 @@ export interface BudgetLogOptions {
   horizonMs?: (budget: Budget) => number;
   /** GHL_DAILY_RESET as ms after midnight UTC. */
   resetOffsetMs: number;
+  /** Backfill paced to one request per window / max (see above). Default true. */
+  pace?: boolean;
 }
 
 /** How long a request waits while the probe after a 429 is in flight (ms). */
@@ -109,6 +119,8 @@ export class BudgetLog {
   #sharedUntil = 0;
   #day = -1;
   #dailyUsed = 0;
+  /** The earliest moment the next backfill request may go (see pacing, above). */
+  #paceAt = -Infinity;
 
   constructor(options: BudgetLogOptions) {
     this.#o = options;
@@ -141,17 +153,25 @@ export class BudgetLog {
     const ahead = this.#aheadOf(live, undefined);
     let sendAt = now;
     if (counted + ahead.length >= b.max) sendAt = Math.max(now + 1, this.#kthExpiry(counted + ahead.length - b.max + 1, ahead, now, b.windowMs));
+    const paced = !live && this.#o.pace !== false;
+    if (paced) sendAt = Math.max(sendAt, Math.ceil(this.#paceAt));
     if (sendAt - now > (this.#o.horizonMs?.(b) ?? 2 * b.windowMs)) return { kind: 'wait', waitMs: sendAt - now };
+    if (paced) this.#paceAt = sendAt + b.windowMs / b.max;
     this.#dailyUsed += 1;
-    if (sendAt > now) {
-      this.#reserved.set(slot, { at: sendAt, live, seq: (this.#seq += 1) });
-      return { kind: 'reserved', sendInMs: sendAt - now };
-    }
-    this.#send(slot, now);
-    return { kind: 'go' };
+    this.#reserved.set(slot, { at: sendAt, live, seq: (this.#seq += 1) });
+    return sendAt > now ? { kind: 'reserved', sendInMs: sendAt - now } : { kind: 'go' };
   }
 
-  /** The gate of a reserved request when its time comes. */
+  /** Whether a request taken now would go at once: another job of the location is worth taking. */
+  hasRoom(live: boolean, now: number, base: Budget): boolean {
+    this.#trim(now);
+    const b = this.budget(base);
+    if (this.#block > now || (this.#probe !== 'none' && this.#probe !== 'due')) return false;
+    if (!live && this.#o.pace !== false && this.#paceAt > now) return false;
+    return this.#counted() + this.#aheadOf(live, undefined).length < b.max;
+  }
+
+  /** The gate of a reserved request, right before it is sent: `go` counts it from now. */
   proceed(slot: string, now: number, base: Budget): Gate {
     const mine = this.#reserved.get(slot);
     if (mine === undefined) return { kind: 'wait', waitMs: 0 };

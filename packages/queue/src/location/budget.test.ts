@@ -4,7 +4,8 @@ import { redisNow } from './redis-time.ts';
 import { budgetKeys, Budgets, type BudgetSettings } from './budget.ts';
 import { LocationReader } from './index.ts';
 
-const SETTINGS: BudgetSettings = { budget: () => ({ max: 3, windowMs: 2_000, daily: 100 }), inflightMs: 5_000, resetOffsetMs: 0 };
+// Unpaced, so that the handover's arithmetic reads plainly (pacing: budget-log.test.ts).
+const SETTINGS: BudgetSettings = { budget: () => ({ max: 3, windowMs: 2_000, daily: 100 }), inflightMs: 5_000, resetOffsetMs: 0, pace: false };
 
 describe('Budgets: a location budget handed from holder to holder (Lua, on a real Redis)', () => {
   const redis = useRedis();
@@ -14,6 +15,7 @@ describe('Budgets: a location budget handed from holder to holder (Lua, on a rea
   it('a turn that ends hands its log to the next holder: what it sent still counts there', async () => {
     const first = await budgets().hold('a', await leaseEnd());
     expect(['s1', 's2'].map((s) => first.take(s, false).kind)).toEqual(['go', 'go']);
+    expect(['s1', 's2'].map((s) => first.proceed(s).kind)).toEqual(['go', 'go']);
     first.answered('s1', undefined, 'up');
     first.answered('s2', undefined, 'up');
     expect(await budgets().close(first)).toBe(true);
@@ -21,6 +23,7 @@ describe('Budgets: a location budget handed from holder to holder (Lua, on a rea
     const next = await budgets().hold('a', await leaseEnd());
     expect(next.view().counted).toBe(2);
     expect(next.take('s3', false).kind).toBe('go');
+    expect(next.proceed('s3').kind).toBe('go');
     // The fourth would be over the budget of 3 in a window: it is reserved for when one frees.
     expect(next.take('s4', false)).toMatchObject({ kind: 'reserved' });
     // status reads the same log.
@@ -33,6 +36,7 @@ describe('Budgets: a location budget handed from holder to holder (Lua, on a rea
     const end = await leaseEnd();
     const lapsed = await budgets().hold('b', end);
     lapsed.take('s1', false);
+    lapsed.proceed('s1');
     const next = await budgets().hold('b', await leaseEnd());
     const took = next.take('s2', true);
     expect(took.kind).toBe('wait');
@@ -52,6 +56,7 @@ describe('Budgets: a location budget handed from holder to holder (Lua, on a rea
   it('a log saved under another Redis run (writes since may be lost) is not trusted: the next holder waits as after a lapse', async () => {
     const first = await budgets('run-1').hold('d', await leaseEnd());
     first.take('s1', false);
+    first.proceed('s1');
     first.answered('s1', undefined, 'up');
     await budgets('run-1').close(first);
     const next = await budgets('run-2').hold('d', await leaseEnd());

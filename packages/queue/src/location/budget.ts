@@ -65,6 +65,11 @@ export class HeldBudget {
     return this.#log.take(slot, live, this.#now(), this.#base());
   }
 
+  /** Whether a backfill request taken now would go at once (another job of the location is worth taking). */
+  hasRoom(): boolean {
+    return this.#log.hasRoom(false, this.#now(), this.#base());
+  }
+
   proceed(slot: string): Gate {
     return this.#log.proceed(slot, this.#now(), this.#base());
   }
