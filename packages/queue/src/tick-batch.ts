@@ -1,8 +1,8 @@
 /**
  * Coalesces calls made in the same turn of the event loop into one call per key (a location):
- * the limiter's scripts take a batch of one location's messages, so jobs finishing together cost
- * Redis one script call instead of one each. Each caller still gets its own result, or the
- * batch's error.
+ * the ledger's reads and writes (ledger-gate.ts) take a batch of one location's messages, so jobs
+ * finishing together cost Redis one round trip instead of one each. Each caller still gets its
+ * own result, or the batch's error.
  */
 export class TickBatch<In, Out> {
   readonly #run: (key: string, items: In[]) => Promise<Out[]>;

@@ -103,13 +103,13 @@ interface Reservation {
 export class BudgetLog {
   readonly #o: BudgetLogOptions;
   /** Expiries of answered requests (answer + window), ascending. */
-  #answered: number[] = [];
+  #answered = new Expiries();
   /** Slot -> when it was sent. */
   readonly #inflight = new Map<string, number>();
   readonly #reserved = new Map<string, Reservation>();
   #seq = 0;
   /** Expiries of other apps' requests, ascending. */
-  #others: number[] = [];
+  #others = new Expiries();
   #block = 0;
   /** 'none'; 'due': the next request probes; else the slot of the probe in flight. */
   #probe: string = 'none';
@@ -150,25 +150,34 @@ export class BudgetLog {
     // After a 429 or an outage, one request goes first and the rest wait for its answer's headers.
     if (this.#probe !== 'none' && this.#probe !== 'due') return { kind: 'wait', waitMs: PROBE_WAIT_MS };
     const counted = this.#counted();
-    const ahead = this.#aheadOf(live, undefined);
     let sendAt = now;
-    if (counted + ahead.length >= b.max) sendAt = Math.max(now + 1, this.#kthExpiry(counted + ahead.length - b.max + 1, ahead, now, b.windowMs));
+    // Far from the limit (the usual case with a large budget), no reservation can be in the way.
+    if (counted + this.#reserved.size >= b.max) {
+      const ahead = this.#aheadOf(live, undefined);
+      if (counted + ahead.length >= b.max) sendAt = Math.max(now + 1, this.#kthExpiry(counted + ahead.length - b.max + 1, ahead, now, b.windowMs));
+    }
     const paced = !live && this.#o.pace !== false;
-    if (paced) sendAt = Math.max(sendAt, Math.ceil(this.#paceAt));
-    if (sendAt - now > (this.#o.horizonMs?.(b) ?? 2 * b.windowMs)) return { kind: 'wait', waitMs: sendAt - now };
+    // The pace may fall between milliseconds (a budget of thousands a second): kept exact, so
+    // that rounding never slows the pace itself.
+    if (paced) sendAt = Math.max(sendAt, this.#paceAt);
+    if (sendAt - now > (this.#o.horizonMs?.(b) ?? 2 * b.windowMs)) return { kind: 'wait', waitMs: Math.ceil(sendAt - now) };
     if (paced) this.#paceAt = sendAt + b.windowMs / b.max;
     this.#dailyUsed += 1;
     this.#reserved.set(slot, { at: sendAt, live, seq: (this.#seq += 1) });
-    return sendAt > now ? { kind: 'reserved', sendInMs: sendAt - now } : { kind: 'go' };
+    return sendAt - now >= 1 ? { kind: 'reserved', sendInMs: Math.ceil(sendAt - now) } : { kind: 'go' };
   }
 
-  /** Whether a request taken now would go at once: another job of the location is worth taking. */
+  /**
+   * Whether a request taken now would go within about one request's latency: another job of the
+   * location is worth taking (one taken to wait longer would only hold a job and a place).
+   */
   hasRoom(live: boolean, now: number, base: Budget): boolean {
     this.#trim(now);
     const b = this.budget(base);
     if (this.#block > now || (this.#probe !== 'none' && this.#probe !== 'due')) return false;
-    if (!live && this.#o.pace !== false && this.#paceAt > now) return false;
-    return this.#counted() + this.#aheadOf(live, undefined).length < b.max;
+    if (!live && this.#o.pace !== false && this.#paceAt > now + Math.max(1, this.#latency ?? 0)) return false;
+    const counted = this.#counted();
+    return counted + this.#reserved.size < b.max || counted + this.#aheadOf(live, undefined).length < b.max;
   }
 
   /** The gate of a reserved request, right before it is sent: `go` counts it from now. */
@@ -181,9 +190,9 @@ export class BudgetLog {
       this.#giveBack(slot);
       return { kind: 'wait', waitMs: this.#block - now };
     }
-    const ahead = this.#aheadOf(mine.live, mine);
     if (this.#probe !== 'none' && this.#probe !== 'due') return this.#later(slot, mine, now, PROBE_WAIT_MS);
     const counted = this.#counted();
+    const ahead = counted + this.#reserved.size - 1 < b.max ? [] : this.#aheadOf(mine.live, mine);
     // Free slots go to the reservations ranked ahead first (live ones, then the earlier asked).
     if (counted + ahead.length < b.max) {
       this.#reserved.delete(slot);
@@ -220,16 +229,16 @@ export class BudgetLog {
       const took = now - sent;
       this.#latency = Math.floor((this.#latency ?? took) * 0.8 + took * 0.2);
     }
-    insertSorted(this.#answered, now + b.windowMs);
+    this.#answered.add(now + b.windowMs);
     this.#trim(now);
     if (rate?.remaining !== undefined) {
       // What HighLevel counts beyond ours, others spent. Once others show up, the location is
       // shared for ten windows, and only answered requests count as ours: slower to use the
       // budget, but a rival's spending is not mistaken for our requests in flight.
-      let others = b.max - rate.remaining - this.#answered.length - this.#inflight.size;
+      let others = b.max - rate.remaining - this.#answered.size - this.#inflight.size;
       if (others > 0) this.#sharedUntil = now + 10 * b.windowMs;
-      if (this.#sharedUntil > now) others = b.max - rate.remaining - this.#answered.length;
-      for (let have = this.#others.length; have < others; have += 1) insertSorted(this.#others, now + b.windowMs);
+      if (this.#sharedUntil > now) others = b.max - rate.remaining - this.#answered.size;
+      for (let have = this.#others.size; have < others; have += 1) this.#others.add(now + b.windowMs);
     }
     if (rate?.dailyRemaining !== undefined) {
       // The day's count rises to what HighLevel counted of its own daily limit (another app spent
@@ -277,11 +286,11 @@ export class BudgetLog {
     this.#trim(now);
     this.#rollDay(now);
     const window = this.budget(base).windowMs;
-    const counted = [...this.#answered, ...[...this.#inflight.values()].map((sent) => sent + this.#o.inflightMs + window)].sort((a, b) => a - b);
+    const counted = [...this.#answered.values(), ...[...this.#inflight.values()].map((sent) => sent + this.#o.inflightMs + window)].sort((a, b) => a - b);
     return {
       v: 1,
       counted: counted.map(toRemote),
-      others: this.#others.map(toRemote),
+      others: this.#others.values().map(toRemote),
       block: this.#block > now ? toRemote(this.#block) : 0,
       probe: this.#probe !== 'none',
       outage: this.#outage,
@@ -297,8 +306,8 @@ export class BudgetLog {
   static load(saved: SavedLog | undefined, options: BudgetLogOptions, toLocal: (remote: number) => number): BudgetLog {
     const log = new BudgetLog(options);
     if (saved === undefined) return log;
-    log.#answered = saved.counted.map(toLocal).sort((a, b) => a - b);
-    log.#others = saved.others.map(toLocal).sort((a, b) => a - b);
+    log.#answered = Expiries.of(saved.counted.map(toLocal));
+    log.#others = Expiries.of(saved.others.map(toLocal));
     log.#block = saved.block > 0 ? toLocal(saved.block) : 0;
     log.#probe = saved.probe ? 'due' : 'none';
     log.#outage = saved.outage;
@@ -343,7 +352,7 @@ export class BudgetLog {
   }
 
   #counted(): number {
-    return this.#answered.length + this.#inflight.size + this.#others.length;
+    return this.#answered.size + this.#inflight.size + this.#others.size;
   }
 
   /** Reservations ranked ahead of one (live ones before backfill; then in order of asking). */
@@ -365,7 +374,7 @@ export class BudgetLog {
    */
   #kthExpiry(k: number, ahead: readonly Reservation[], now: number, window: number): number {
     const latency = this.#latency ?? 0;
-    const e = [...this.#answered, ...this.#others];
+    const e = [...this.#answered.values(), ...this.#others.values()];
     for (const sent of this.#inflight.values()) e.push(Math.max(now, sent + latency) + window);
     for (const r of ahead) e.push(r.at + latency + window);
     e.sort((a, b) => a - b);
@@ -373,8 +382,8 @@ export class BudgetLog {
   }
 
   #trim(now: number): void {
-    dropUntil(this.#answered, now);
-    dropUntil(this.#others, now);
+    this.#answered.dropUntil(now);
+    this.#others.dropUntil(now);
   }
 
   #rollDay(now: number): void {
@@ -386,15 +395,42 @@ export class BudgetLog {
   }
 }
 
-function insertSorted(xs: number[], x: number): void {
-  let i = xs.length;
-  while (i > 0 && (xs[i - 1] as number) > x) i -= 1;
-  xs.splice(i, 0, x);
-}
+/**
+ * Expiry times, ascending, dropped from the front as they pass: an array and the index of its
+ * first live entry, compacted now and then, so that dropping is O(1) however many a window holds.
+ */
+class Expiries {
+  #xs: number[] = [];
+  #head = 0;
 
-/** Drops the leading entries at or before `now` from an ascending list. */
-function dropUntil(xs: number[], now: number): void {
-  let n = 0;
-  while (n < xs.length && (xs[n] as number) <= now) n += 1;
-  if (n > 0) xs.splice(0, n);
+  static of(times: number[]): Expiries {
+    const e = new Expiries();
+    e.#xs = times.sort((a, b) => a - b);
+    return e;
+  }
+
+  get size(): number {
+    return this.#xs.length - this.#head;
+  }
+
+  add(x: number): void {
+    const xs = this.#xs;
+    let i = xs.length;
+    while (i > this.#head && (xs[i - 1] as number) > x) i -= 1;
+    if (i === xs.length) xs.push(x);
+    else xs.splice(i, 0, x);
+  }
+
+  dropUntil(now: number): void {
+    const xs = this.#xs;
+    while (this.#head < xs.length && (xs[this.#head] as number) <= now) this.#head += 1;
+    if (this.#head > 1_024 && this.#head * 2 > xs.length) {
+      this.#xs = xs.slice(this.#head);
+      this.#head = 0;
+    }
+  }
+
+  values(): number[] {
+    return this.#xs.slice(this.#head);
+  }
 }

@@ -1,13 +1,15 @@
 /**
  * The delivery ledger as a delivery meets it: one read before a post (was the message delivered
  * already? is the job's lock still ours?) and one write after (the entry, and the count `status`
- * shows), each one pipelined round trip of plain commands in the location's hash slot, with no
- * script. The write-back after Redis lost writes is `ledger-writeback.ts`'s: a read waits for it,
+ * shows), plain commands in the location's hash slot, with no script. Calls for one location in
+ * the same turn of the event loop share one round trip (`TickBatch`): the reads as two MGETs, the
+ * writes as one SET each and one HINCRBY. The write-back after Redis lost writes is `ledger-writeback.ts`'s: a read waits for it,
  * and a write that fails is retried there until it lands.
  */
 import type { RedisClient } from '../connection.ts';
 import { keysFor, type Keys } from '../keys.ts';
 import { formatLedgerEntry, parseLedgerEntry, type LedgerEntry } from '../ledger.ts';
+import { TickBatch } from '../tick-batch.ts';
 import type { LedgerWriteBack } from './ledger-writeback.ts';
 
 /** A job's BullMQ lock: `<prefix>:loc.{<locationId>}:<jobId>:lock`, in the location's hash slot. */
@@ -41,27 +43,42 @@ export class LedgerGate {
   async beforePost(locationId: string, key: string, lock: JobLock | undefined): Promise<BeforePost> {
     // Not before what Redis may have lost of the ledger is written back, by every worker.
     await this.#writeBack.readable();
-    const p = this.#redis.pipeline().get(this.#keys.ledger(locationId, key));
-    if (lock !== undefined) p.get(lock.key);
+    return this.#reads.add(locationId, { key, lock });
+  }
+
+  readonly #reads = new TickBatch<{ key: string; lock: JobLock | undefined }, BeforePost>(async (locationId, items) => {
+    const locks = items.filter((i) => i.lock !== undefined).map((i) => (i.lock as JobLock).key);
+    const p = this.#redis.pipeline().mget(items.map((i) => this.#keys.ledger(locationId, i.key)));
+    if (locks.length > 0) p.mget(locks);
     const replies = (await p.exec()) ?? [];
     for (const [error] of replies) if (error !== null) throw error;
-    const entry = replies[0]?.[1];
-    if (lock !== undefined && replies[1]?.[1] !== lock.token) return { kind: 'lock-lost' };
-    if (typeof entry !== 'string') return { kind: 'go' };
-    await this.#redis.hincrby(this.#keys.stats(locationId), 'skipped', 1);
-    return { kind: 'delivered', entry: parseLedgerEntry(entry) };
-  }
+    const entries = (replies[0]?.[1] ?? []) as (string | null)[];
+    const tokens = (replies[1]?.[1] ?? []) as (string | null)[];
+    let t = 0;
+    let skipped = 0;
+    const out = items.map((item, i): BeforePost => {
+      const token = item.lock === undefined ? undefined : tokens[t++];
+      if (item.lock !== undefined && token !== item.lock.token) return { kind: 'lock-lost' };
+      const entry = entries[i];
+      if (typeof entry !== 'string') return { kind: 'go' };
+      skipped += 1;
+      return { kind: 'delivered', entry: parseLedgerEntry(entry) };
+    });
+    if (skipped > 0) await this.#redis.hincrby(this.#keys.stats(locationId), 'skipped', skipped);
+    return out;
+  });
 
   /** After a post HighLevel accepted: the ledger entry (before the job completes) and the delivered count. */
   async recordDelivered(locationId: string, key: string, entry: LedgerEntry): Promise<void> {
-    await this.#writeBack.writing({ locationId, key, entry }, async () => {
-      const replies =
-        (await this.#redis
-          .pipeline()
-          .set(this.#keys.ledger(locationId, key), formatLedgerEntry(entry), 'PX', this.#ttlMs)
-          .hincrby(this.#keys.stats(locationId), 'delivered', 1)
-          .exec()) ?? [];
-      for (const [error] of replies) if (error !== null) throw error;
-    });
+    await this.#writeBack.writing({ locationId, key, entry }, () => this.#writes.add(locationId, { key, entry }));
   }
+
+  readonly #writes = new TickBatch<{ key: string; entry: LedgerEntry }, void>(async (locationId, items) => {
+    const p = this.#redis.pipeline();
+    for (const { key, entry } of items) p.set(this.#keys.ledger(locationId, key), formatLedgerEntry(entry), 'PX', this.#ttlMs);
+    p.hincrby(this.#keys.stats(locationId), 'delivered', items.length);
+    const replies = (await p.exec()) ?? [];
+    for (const [error] of replies) if (error !== null) throw error;
+    return items.map(() => undefined);
+  });
 }
