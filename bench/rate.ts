@@ -176,9 +176,12 @@ async function run(s: Scenario): Promise<void> {
   );
   if (statsAfter !== '') {
     // Where the commands go, per delivered message (BENCH_RATE_COMMANDSTATS=1; one Redis only).
-    const calls = (text: string) => new Map([...text.matchAll(/cmdstat_([\w|]+):calls=(\d+),usec=(\d+)/g)].map((m) => [m[1] as string, [Number(m[2]), Number(m[3])] as const]));
+    const calls = (text: string) =>
+      new Map([...text.matchAll(/cmdstat_([\w|]+):calls=(\d+),usec=(\d+)/g)].map((m) => [m[1] as string, [Number(m[2]), Number(m[3])] as const]));
     const a = calls(statsBefore);
-    const rows = [...calls(statsAfter)].map(([name, [n, us]]) => [name, (n - (a.get(name)?.[0] ?? 0)) / Math.max(1, total), (us - (a.get(name)?.[1] ?? 0)) / Math.max(1, total)] as const);
+    const rows = [...calls(statsAfter)].map(
+      ([name, [n, us]]) => [name, (n - (a.get(name)?.[0] ?? 0)) / Math.max(1, total), (us - (a.get(name)?.[1] ?? 0)) / Math.max(1, total)] as const,
+    );
     for (const [name, n, us] of rows.sort((x, y) => y[1] - x[1]).filter((r) => r[1] >= 0.05))
       process.stdout.write(`    ${name.padEnd(28)} ${fmt(n, 2)} calls, ${fmt(us, 1)} µs per message\n`);
   }

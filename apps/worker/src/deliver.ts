@@ -186,9 +186,9 @@ export class Delivery {
     // failure counted): a worker killed meanwhile can leave at most WORKER_CONCURRENCY messages
     // that HighLevel may hold and the ledger does not.
     try {
-      // A token read before a wait for a slot may have reached its refresh point meanwhile: ask again
-      // (from memory while it is fresh), so a short-lived OAuth token is not sent expired.
-      const current = credential.oauth ? await this.#o.credentials.forLocation(data.locationId) : credential;
+      // A token read before a wait for a slot may have changed meanwhile (an OAuth token reached
+      // its refresh point; a tokens file was reloaded after a 401): ask again, from memory.
+      const current = await this.#o.credentials.forLocation(data.locationId);
       const used = current.kind === 'token' ? current : credential;
       // The location's lease and the job's lock: another process may hold either by now (this
       // one paused, or its renewal failed), and then its budget is not ours to spend.
