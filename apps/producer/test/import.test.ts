@@ -69,7 +69,7 @@ describe('ingest import', () => {
     expect(JSON.parse(r.stdout)).toMatchObject({ format: 'csv', accepted: 3, rejected: 2 });
     expect(rejects(path).map((x) => x.line)).toEqual([6, 7]);
     const q = new Queue(locationQueueName('locA'), { connection: redis.client(), prefix: redis.prefix });
-    const bodies = (await q.getJobs(['wait'])).map((j) => (j.data as { body: Record<string, unknown> }).body);
+    const bodies = (await q.getJobs(['prioritized'])).map((j) => (j.data as { body: Record<string, unknown> }).body);
     await q.close();
     expect(bodies).toEqual(
       expect.arrayContaining([

@@ -48,7 +48,9 @@ describe('library API and HTTP intake', () => {
     const [job] = await q.getJobs(['wait']);
     await q.close();
     expect(job?.data).toMatchObject({ source: 'live', key: 'k-a1' });
-    expect(job?.opts.lifo).toBe(true);
+    // Live: BullMQ's wait list, first in first out (backfill goes to its prioritized set, after).
+    expect(job?.opts.lifo).toBeUndefined();
+    expect(job?.opts.priority).toBeUndefined();
   });
 
   it('POST /v1/messages: 202 with a result per record', async () => {

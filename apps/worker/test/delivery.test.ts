@@ -85,7 +85,7 @@ describe('delivery by answer', () => {
   it('a job whose data no longer parses is permanent and never posted', async () => {
     const h = await harness();
     await h.send([sms(1)]);
-    const [job] = await h.queue('locA').getJobs(['wait']);
+    const [job] = await h.queue('locA').getJobs(['wait', 'prioritized']);
     await job?.updateData({ ...job.data, v: 99 });
     await h.worker();
     await h.settled(['locA']);
@@ -106,7 +106,7 @@ describe('delivery by answer', () => {
     await until(async () => h.queue('locA').isPaused(), 5_000, 'locA to pause');
     expect(await h.deadLettered()).toEqual([]);
     expect(await h.pending('locA')).toBe(2);
-    const [job] = await h.queue('locA').getJobs(['wait']);
+    const [job] = await h.queue('locA').getJobs(['wait', 'prioritized']);
     expect(job?.attemptsMade).toBe(0);
     expect(h.logs.join('')).toContain('paused: credentials rejected');
 

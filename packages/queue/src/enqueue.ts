@@ -31,15 +31,16 @@ export const BACKOFF_TYPE = 'ghl-full-jitter';
 /** Job name; kept short, it is stored with every job. */
 export const JOB_NAME = 'm';
 /**
- * Live messages (intake, library) go before backfill (imports) without BullMQ priorities: backfill
- * joins the back of the wait list, live joins the end workers take from next (`lifo`). Priorities
- * would cost a sorted set per location, and a rate-limited prioritized job returns to that set
- * without the marker that wakes a worker, stalling the location for BullMQ's drain delay (5 s).
- * The price: when live messages themselves queue up, the newest goes first.
+ * Live messages (intake, library) go before backfill (imports), and each kind in the order it
+ * came: live jobs join BullMQ's wait list (first in, first out), backfill its prioritized set at
+ * priority 1 (first in, first out among themselves), and BullMQ takes from the wait list first.
+ * (Live jobs used to join the taking end of the wait list, `lifo`: the newest live message went
+ * first.) The prioritized set costs a sorted-set insert per backfill job; no BullMQ rate limiter is
+ * used, so a prioritized job never waits for a marker.
  */
 export function jobOptions(data: JobData, maxAttempts: number): JobsOptions {
   const options: JobsOptions = { jobId: data.key, attempts: maxAttempts, backoff: { type: BACKOFF_TYPE } };
-  if (data.source === 'live') options.lifo = true;
+  if (data.source !== 'live') options.priority = 1;
   return options;
 }
 
