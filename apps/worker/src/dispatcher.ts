@@ -360,6 +360,9 @@ export class Dispatcher {
     lane.active.set(id, { token, lost });
     let result: DeliveryResult | undefined;
     let failure: unknown;
+    // Paced while this process keeps the location as long as it likes; while others wait for a
+    // turn, the budget is spent as it allows within the turn (what it saved up while in line).
+    turn.budget.paced = !this.#othersDue;
     try {
       result = await this.#o.processor(job, lost.signal, turn);
     } catch (error) {

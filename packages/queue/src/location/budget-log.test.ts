@@ -136,6 +136,16 @@ describe("BudgetLog: the holder's sliding log", () => {
     expect(l.view(T + 60, b).budget).toEqual(b);
   });
 
+  it("a request of ours that stopped counting while another was on its way is not taken for another app's", () => {
+    const l = log();
+    send(l, 'a', T);
+    l.answered('a', T + 10, B, { remaining: 2 }, 'up');
+    // b is sent while a still counts (until T + 1010); HighLevel counts both when b arrives.
+    send(l, 'b', T + 1_000);
+    l.answered('b', T + 1_050, B, { remaining: 1 }, 'up');
+    expect(l.view(T + 1_060, B).counted).toBe(1);
+  });
+
   it('saves in Redis time and loads in local time; a request in flight is saved as counting as long as it may', () => {
     const l = log();
     send(l, 'a', T);
@@ -163,17 +173,18 @@ describe("BudgetLog: the holder's sliding log", () => {
     expect(l.view(T + 1_250, B).counted).toBe(0);
   });
 
-  it('backfill is paced to one request per window / max; a live message is not, and goes first', () => {
+  it('backfill is paced to one request per window / max, three at most together; a live message is not, and goes first', () => {
     const l = new BudgetLog({ ...O, pace: true });
     const b = { max: 10, windowMs: 1_000, daily: 1_000 };
-    expect(l.take('b1', false, T, b)).toEqual({ kind: 'go' });
+    expect(['b1', 'b2', 'b3'].map((s) => l.take(s, false, T, b))).toEqual([{ kind: 'go' }, { kind: 'go' }, { kind: 'go' }]);
     expect(l.hasRoom(false, T, b)).toBe(false);
-    expect(l.take('b2', false, T, b)).toEqual({ kind: 'reserved', sendInMs: 100 });
-    expect(l.take('b3', false, T, b)).toEqual({ kind: 'reserved', sendInMs: 200 });
+    expect(l.take('b4', false, T, b)).toEqual({ kind: 'reserved', sendInMs: 100 });
+    expect(l.take('b5', false, T, b)).toEqual({ kind: 'reserved', sendInMs: 200 });
     expect(l.hasRoom(true, T, b)).toBe(true);
     expect(l.take('live', true, T + 10, b)).toEqual({ kind: 'go' });
-    // The pace is the budget's: past it, a backfill request goes at once again.
-    expect(l.hasRoom(false, T + 300, b)).toBe(true);
+    // Late (its slot freed late): the pace lets it catch up, but no more than three together.
+    expect(l.hasRoom(false, T + 900, b)).toBe(true);
+    expect(['b6', 'b7', 'b8', 'b9'].map((s) => l.take(s, false, T + 900, b).kind)).toEqual(['go', 'go', 'go', 'reserved']);
   });
 
   it('a block set for a lapsed holder holds every request until it ends', () => {

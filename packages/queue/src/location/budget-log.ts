@@ -17,8 +17,8 @@
  * messages rank ahead of every backfill reservation, and among themselves in the order they
  * asked: a live message takes the next slot that frees.
  *
- * Backfill is paced: one request per `window / max` at most, so a location's slots free one by
- * one rather than all at once a window after a burst. The budget used is the same (the log's own
+ * Backfill is paced: one request per `window / max` on average, at most PACE_BURST together, so a
+ * location's slots free a few at a time rather than all at once a window after a burst. The budget used is the same (the log's own
  * limit binds first: each slot counts for a window and a latency), but a live message then finds
  * a slot within one slot interval however busy its location is, and the worker's requests (and
  * HighLevel's answers) come evenly instead of in bursts that a busy host answers late.
@@ -86,9 +86,12 @@ export interface BudgetLogOptions {
   horizonMs?: (budget: Budget) => number;
   /** GHL_DAILY_RESET as ms after midnight UTC. */
   resetOffsetMs: number;
-  /** Backfill paced to one request per window / max (see above). Default true. */
+  /** Backfill paced to one request per window / max (see above), to begin with (see `paced`). Default true. */
   pace?: boolean;
 }
+
+/** How many backfill requests the pace lets go together (see `take`). */
+const PACE_BURST = 3;
 
 /** How long a request waits while the probe after a 429 is in flight (ms). */
 const PROBE_WAIT_MS = 50;
@@ -102,7 +105,11 @@ interface Reservation {
 
 export class BudgetLog {
   readonly #o: BudgetLogOptions;
-  /** Expiries of answered requests (answer + window), ascending. */
+  /**
+   * Expiries of answered requests (answer + window), ascending; kept a request's life past their
+   * expiry, because what HighLevel's headers count was counted when the request arrived (see
+   * `answered`).
+   */
   #answered = new Expiries();
   /** Slot -> when it was sent. */
   readonly #inflight = new Map<string, number>();
@@ -119,11 +126,19 @@ export class BudgetLog {
   #sharedUntil = 0;
   #day = -1;
   #dailyUsed = 0;
-  /** The earliest moment the next backfill request may go (see pacing, above). */
-  #paceAt = -Infinity;
+  /** The pace's theoretical arrival time (GCRA): the next backfill request goes no earlier than this, less the burst it may catch up. */
+  #tat = -Infinity;
+
+  /**
+   * Whether backfill is paced now. Its holder paces while it keeps the location for as long as
+   * it likes; while other locations wait for a turn, it sends what the budget allows during its
+   * turn instead (the budget left unused while it waited in line is then not lost to the pace).
+   */
+  paced: boolean;
 
   constructor(options: BudgetLogOptions) {
     this.#o = options;
+    this.paced = options.pace !== false;
   }
 
   /** The budget in force: the settings' (`base`), lowered by what HighLevel's headers said. */
@@ -134,7 +149,7 @@ export class BudgetLog {
   view(now: number, base: Budget): BudgetView {
     this.#trim(now);
     this.#rollDay(now);
-    return { counted: this.#counted(), budget: this.budget(base), dailyUsed: this.#dailyUsed, blockedUntil: this.#block > now ? this.#block : 0 };
+    return { counted: this.#counted(now), budget: this.budget(base), dailyUsed: this.#dailyUsed, blockedUntil: this.#block > now ? this.#block : 0 };
   }
 
   /** A slot for `slot` (a unique id): now, later, or not until the location's wait ends. */
@@ -149,19 +164,23 @@ export class BudgetLog {
     }
     // After a 429 or an outage, one request goes first and the rest wait for its answer's headers.
     if (this.#probe !== 'none' && this.#probe !== 'due') return { kind: 'wait', waitMs: PROBE_WAIT_MS };
-    const counted = this.#counted();
+    const counted = this.#counted(now);
     let sendAt = now;
     // Far from the limit (the usual case with a large budget), no reservation can be in the way.
     if (counted + this.#reserved.size >= b.max) {
       const ahead = this.#aheadOf(live, undefined);
       if (counted + ahead.length >= b.max) sendAt = Math.max(now + 1, this.#kthExpiry(counted + ahead.length - b.max + 1, ahead, now, b.windowMs));
     }
-    const paced = !live && this.#o.pace !== false;
+    const paced = !live && this.paced;
     // The pace may fall between milliseconds (a budget of thousands a second): kept exact, so
     // that rounding never slows the pace itself.
-    if (paced) sendAt = Math.max(sendAt, this.#paceAt);
+    const gap = b.windowMs / b.max;
+    if (paced) sendAt = Math.max(sendAt, this.#tat - (PACE_BURST - 1) * gap);
     if (sendAt - now > (this.#o.horizonMs?.(b) ?? 2 * b.windowMs)) return { kind: 'wait', waitMs: Math.ceil(sendAt - now) };
-    if (paced) this.#paceAt = sendAt + b.windowMs / b.max;
+    // The pace lets PACE_BURST requests go together (GCRA): a slot that freed early (its answer
+    // came fast) may catch up on one that freed late, so the answers' jitter is not lost to the
+    // pace, and the spacing still averages one interval.
+    if (paced) this.#tat = Math.max(this.#tat, sendAt) + gap;
     this.#dailyUsed += 1;
     this.#reserved.set(slot, { at: sendAt, live, seq: (this.#seq += 1) });
     return sendAt - now >= 1 ? { kind: 'reserved', sendInMs: Math.ceil(sendAt - now) } : { kind: 'go' };
@@ -175,8 +194,8 @@ export class BudgetLog {
     this.#trim(now);
     const b = this.budget(base);
     if (this.#block > now || (this.#probe !== 'none' && this.#probe !== 'due')) return false;
-    if (!live && this.#o.pace !== false && this.#paceAt > now + Math.max(1, this.#latency ?? 0)) return false;
-    const counted = this.#counted();
+    if (!live && this.paced && this.#tat - (PACE_BURST - 1) * (b.windowMs / b.max) > now + Math.max(1, this.#latency ?? 0)) return false;
+    const counted = this.#counted(now);
     return counted + this.#reserved.size < b.max || counted + this.#aheadOf(live, undefined).length < b.max;
   }
 
@@ -191,7 +210,7 @@ export class BudgetLog {
       return { kind: 'wait', waitMs: this.#block - now };
     }
     if (this.#probe !== 'none' && this.#probe !== 'due') return this.#later(slot, mine, now, PROBE_WAIT_MS);
-    const counted = this.#counted();
+    const counted = this.#counted(now);
     const ahead = counted + this.#reserved.size - 1 < b.max ? [] : this.#aheadOf(mine.live, mine);
     // Free slots go to the reservations ranked ahead first (live ones, then the earlier asked).
     if (counted + ahead.length < b.max) {
@@ -223,6 +242,8 @@ export class BudgetLog {
     if (rate?.daily !== undefined) this.#learned.daily = rate.daily < configured.daily ? rate.daily : undefined;
     const b = this.budget(base);
     const sent = this.#inflight.get(slot);
+    // HighLevel's X-RateLimit-Remaining counted when this request arrived, after it was sent.
+    const countedSince = sent ?? now - (this.#latency ?? 0);
     if (sent !== undefined) {
       this.#inflight.delete(slot);
       // Expected latency, for scheduling only (safety never depends on it): a moving average.
@@ -232,12 +253,17 @@ export class BudgetLog {
     this.#answered.add(now + b.windowMs);
     this.#trim(now);
     if (rate?.remaining !== undefined) {
-      // What HighLevel counts beyond ours, others spent. Once others show up, the location is
-      // shared for ten windows, and only answered requests count as ours: slower to use the
-      // budget, but a rival's spending is not mistaken for our requests in flight.
-      let others = b.max - rate.remaining - this.#answered.size - this.#inflight.size;
+      // What HighLevel counts beyond ours, others spent. Ours: every request HighLevel may have
+      // counted when this one arrived, which is every one still counting when it was sent (one
+      // that stopped counting since, while this one was on its way, was still in HighLevel's
+      // count: compared with ours now, it read as another app's, and cost 4 % of the budget at
+      // 20 per 2 s). Once others show up, the location is shared for ten windows, and only
+      // answered requests count as ours: slower to use the budget, but a rival's spending is not
+      // mistaken for our requests in flight.
+      const ours = this.#answered.countAfter(countedSince);
+      let others = b.max - rate.remaining - ours - this.#inflight.size;
       if (others > 0) this.#sharedUntil = now + 10 * b.windowMs;
-      if (this.#sharedUntil > now) others = b.max - rate.remaining - this.#answered.size;
+      if (this.#sharedUntil > now) others = b.max - rate.remaining - ours;
       for (let have = this.#others.size; have < others; have += 1) this.#others.add(now + b.windowMs);
     }
     if (rate?.dailyRemaining !== undefined) {
@@ -286,7 +312,9 @@ export class BudgetLog {
     this.#trim(now);
     this.#rollDay(now);
     const window = this.budget(base).windowMs;
-    const counted = [...this.#answered.values(), ...[...this.#inflight.values()].map((sent) => sent + this.#o.inflightMs + window)].sort((a, b) => a - b);
+    const counted = [...this.#answered.valuesAfter(now), ...[...this.#inflight.values()].map((sent) => sent + this.#o.inflightMs + window)].sort(
+      (a, b) => a - b,
+    );
     return {
       v: 1,
       counted: counted.map(toRemote),
@@ -351,8 +379,8 @@ export class BudgetLog {
     return this.#reserved.delete(slot) || this.#inflight.delete(slot);
   }
 
-  #counted(): number {
-    return this.#answered.size + this.#inflight.size + this.#others.size;
+  #counted(now: number): number {
+    return this.#answered.countAfter(now) + this.#inflight.size + this.#others.size;
   }
 
   /** Reservations ranked ahead of one (live ones before backfill; then in order of asking). */
@@ -374,7 +402,7 @@ export class BudgetLog {
    */
   #kthExpiry(k: number, ahead: readonly Reservation[], now: number, window: number): number {
     const latency = this.#latency ?? 0;
-    const e = [...this.#answered.values(), ...this.#others.values()];
+    const e = [...this.#answered.valuesAfter(now), ...this.#others.values()];
     for (const sent of this.#inflight.values()) e.push(Math.max(now, sent + latency) + window);
     for (const r of ahead) e.push(r.at + latency + window);
     e.sort((a, b) => a - b);
@@ -382,7 +410,7 @@ export class BudgetLog {
   }
 
   #trim(now: number): void {
-    this.#answered.dropUntil(now);
+    this.#answered.dropUntil(now - this.#o.inflightMs);
     this.#others.dropUntil(now);
   }
 
@@ -432,5 +460,25 @@ class Expiries {
 
   values(): number[] {
     return this.#xs.slice(this.#head);
+  }
+
+  /** How many are later than `t` (a binary search). */
+  countAfter(t: number): number {
+    return this.#xs.length - this.#firstAfter(t);
+  }
+
+  valuesAfter(t: number): number[] {
+    return this.#xs.slice(this.#firstAfter(t));
+  }
+
+  #firstAfter(t: number): number {
+    let lo = this.#head;
+    let hi = this.#xs.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((this.#xs[mid] as number) <= t) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
   }
 }

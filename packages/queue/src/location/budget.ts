@@ -61,6 +61,11 @@ export class HeldBudget {
     this.toRemote = toRemote;
   }
 
+  /** Whether backfill is paced now (see BudgetLog.paced): the holder's to decide, turn by turn. */
+  set paced(paced: boolean) {
+    this.#log.paced = paced;
+  }
+
   take(slot: string, live: boolean): Take {
     return this.#log.take(slot, live, this.#now(), this.#base());
   }
