@@ -25,7 +25,7 @@ import type { HighLevelClient, PostResult } from './http-client.ts';
 import { mayHaveArrived, Reconciler, type LookupRequests, type LookupResult } from './reconcile.ts';
 import type { Semaphore } from './semaphore.ts';
 import type { Credential, Credentials } from './credentials.ts';
-import type { LocationTurn } from './dispatcher.ts';
+import type { LocationTurn } from './turn.ts';
 import { jobLock } from './location-jobs.ts';
 import { DeadLettered, LocationPaused, LocationWait, LockLost, RetryableDeliveryError, WorkerStopping } from './signals.ts';
 

@@ -18,7 +18,6 @@ import {
   processClock,
   type Budgets,
   type DeadLetters,
-  type HeldBudget,
   type Lease,
   type Logger,
   type TurnEnd,
@@ -31,6 +30,7 @@ import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.ts
 import type { DeliveryResult } from './deliver.ts';
 import { LocationJobs, type Next } from './location-jobs.ts';
 import { Renewals, type Holding } from './renewals.ts';
+import type { LocationTurn } from './turn.ts';
 import { isDeadLettered, LocationPaused, LocationWait, LockLost, RetryableDeliveryError, RetryLater, WorkerStopping } from './signals.ts';
 
 export interface DispatcherOptions {
@@ -61,13 +61,6 @@ export interface DispatcherOptions {
   backoff?: BackoffOptions;
   /** Told of each location this process serves for the first time (the dashboard lists its queue). */
   onServe?: (locationId: string) => void;
-}
-
-/** What a job of a held location is processed with: the location's budget, and whether this process still holds it. */
-export interface LocationTurn {
-  readonly budget: HeldBudget;
-  /** False once the lease may have ended (its renewal failed, or is overdue: the process paused). */
-  holds(): boolean;
 }
 
 /** A location this process holds now (what Renewals keeps held, and the turn's own state). */
