@@ -137,7 +137,12 @@ describe('delivery by answer', () => {
   });
 
   it('429 with Retry-After: the location waits that long', async () => {
-    const h = await harness({ fake: { limits: { max: 1, windowMs: 60_000 }, retryAfter: true }, env: { GHL_RATE_LIMIT_WINDOW_MS: '100' } });
+    // Answers take 300 ms, so both posts are on their way before the first answer's headers teach
+    // the worker HighLevel's limit (a paced worker would otherwise never meet the 429).
+    const h = await harness({
+      fake: { limits: { max: 1, windowMs: 60_000 }, retryAfter: true, latency: { minMs: 300, maxMs: 300 } },
+      env: { GHL_RATE_LIMIT_WINDOW_MS: '100' },
+    });
     await h.worker();
     await h.send([sms(1), sms(2)]);
     await until(() => h.fake.stats().rateLimited >= 1, 5_000, 'a 429');
