@@ -84,8 +84,6 @@ interface Lane extends Holding {
 
 /** Queue objects kept for locations served lately (each holds a few dozen key names and listeners). */
 const QUEUE_CACHE = 256;
-/** Lane objects kept with them (each wraps one queue object). */
-const JOBS_CACHE = QUEUE_CACHE;
 /** How often a process with no free place asks whether other locations are due (ms). */
 const OTHERS_DUE_EVERY_MS = 250;
 /** A lane's loops at most while other locations wait for their turn. */
@@ -96,7 +94,6 @@ export class Dispatcher {
   readonly #log: Logger;
   readonly #lanes = new Map<string, Lane>();
   readonly #queues: LocationQueues;
-  readonly #jobs = new Map<string, LocationJobs>();
   readonly #renewals: Renewals;
   readonly #served = new Set<string>();
   readonly #workerName = `${hostname()}:${process.pid}`;
@@ -490,16 +487,8 @@ export class Dispatcher {
     }
   }
 
-  /** The location's jobs (its queue object, shared by the process's one connection), kept for the locations served lately. */
+  /** The location's jobs: its cached queue object (the process's one connection), moved by this process. */
   #jobsOf(locationId: string): LocationJobs {
-    const queue = this.#queues.get(locationId);
-    let jobs = this.#jobs.get(locationId);
-    if (jobs === undefined || jobs.queue !== queue) {
-      jobs = new LocationJobs(queue, this.#workerName);
-      this.#jobs.set(locationId, jobs);
-      if (this.#jobs.size > JOBS_CACHE)
-        for (const id of this.#jobs.keys()) if (!this.#lanes.has(id) && this.#jobs.delete(id) && this.#jobs.size <= JOBS_CACHE) break;
-    }
-    return jobs;
+    return new LocationJobs(this.#queues.get(locationId), this.#workerName);
   }
 }

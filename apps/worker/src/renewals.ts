@@ -5,9 +5,8 @@
  * (its processing is told, and posts nothing more; the job is the next holder's); a location whose
  * lease or budget another process holds now is lost (it sends nothing more, and its turn ends).
  */
-import { coerceError, processClock, type Budgets, type Lease, type Logger, type WorkerLocations } from '@ghl-ingest/queue';
+import { coerceError, processClock, type Budgets, type HeldBudget, type Lease, type Logger, type WorkerLocations } from '@ghl-ingest/queue';
 import type { LocationJobs } from './location-jobs.ts';
-import type { HeldBudget } from '@ghl-ingest/queue';
 
 /** What Renewals keeps held of one location. */
 export interface Holding {

@@ -297,12 +297,6 @@ export class BudgetLog {
     this.#block = Math.max(this.#block, until);
   }
 
-  /** Adds requests made and not seen (a lapsed holder's, since its last save) to the day's count. */
-  countUnseen(count: number, now: number): void {
-    this.#rollDay(now);
-    this.#dailyUsed += count;
-  }
-
   /**
    * The log to save, in Redis's clock (`toRemote`: a time of this process's to the latest Redis
    * time it may be). Requests in flight count as long as they may: sent + inflightMs + window.
@@ -354,14 +348,6 @@ export class BudgetLog {
       this.#day = day;
       this.#dailyUsed = used;
     }
-  }
-
-  get day(): number {
-    return this.#day;
-  }
-
-  get dailyUsed(): number {
-    return this.#dailyUsed;
   }
 
   #send(slot: string, now: number): void {

@@ -19,7 +19,7 @@ import { randomUUID } from 'node:crypto';
 import type { ChainableCommander } from 'ioredis';
 import type { RedisClient } from '../connection.ts';
 import { keysFor } from '../keys.ts';
-import { dayIndex, effectiveBudget, type Budget } from '../rate-budget.ts';
+import { effectiveBudget, type Budget } from '../rate-budget.ts';
 import { defineScripts } from '../scripts.ts';
 import { BudgetLog, type BudgetLogOptions, type BudgetView, type Gate, type RateHeaders, type SavedLog, type Take } from './budget-log.ts';
 
@@ -192,9 +192,6 @@ export function readBudget(p: ChainableCommander, prefix: string, locationId: st
   p.hget(k.state, 'log').hget(k.daily, String(day));
 }
 
-/** The number of replies `readBudget` queues. */
-export const BUDGET_READS = 2;
-
 /** Parses what `readBudget` read: the budget as last saved, at Redis time `now`. */
 export function parseBudget(
   replies: readonly unknown[],
@@ -210,9 +207,4 @@ export function parseBudget(
     dailyUsed: Number(replies[1] ?? 0),
     blockedUntil: block > now ? block : 0,
   };
-}
-
-/** The day a Redis time falls in (for `readBudget`). */
-export function budgetDay(now: number, resetOffsetMs: number): number {
-  return dayIndex(now, resetOffsetMs);
 }
