@@ -1,5 +1,6 @@
 export * from './api-answers.ts';
 export * from './body.ts';
+export * from './contact.ts';
 export * from './idempotency-key.ts';
 export * from './issues.ts';
 export * from './job-data.ts';

@@ -131,7 +131,12 @@ describe('rejections carry a path and a reason', () => {
     ['call not an object', { ...sms, call: 'x' }, 'call', 'must be an object'],
     ['an unknown call field', { ...sms, call: { duration: 3 } }, 'call.duration', 'unknown field'],
     ['a bad cc address', { ...sms, emailCc: ['a@x.com', 'nope'] }, 'emailCc[1]', 'not an email address'],
-    ['a relative attachment', { ...sms, attachments: ['https://x.test/a', '/b.png'] }, 'attachments[1]', 'not an absolute URL'],
+    ['a local file outside an import', { ...sms, attachments: ['https://x.test/a', '/b.png'] }, 'attachments[1]', 'only `ingest import` reads files'],
+    ['an attachment of another scheme', { ...sms, attachments: ['ftp://x.test/a'] }, 'attachments[0]', 'not ftp'],
+    ['a contact besides a contactId', { ...sms, contact: { phone: '+14155550100' } }, 'contact', 'not both'],
+    ['a contact without phone or email', { type: 'SMS', message: 'hi', locationId: 'loc1', contact: { name: 'Ann' } }, 'contact.phone', 'needs a phone or an email'],
+    ['a contact with a bad phone', { type: 'SMS', message: 'hi', locationId: 'loc1', contact: { phone: '12' } }, 'contact.phone', 'phone number'],
+    ['a contact with an unknown field', { type: 'SMS', message: 'hi', locationId: 'loc1', contact: { phone: '+14155550100', fax: '1' } }, 'contact.fax', 'unknown field'],
     ['a wrong type of value', { ...sms, message: { text: 'x' } }, 'message', 'must be text, not an object'],
     ['a location id with a colon', { ...sms, locationId: 'a:b' }, 'locationId', 'only letters'],
     ['a date without zone', { ...sms, date: '2024-05-01T12:00:00' }, 'date', 'no time zone'],
@@ -198,5 +203,34 @@ describe('reserved field names', () => {
   it('reads only the record’s own fields, never its prototype chain', () => {
     const inherited = Object.assign(Object.create({ contactId: 'from-prototype' }) as object, { locationId: 'l', type: 'SMS', message: 'm' });
     expect(issuesOf(inherited).map((i) => i.path)).toEqual(['conversationId']);
+  });
+});
+
+describe('a contact by phone or email, and local files', () => {
+  const base = { type: 'SMS', message: 'hi', locationId: 'loc1' };
+
+  it('normalises the contact as messages are normalised: E.164 in the default region, lower-case email', () => {
+    const r = normalizeRecord({ ...base, contact: { phone: '(415) 555-0100', email: ' Ann@Example.COM ', name: ' Ann ' } });
+    expect(r.ok && r.record.contact).toEqual({ phone: '+14155550100', email: 'ann@example.com', name: 'Ann' });
+    expect(r.ok && r.record.body.contactId).toBeUndefined();
+    const gb = normalizeRecord({ ...base, contact: { phone: '020 7946 0018' } }, { defaultRegion: 'GB' });
+    expect(gb.ok && gb.record.contact).toEqual({ phone: '+442079460018' });
+  });
+
+  it('a different contact is a different message when the source gave no id', () => {
+    const a = normalizeRecord({ ...base, contact: { phone: '+14155550100' } });
+    const b = normalizeRecord({ ...base, contact: { phone: '+14155550101' } });
+    expect(a.ok && b.ok && a.record.key !== b.record.key).toBe(true);
+  });
+
+  it('keeps local files apart from URLs, as written, when the import allows them', () => {
+    const r = normalizeRecord(
+      { ...base, contact: { email: 'a@b.co' }, attachments: ['https://x.test/a.png', 'photos/b.png', 'file:///srv/c.pdf'] },
+      { localFiles: 'allow' },
+    );
+    expect(r.ok && r.record.body.attachments).toEqual(['https://x.test/a.png']);
+    expect(r.ok && r.record.files).toEqual(['photos/b.png', 'file:///srv/c.pdf']);
+    const only = normalizeRecord({ ...base, message: undefined, contact: { email: 'a@b.co' }, attachments: 'b.png' }, { localFiles: 'allow' });
+    expect(only.ok && only.record.files).toEqual(['b.png']);
   });
 });

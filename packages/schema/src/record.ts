@@ -15,6 +15,7 @@ import {
   type InboundMessageBody,
   type MessageType,
 } from './body.ts';
+import { CONTACT_FIELDS, CONTACT_NAME_CHARS, type ContactRef } from './contact.ts';
 import { derivedAltId, idempotencyKey } from './idempotency-key.ts';
 import { formatPath, type RecordIssue } from './issues.ts';
 import { LIMITS } from './limits.ts';
@@ -29,6 +30,13 @@ export interface MessageRecord {
   /** The `key` the source gave, if any (kept so an export can be imported again unchanged). */
   sourceKey?: string;
   body: InboundMessageBody;
+  /** The contact by phone or email, when the record gave no HighLevel ids: found or created by the worker. */
+  contact?: ContactRef;
+  /**
+   * Local files among `attachments` (a `file:` URL, or a path relative to the import file), as
+   * written: the import reads them, the worker uploads them right before the post.
+   */
+  files?: string[];
 }
 
 export interface NormalizeOptions {
@@ -40,15 +48,23 @@ export interface NormalizeOptions {
   unknownFields?: 'reject' | 'drop';
   /** Used for rows without a `locationId` (`ingest import --location`). */
   defaultLocationId?: string;
+  /**
+   * `refuse` (default): an attachment must be an http(s) URL. `allow`: it may also be a local
+   * file (`ingest import` reads it; an HTTP caller must never make the server read its files).
+   */
+  localFiles?: 'refuse' | 'allow';
 }
 
 export type RecordResult =
   { ok: true; record: MessageRecord } | { ok: false; issues: RecordIssue[]; /** best-effort id of the row, for the rejects report */ key?: string };
 
-const RECORD_FIELDS = new Set<string>([...BODY_FIELDS, 'locationId', 'key']);
+const RECORD_FIELDS = new Set<string>([...BODY_FIELDS, 'locationId', 'key', 'contact']);
 /** Unknown fields named one by one in a rejection; past this, one line counts the rest. */
 const MAX_UNKNOWN_REPORTED = 20;
 const CALL_FIELD_SET = new Set<string>(CALL_FIELDS);
+const CONTACT_FIELD_SET = new Set<string>(CONTACT_FIELDS);
+/** A URL scheme at the start of an attachment (`https:`, `file:`, `ftp:`): a Windows drive letter is not one. */
+const SCHEME = /^([a-z][a-z0-9+.-]+):/i;
 
 /**
  * Names no field may have, at any depth: assigning to them through a plain object changes its
@@ -111,6 +127,30 @@ const emailText: Parse<string> = (value) => {
   return t.ok ? normalizeEmail(t.value) : t;
 };
 
+/**
+ * An attachment: an http(s) URL (posted as given), or a local file (a `file:` URL or a path),
+ * kept as written for the import to resolve. Any other scheme is refused.
+ */
+function attachment(value: string): Normalised<string> {
+  if (value.length > LIMITS.urlChars) return { ok: false, message: `is longer than ${LIMITS.urlChars} characters` };
+  const scheme = SCHEME.exec(value.trim())?.[1]?.toLowerCase();
+  if (scheme === undefined) return value.trim() === '' ? { ok: false, message: 'is empty' } : { ok: true, value: value.trim() };
+  if (scheme === 'file') {
+    try {
+      const url = new URL(value.trim());
+      if (url.pathname === '' || url.pathname === '/') return { ok: false, message: `"${clip(value)}" names no file` };
+    } catch {
+      return { ok: false, message: `"${clip(value)}" is not a file: URL` };
+    }
+    return { ok: true, value: value.trim() };
+  }
+  if (scheme === 'http' || scheme === 'https') return normalizeUrl(value);
+  return { ok: false, message: `"${clip(value)}" must be an http(s) URL, a file: URL or a file path, not ${scheme}` };
+}
+
+/** Whether an attachment (as `attachment` returned it) is a local file. */
+const isLocalFile = (value: string): boolean => !/^https?:/i.test(value);
+
 const locationId: Parse<string> = (value) => {
   const t = idText(value);
   if (!t.ok) return t;
@@ -123,11 +163,7 @@ const FIELD_PARSERS = {
   locationId,
   key: sourceId,
   type: oneOf(MESSAGE_TYPES, 'message type'),
-  attachments: list(
-    LIMITS.attachments,
-    (v) => (v.length > LIMITS.urlChars ? { ok: false, message: `is longer than ${LIMITS.urlChars} characters` } : normalizeUrl(v)),
-    false,
-  ),
+  attachments: list(LIMITS.attachments, attachment, false),
   message: text(LIMITS.messageChars),
   conversationId: idText,
   contactId: idText,
@@ -149,6 +185,8 @@ interface Draft extends Partial<Omit<InboundMessageBody, 'call'>> {
   locationId?: string;
   key?: string;
   call?: CallData;
+  contact?: ContactRef;
+  files?: string[];
 }
 
 /**
@@ -192,6 +230,23 @@ export function normalizeRecord(input: unknown, options: NormalizeOptions = {}):
     const call = parseCall(raw.call, region, options.unknownFields ?? 'reject', report);
     if (call !== undefined) draft.call = call;
   }
+  if (!isAbsent(raw.contact)) {
+    const contact = parseContact(raw.contact, region, options.unknownFields ?? 'reject', report);
+    if (contact !== undefined) draft.contact = contact;
+  }
+  if (draft.attachments !== undefined) {
+    const all = draft.attachments;
+    const files = all.filter(isLocalFile);
+    if (files.length > 0 && options.localFiles !== 'allow') {
+      for (const [i, a] of all.entries()) {
+        if (isLocalFile(a)) report(['attachments', i], `"${clip(a)}" is a local file: only \`ingest import\` reads files; give an http(s) URL`);
+      }
+    }
+    const urls = all.filter((a) => !isLocalFile(a));
+    if (urls.length > 0) draft.attachments = urls;
+    else delete draft.attachments;
+    if (files.length > 0) draft.files = files;
+  }
 
   if (draft.locationId === undefined && !failed.has('locationId')) {
     if (options.defaultLocationId !== undefined) draft.locationId = options.defaultLocationId;
@@ -205,7 +260,7 @@ export function normalizeRecord(input: unknown, options: NormalizeOptions = {}):
   const fallbackKey = draft.key ?? draft.altId ?? stringish(raw.key) ?? stringish(raw.altId);
   if (issues.length > 0) return withKey({ ok: false, issues }, fallbackKey);
 
-  const { locationId: loc, key: sourceKey, ...rest } = draft;
+  const { locationId: loc, key: sourceKey, contact, files, ...rest } = draft;
   const body = { direction: 'inbound', ...rest } as InboundMessageBody;
   const strict = inboundMessageBodySchema.safeParse(body);
   if (!strict.success) {
@@ -213,7 +268,8 @@ export function normalizeRecord(input: unknown, options: NormalizeOptions = {}):
     const first = strict.error.issues.map((i) => ({ path: formatPath(i.path), message: i.message }));
     return withKey({ ok: false, issues: first }, fallbackKey);
   }
-  const bodyForKey = { ...body };
+  // What names the message beyond its body (its contact, its files) is part of its identity too.
+  const bodyForKey = { ...body, ...(contact === undefined ? {} : { contact }), ...(files === undefined ? {} : { files }) };
   const providerFilled =
     body.conversationProviderId === undefined && !DEFAULT_PROVIDER_TYPES.has(body.type) && options.defaultConversationProviderId !== undefined;
   if (providerFilled) body.conversationProviderId = options.defaultConversationProviderId;
@@ -224,6 +280,8 @@ export function normalizeRecord(input: unknown, options: NormalizeOptions = {}):
     key: idempotencyKey(loc as string, sourceKey, bodyForKey),
     body,
   };
+  if (contact !== undefined) record.contact = contact;
+  if (files !== undefined) record.files = files;
   // Every message carries an altId, so that HighLevel can be asked whether it holds it (reconcile).
   if (body.altId === undefined) body.altId = derivedAltId(record.key, LIMITS.sourceIdChars);
   if (sourceKey !== undefined) record.sourceKey = sourceKey;
@@ -273,6 +331,51 @@ function parseCall(
   return bad ? undefined : call;
 }
 
+function parseContact(
+  value: unknown,
+  region: CountryCode,
+  unknownFields: 'reject' | 'drop',
+  report: (path: PropertyKey[], message: string) => void,
+): ContactRef | undefined {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    report(['contact'], `must be an object with a phone or an email (and optionally names), not ${describe(value)}`);
+    return undefined;
+  }
+  const raw = ownFields(value as Record<string, unknown>);
+  const contact: ContactRef = {};
+  const problems = { count: 0 };
+  const fail = (field: string, message: string) => {
+    report(['contact', field], message);
+    problems.count += 1;
+  };
+  for (const field of Object.keys(raw)) {
+    if (reservedSegment(field) !== undefined) fail(field, RESERVED_FIELD_REASON);
+    else if (!CONTACT_FIELD_SET.has(field) && unknownFields === 'reject')
+      fail(field, `unknown field "${clip(field, 40)}"; contact takes ${CONTACT_FIELDS.join(', ')}`);
+  }
+  if (!isAbsent(raw.phone)) {
+    const t = text(64, { numbers: true })(raw.phone);
+    const r = t.ok ? normalizePhone(t.value, region) : t;
+    if (r.ok) contact.phone = r.value;
+    else fail('phone', r.message);
+  }
+  if (!isAbsent(raw.email)) {
+    const r = emailText(raw.email);
+    if (r.ok) contact.email = r.value;
+    else fail('email', r.message);
+  }
+  for (const field of ['name', 'firstName', 'lastName', 'companyName'] as const) {
+    if (isAbsent(raw[field])) continue;
+    const r = text(CONTACT_NAME_CHARS, { numbers: true })(raw[field]);
+    if (r.ok) contact[field] = r.value;
+    else fail(field, r.message);
+  }
+  if (problems.count === 0 && contact.phone === undefined && contact.email === undefined) {
+    fail('phone', 'a contact needs a phone or an email: HighLevel finds the contact by one of them');
+  }
+  return problems.count > 0 ? undefined : contact;
+}
+
 function checkTypeRules(
   draft: Draft,
   type: MessageType,
@@ -281,8 +384,10 @@ function checkTypeRules(
   report: (path: PropertyKey[], message: string) => void,
 ): void {
   const has = (field: keyof Draft) => draft[field] !== undefined || failed.has(field);
-  if (!has('conversationId') && !has('contactId')) {
-    report(['conversationId'], 'a message needs conversationId or contactId');
+  if (has('contact') && (has('conversationId') || has('contactId'))) {
+    report(['contact'], 'give either HighLevel ids (contactId, conversationId) or contact, not both');
+  } else if (!has('conversationId') && !has('contactId') && !has('contact')) {
+    report(['conversationId'], 'a message needs conversationId, contactId, or contact (with a phone or an email)');
   }
   if (type === 'Call') {
     if (!failed.has('call')) {
@@ -293,7 +398,7 @@ function checkTypeRules(
     }
   } else if (type === 'Email') {
     if (!has('html') && !has('message')) report(['html'], 'an Email needs html or message');
-  } else if (!has('message') && !has('attachments')) {
+  } else if (!has('message') && !has('attachments') && !has('files')) {
     report(['message'], `a ${type} message needs message or at least one attachment`);
   }
   if (!DEFAULT_PROVIDER_TYPES.has(type) && !has('conversationProviderId') && options.defaultConversationProviderId === undefined) {
