@@ -10,6 +10,7 @@ import {
   checkRedis,
   DeliveryLedger,
   Enqueuer,
+  FileStore,
   readImportCheckpoint,
   redisRunId,
   writeImportCheckpoint,
@@ -19,6 +20,7 @@ import {
 import { normalizeRecord, toJobData, type JobData, type RecordIssue } from '@ghl-ingest/schema';
 import type { RedisClient } from '@ghl-ingest/queue';
 import { importIdFor } from './checkpoint.ts';
+import { LocalFiles } from './local-files.ts';
 import { readCsv } from './readers/csv.ts';
 import { readJsonArray } from './readers/json-array.ts';
 import { readNdjson } from './readers/ndjson.ts';
@@ -122,6 +124,7 @@ export async function runImport(redis: RedisClient | undefined, config: Config, 
   const locations = new Set(cp.locations === '' ? [] : cp.locations.split(','));
   const enqueuer = dryRun ? undefined : new Enqueuer(redis as RedisClient, config.queuePrefix, config.maxAttempts);
   const ledger = dryRun ? undefined : new DeliveryLedger(redis as RedisClient, config.queuePrefix, config.ledgerTtlMs);
+  const localFiles = new LocalFiles(options.file, dryRun ? undefined : new FileStore(redis as RedisClient, config.queuePrefix));
 
   const input = options.file === '-' ? (options.stdin ?? process.stdin) : createReadStream(options.file, { start: format === 'ndjson' ? cp.bytes : 0 });
   const rows: AsyncIterable<Row> = format === 'csv' ? readCsv(input) : format === 'json' ? readJsonArray(input) : readNdjson(input, cp.line + 1, cp.bytes);
@@ -176,10 +179,15 @@ export async function runImport(redis: RedisClient | undefined, config: Config, 
         cp.rejected += 1;
         rejects.push(rejectLine(row, undefined, [{ path: '', message: row.error }]));
       } else {
-        const r = normalizeRecord(row.value, normalizeOptions);
-        if (r.ok) {
+        const r = normalizeRecord(row.value, { ...normalizeOptions, localFiles: 'allow' });
+        // Local attachments are read and stored now: a worker on another host reads them from Redis.
+        const files = r.ok && r.record.files !== undefined ? await localFiles.read(r.record.files, r.record.body.attachments?.length ?? 0) : undefined;
+        if (files?.ok === false) {
+          cp.rejected += 1;
+          rejects.push(rejectLine(row, r.ok ? r.record.sourceKey ?? r.record.key : undefined, files.issues));
+        } else if (r.ok) {
           cp.accepted += 1;
-          batch.push({ data: toJobData(r.record, 'backfill', { importId, line: row.line }), line: row.line });
+          batch.push({ data: toJobData(r.record, 'backfill', { importId, line: row.line, ...(files === undefined ? {} : { files: files.files }) }), line: row.line });
           batchBytes += row.raw.length;
         } else {
           cp.rejected += 1;

@@ -24,6 +24,9 @@ export interface LocationStatus {
   deadLettered: number;
   /** Lookups at HighLevel before posting again after an unknown outcome, by result. */
   lookups: { found: number; absent: number; undecided: number };
+  /** Contacts named by phone or email: found at HighLevel, or created there. */
+  contacts: { found: number; created: number };
+  uploads: number;
   /** Requests counted in the current window (answered and in flight), against the budget. */
   sentInWindow: number;
   budget: { max: number; windowMs: number; daily: number };
@@ -41,7 +44,7 @@ export type ImportStatus = Omit<ImportCounts, 'dead'> & { deadLettered: number }
 /** Summed over every location: the message counts and requests in the current windows. */
 export type StatusTotals = Pick<
   LocationStatus,
-  'pending' | 'inFlight' | 'delayedForRetry' | 'delivered' | 'skipped' | 'deadLettered' | 'lookups' | 'sentInWindow' | 'etaSeconds'
+  'pending' | 'inFlight' | 'delayedForRetry' | 'delivered' | 'skipped' | 'deadLettered' | 'lookups' | 'contacts' | 'uploads' | 'sentInWindow' | 'etaSeconds'
 > & {
   locations: number;
   byState: Record<LocationStateName, number>;
@@ -97,6 +100,8 @@ function toStatus(s: LocationSnapshot, now: number): LocationStatus {
     skipped: s.skipped,
     deadLettered: s.dead,
     lookups: { ...s.lookups },
+    contacts: { ...s.contacts },
+    uploads: s.uploads,
     sentInWindow: s.sentInWindow,
     budget: s.budget,
     dailyUsed: s.dailyUsed,
@@ -120,6 +125,8 @@ function totalsOf(locations: LocationStatus[]): StatusTotals {
     skipped: 0,
     deadLettered: 0,
     lookups: { found: 0, absent: 0, undecided: 0 },
+    contacts: { found: 0, created: 0 },
+    uploads: 0,
     sentInWindow: 0,
     budgetPerSecond: 0,
     etaSeconds: 0,
@@ -137,6 +144,9 @@ function totalsOf(locations: LocationStatus[]): StatusTotals {
     t.lookups.found += l.lookups.found;
     t.lookups.absent += l.lookups.absent;
     t.lookups.undecided += l.lookups.undecided;
+    t.contacts.found += l.contacts.found;
+    t.contacts.created += l.contacts.created;
+    t.uploads += l.uploads;
     t.sentInWindow += l.sentInWindow;
     if (l.pending + l.inFlight > 0) t.budgetPerSecond += (l.budget.max * 1000) / l.budget.windowMs;
     if (l.etaSeconds === null || t.etaSeconds === null) t.etaSeconds = null;
@@ -196,6 +206,9 @@ export function renderStatus(status: Status, options: { all?: boolean } = {}): s
     const { found, absent, undecided } = t.lookups;
     if (found + absent + undecided > 0) {
       out.push(`lookups before posting again: ${n(found)} found (not posted twice), ${n(absent)} absent, ${n(undecided)} undecided (posted without knowing)`);
+    }
+    if (t.contacts.found + t.contacts.created + t.uploads > 0) {
+      out.push(`contacts by phone or email: ${n(t.contacts.found)} found, ${n(t.contacts.created)} created; files uploaded: ${n(t.uploads)}`);
     }
     if (t.dueUnheld > 0) out.push(`waiting for a worker: ${n(t.dueUnheld)} locations, the longest for ${dur(t.longestDueSeconds)}`);
     const needy = locations.filter((l) => attention(l) !== undefined);

@@ -7,6 +7,7 @@ export * from './ledger.ts';
 export * from './location/index.ts';
 export * from './logger.ts';
 export * from './enqueue.ts';
+export * from './files.ts';
 export * from './rate-budget.ts';
 export * from './health.ts';
 export { onShutdown } from './shutdown.ts';

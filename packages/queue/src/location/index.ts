@@ -50,6 +50,7 @@ export type { LocationSnapshot } from './snapshot.ts';
 export * from './import-record.ts';
 export { Budgets, HeldBudget, processClock, budgetKeys, type BudgetSettings, type BudgetView, type Gate, type RateHeaders, type Take } from './budget.ts';
 export type { SavedLog } from './budget-log.ts';
+export { ContactDirectory, contactKeys, type ContactKeys } from './contacts.ts';
 export { LedgerGate, type BeforePost, type JobLock } from './ledger-gate.ts';
 
 export interface LocationOptions {
@@ -250,6 +251,16 @@ export class WorkerLocations {
   /** Counts a lookup's result for `status` and metrics readers. */
   countLookup(locationId: string, result: LookupCount): Promise<void> {
     return this.#parts.outcomes.countLookup(locationId, result);
+  }
+
+  /** Counts a contact found or created by phone or email, for `status`. */
+  countContact(locationId: string, created: boolean): Promise<void> {
+    return this.#parts.outcomes.countContact(locationId, created);
+  }
+
+  /** Counts files uploaded, for `status`. */
+  countUploads(locationId: string, files: number): Promise<void> {
+    return this.#parts.outcomes.countUploads(locationId, files);
   }
 
   // --- holds ---------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 /**
  * A location's outcomes so far and its lookups' budget. Owns the key `lookups:{<id>}:<minute>`
  * (STRING: lookups (reconcile) the location made in one minute, expiring) and the fields of the
- * `stats:{<id>}` HASH that are not the limiter's: `dead` and `lookup-<result>`. (`delivered` and
+ * `stats:{<id>}` HASH that are not the limiter's: `dead`, `lookup-<result>`, `contact-found`,
+ * `contact-created` and `uploads`. (`delivered` and
  * `skipped` are counted by the limiter's own scripts, in the call that writes or reads the
  * ledger: `keys.ts` names the hash for both.) How the hash reads back for a snapshot is here too.
  */
@@ -23,6 +24,10 @@ export interface Outcomes {
   dead: number;
   /** Lookups before posting again after an unknown outcome, by result. */
   lookups: Record<LookupCount, number>;
+  /** Contacts named by phone or email that HighLevel found, or created, for this location. */
+  contacts: { found: number; created: number };
+  /** Files uploaded. */
+  uploads: number;
 }
 
 export class LocationOutcomes {
@@ -53,6 +58,15 @@ export class LocationOutcomes {
     await this.#redis.hincrby(this.#keys.stats(locationId), `lookup-${result}`, 1);
   }
 
+  /** A contact found or created by an upsert (prepare.ts). */
+  async countContact(locationId: string, created: boolean): Promise<void> {
+    await this.#redis.hincrby(this.#keys.stats(locationId), created ? 'contact-created' : 'contact-found', 1);
+  }
+
+  async countUploads(locationId: string, files: number): Promise<void> {
+    await this.#redis.hincrby(this.#keys.stats(locationId), 'uploads', files);
+  }
+
   /** Queues the read of a location's outcomes on `p` (the location's slot), for a snapshot. */
   readOutcomes(p: ChainableCommander, locationId: string): void {
     p.hgetall(this.#keys.stats(locationId));
@@ -67,6 +81,8 @@ export class LocationOutcomes {
       skipped: n(stats.skipped),
       dead: n(stats.dead),
       lookups: { found: n(stats['lookup-found']), absent: n(stats['lookup-absent']), undecided: n(stats['lookup-undecided']) },
+      contacts: { found: n(stats['contact-found']), created: n(stats['contact-created']) },
+      uploads: n(stats.uploads),
     };
   }
 }

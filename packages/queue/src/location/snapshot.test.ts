@@ -15,7 +15,7 @@ describe('snapshot: every field read from its own replies', () => {
     await q.add('m', { n: 4 }, { jobId: 'a-4', delay: 60_000 });
     await q.close();
     const stats = keysFor(redis.prefix).stats('a');
-    await redis.admin.hset(stats, { delivered: '7', skipped: '2', dead: '1', 'lookup-found': '3', 'lookup-undecided': '1' });
+    await redis.admin.hset(stats, { delivered: '7', skipped: '2', dead: '1', 'lookup-found': '3', 'lookup-undecided': '1', 'contact-found': '4', 'contact-created': '5', uploads: '6' });
     // The budget as its last holder saved it: two requests of ours and one of another app's count until `far`.
     const bk = budgetKeys(redis.prefix, 'a');
     const far = Date.now() + 60_000;
@@ -51,6 +51,8 @@ describe('snapshot: every field read from its own replies', () => {
       skipped: 2,
       dead: 1,
       lookups: { found: 3, absent: 0, undecided: 1 },
+      contacts: { found: 4, created: 5 },
+      uploads: 6,
       sentInWindow: 3,
       budget: { max: 50, windowMs: 10_000, daily: 1_000 },
       dailyUsed: 12,
@@ -70,6 +72,8 @@ describe('snapshot: every field read from its own replies', () => {
       skipped: 0,
       dead: 0,
       lookups: { found: 0, absent: 0, undecided: 0 },
+      contacts: { found: 0, created: 0 },
+      uploads: 0,
       sentInWindow: 0,
       budget: { max: 100, windowMs: 10_000, daily: 1_000 },
       dailyUsed: 0,

@@ -33,6 +33,10 @@ export interface LocationSnapshot {
   dead: number;
   /** Lookups before posting again after an unknown outcome, by result. */
   lookups: Record<LookupCount, number>;
+  /** Contacts named by phone or email that HighLevel found, or created. */
+  contacts: { found: number; created: number };
+  /** Files uploaded. */
+  uploads: number;
   /** Requests counted in the current window (answered and in flight). */
   sentInWindow: number;
   /** The budget after what HighLevel's headers taught. */
