@@ -184,10 +184,13 @@ export async function runImport(redis: RedisClient | undefined, config: Config, 
         const files = r.ok && r.record.files !== undefined ? await localFiles.read(r.record.files, r.record.body.attachments?.length ?? 0) : undefined;
         if (files?.ok === false) {
           cp.rejected += 1;
-          rejects.push(rejectLine(row, r.ok ? r.record.sourceKey ?? r.record.key : undefined, files.issues));
+          rejects.push(rejectLine(row, r.ok ? (r.record.sourceKey ?? r.record.key) : undefined, files.issues));
         } else if (r.ok) {
           cp.accepted += 1;
-          batch.push({ data: toJobData(r.record, 'backfill', { importId, line: row.line, ...(files === undefined ? {} : { files: files.files }) }), line: row.line });
+          batch.push({
+            data: toJobData(r.record, 'backfill', { importId, line: row.line, ...(files === undefined ? {} : { files: files.files }) }),
+            line: row.line,
+          });
           batchBytes += row.raw.length;
         } else {
           cp.rejected += 1;

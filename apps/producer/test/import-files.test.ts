@@ -27,7 +27,13 @@ describe('ingest import: contacts by phone or email, local files', () => {
     writeFileSync(join(dir, 'media', 'tool.exe'), 'MZ');
     writeFileSync(join(dir, 'media', 'big.pdf'), '');
     truncateSync(join(dir, 'media', 'big.pdf'), 5 * 1024 * 1024 + 1);
-    const row = (i: number, attachments: string[]) => ({ locationId: 'locA', type: 'SMS', key: `m${i}`, contact: { phone: `(415) 555-01${10 + i}`, email: `P${i}@Example.com` }, attachments });
+    const row = (i: number, attachments: string[]) => ({
+      locationId: 'locA',
+      type: 'SMS',
+      key: `m${i}`,
+      contact: { phone: `(415) 555-01${10 + i}`, email: `P${i}@Example.com` },
+      attachments,
+    });
     const rows = [
       row(1, ['media/photo.png']),
       row(2, [pathToFileURL(join(dir, 'media', 'photo.png')).href, 'https://cdn.example.com/x.jpg']),
@@ -60,7 +66,10 @@ describe('ingest import: contacts by phone or email, local files', () => {
       { phone: '+14155550112', email: 'p2@example.com' },
     ]);
     const sha256 = sha256Of(photo);
-    expect(jobs.map((j) => j.files?.map((f) => [f.name, f.bytes, f.sha256]))).toEqual([[['photo.png', photo.length, sha256]], [['photo.png', photo.length, sha256]]]);
+    expect(jobs.map((j) => j.files?.map((f) => [f.name, f.bytes, f.sha256]))).toEqual([
+      [['photo.png', photo.length, sha256]],
+      [['photo.png', photo.length, sha256]],
+    ]);
     expect(jobs[1]?.body.attachments).toEqual(['https://cdn.example.com/x.jpg']);
     // Stored once, by content, with an expiry.
     expect(await redis.client().getBuffer(fileKey(redis.prefix, sha256))).toEqual(photo);

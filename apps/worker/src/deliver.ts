@@ -22,6 +22,7 @@ import type { Job } from 'bullmq';
 import { outageWait } from './backoff.ts';
 import { apiHealth, classify, type Classification } from './classify.ts';
 import type { HighLevelClient, PostResult } from './http-client.ts';
+import { FileGone, needsPreparing, SourceUnavailable, StepFailed, type Preparer, type RequestKind, type StepRequests } from './prepare.ts';
 import { mayHaveArrived, Reconciler, type LookupRequests, type LookupResult } from './reconcile.ts';
 import type { Semaphore } from './semaphore.ts';
 import type { Credential, Credentials } from './credentials.ts';
@@ -80,8 +81,13 @@ export interface DeliveryOptions {
   reconcile?: { pages: number; perMinute: (locationId: string, unknownShare: number) => number; settleMs: number };
   /** Told of every lookup's result (metrics). */
   onLookup?: (result: LookupResult) => void;
-  /** Told of every request sent to HighLevel: a post, or a lookup's read (metrics). */
-  onRequest?: (kind: 'post' | 'lookup') => void;
+  /** Told of every request sent to HighLevel: a post, a lookup's read, an upsert, an upload (metrics). */
+  onRequest?: (kind: RequestKind) => void;
+  /**
+   * Contacts by phone or email and local files (prepare.ts): what a message needs before its post.
+   * Without it, a message that needs either is dead-lettered.
+   */
+  preparer?: Preparer;
 }
 
 /** A job's hold on its lock while it is processed: checked with each slot, and again before a late post. */
@@ -105,8 +111,8 @@ export class Delivery {
   #stopping = new AbortController();
   /** The lookup before posting again (GHL_RECONCILE), and what it remembers. */
   readonly #reconciler: Reconciler | undefined;
-  #o: Required<Omit<DeliveryOptions, 'afterLedgerWrite' | 'onEvent' | 'reconcile' | 'onLookup' | 'onRequest'>> &
-    Pick<DeliveryOptions, 'afterLedgerWrite' | 'onEvent' | 'reconcile' | 'onLookup' | 'onRequest'>;
+  #o: Required<Omit<DeliveryOptions, 'afterLedgerWrite' | 'onEvent' | 'reconcile' | 'onLookup' | 'onRequest' | 'preparer'>> &
+    Pick<DeliveryOptions, 'afterLedgerWrite' | 'onEvent' | 'reconcile' | 'onLookup' | 'onRequest' | 'preparer'>;
 
   constructor(options: DeliveryOptions) {
     this.#o = { workerId: `${hostname()}:${process.pid}`, now: Date.now, holdSlotMs: 2_000, lockMs: 30_000, ...options };
@@ -137,7 +143,8 @@ export class Delivery {
       const reason = `job data no longer parses: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`;
       return this.#deadLetter(job, undefined, 'invalid-job', reason, {});
     }
-    const data = parsed.data;
+    const stored = parsed.data;
+    let data = stored;
     const held: Held = {
       turn,
       lock: jobLock(job),
@@ -169,6 +176,12 @@ export class Delivery {
     // One Redis read (the ledger: already delivered? and the job's lock), then the budget, in memory.
     let taken = await this.#takeSlot(job, data, data.key, log, held);
     if (typeof taken !== 'string') return this.#skipped(data, taken, log);
+    // Its contact by phone or email, its files: found, created, uploaded right before the post.
+    if (this.#o.preparer?.needs(data) ?? needsPreparing(data)) {
+      data = { ...data, body: await this.#prepare(job, data, credential, taken, log, held, turn) };
+      taken = await this.#takeSlot(job, data, undefined, log, held);
+      if (typeof taken !== 'string') return this.#skipped(data, taken, log);
+    }
     // An earlier post's outcome is unknown: look before posting again (reconcile.ts).
     const reconciler = this.#reconciler;
     if (reconciler !== undefined && (data.unknownSince !== undefined || job.stalledCounter > 0)) {
@@ -199,7 +212,7 @@ export class Delivery {
       }
       this.#o.onRequest?.('post');
       const result = await this.#o.client.post(used.token, data.body);
-      return await this.#answered(job, data, slot, result, log, used, turn);
+      return await this.#answered(job, data, slot, result, log, used, turn, stored);
     } finally {
       release();
     }
@@ -270,6 +283,91 @@ export class Delivery {
     return { messageId: entry.messageId, skipped: true };
   }
 
+  /**
+   * The body to post, once its contact is known and its files uploaded (prepare.ts). The first
+   * request uses `slot` (taken with the ledger check); each further one takes its own. A request
+   * that failed is acted on as a post's answer would be: a 429 makes the location wait, a 401 goes
+   * to the credentials, a refusal dead-letters with HighLevel's reason, the rest is retried.
+   */
+  async #prepare(
+    job: Job,
+    data: JobData,
+    credential: Credential & { kind: 'token' },
+    slot: string,
+    log: JobLog,
+    held: Held,
+    turn: LocationTurn,
+  ): Promise<JobData['body']> {
+    const budget = turn.budget;
+    const preparer = this.#o.preparer;
+    if (preparer === undefined) {
+      budget.release(slot);
+      return this.#deadLetter(job, data, 'invalid-job', 'this worker cannot resolve contacts or upload files (no preparer)', {});
+    }
+    // The slot taken with the ledger check goes to the first request; each further one takes its own.
+    const unused: { slot: string | undefined } = { slot };
+    const requests: StepRequests = {
+      slot: async () => {
+        const s = unused.slot ?? ((await this.#takeSlot(job, data, undefined, log, held)) as string);
+        unused.slot = undefined;
+        return s;
+      },
+      send: async (s) => {
+        if (!turn.holds() || !(await this.#stillOurs(job, held))) {
+          budget.release(s);
+          throw new LockLost();
+        }
+        await this.#gate(budget, s);
+      },
+      answered: (s, result) => void budget.answered(s, result.rate, apiHealth(result.outcome)),
+      refuse: (s, retryAfterMs) => budget.refuse(s, retryAfterMs),
+    };
+    try {
+      return await preparer.prepare(data, credential.token, requests);
+    } catch (error) {
+      if (unused.slot !== undefined) budget.release(unused.slot);
+      if (error instanceof FileGone) return this.#deadLetter(job, data, 'permanent', error.message, {});
+      if (error instanceof SourceUnavailable) {
+        const verdict = { class: 'transient' as const, reason: error.message, retryAfterMs: undefined, maxAttempts: undefined };
+        return this.#retryOrDeadLetter(job, data, verdict, { status: undefined, latencyMs: 0, outcome: { kind: 'network' } }, log);
+      }
+      if (!(error instanceof StepFailed)) throw error;
+      const { verdict, result } = error;
+      const status = result.outcome.kind === 'answer' ? result.outcome.status : undefined;
+      const body = result.outcome.kind === 'answer' ? result.outcome.body : undefined;
+      const fields = { key: data.key, step: error.step, status, latencyMs: Math.round(result.latencyMs) };
+      switch (verdict.class) {
+        case 'rate-limited':
+          log.warn({ ...fields, waitMs: error.waitMs }, 'rate limited: location waits');
+          this.#emit({ outcome: 'rate-limited', locationId: data.locationId, status, latencyMs: result.latencyMs });
+          throw new LocationWait(error.waitMs ?? 0);
+        case 'credentials': {
+          const next = await this.#o.credentials.rejected(data.locationId, credential);
+          if (next !== undefined && next.kind !== 'paused') throw new LocationWait(next.kind === 'wait' ? next.ms : 0);
+          const reason = next?.reason ?? verdict.reason;
+          await this.#o.state.pause(data.locationId, reason);
+          log.error({ ...fields, reason }, 'paused: credentials rejected');
+          this.#emit({ outcome: 'paused', locationId: data.locationId, status });
+          throw new LocationPaused();
+        }
+        case 'permanent': {
+          const reason = `${stepName(error.step)}: ${verdict.reason.replace('refused the message', 'refused it')}`;
+          log.warn({ ...fields, reason }, 'dead-lettered');
+          return this.#deadLetter(job, data, 'permanent', reason, { status, body, latencyMs: result.latencyMs });
+        }
+        case 'suspect':
+        case 'transient':
+          return this.#retryOrDeadLetter(
+            job,
+            data,
+            { ...verdict, reason: `${stepName(error.step)}: ${verdict.reason}` },
+            { status, latencyMs: result.latencyMs, outcome: result.outcome },
+            log,
+          );
+      }
+    }
+  }
+
   /** A lookup's reads spend the location's budget as posts do: through this job's turn and lock. */
   #lookupRequests(job: Job, data: JobData, log: JobLog, held: Held): LookupRequests {
     const budget = held.turn.budget;
@@ -292,6 +390,7 @@ export class Delivery {
     log: JobLog,
     credential: Credential & { kind: 'token' },
     turn: LocationTurn,
+    stored: JobData,
   ): Promise<DeliveryResult> {
     const { outcome, latencyMs } = result;
     const status = outcome.kind === 'answer' ? outcome.status : undefined;
@@ -343,8 +442,10 @@ export class Delivery {
         const failures = turn.budget.answered(slot, result.rate, health);
         // HighLevel may hold it: the next attempt looks before posting again.
         if (this.#o.reconcile !== undefined && mayHaveArrived(outcome) && data.unknownSince === undefined) {
-          data.unknownSince = this.#o.now();
-          await job.updateData(data);
+          // The job keeps what the producer gave it: its contact and files are resolved again (from
+          // the directory, and by a fresh upload) on the next attempt.
+          stored.unknownSince = this.#o.now();
+          await job.updateData(stored);
         }
         const waitMs = outageWait(failures);
         if (waitMs !== undefined) {
@@ -510,6 +611,14 @@ function firstAttemptOf(job: Job): number {
   const progress = job.progress as { firstAttemptAt?: unknown } | number | undefined;
   if (typeof progress === 'object' && typeof progress.firstAttemptAt === 'number') return progress.firstAttemptAt;
   return job.processedOn ?? job.timestamp;
+}
+
+function stepName(step: StepFailed['step']): string {
+  return step === 'contact'
+    ? 'finding or creating the contact'
+    : step === 'conversation'
+      ? "finding or creating the contact's conversation"
+      : 'uploading the files';
 }
 
 function stringOr(value: unknown, fallback: string): string {

@@ -8,6 +8,8 @@ throughput, on one host or many. Settings come from the environment (and .env), 
   GHL_API_BASE_URL     https://services.leadconnectorhq.com
   GHL_TOKEN            one token for every location
   GHL_TOKENS_FILE      JSON {"<locationId>": "<token>"} (SIGHUP reloads it)
+  GHL_ATTACHMENT_HEADERS_FILE  JSON {"<host>": {"<Header>": "<value>"}}: attachment links of
+                       those hosts are fetched with those headers and uploaded to HighLevel
   GHL_CLIENT_ID, GHL_CLIENT_SECRET, GHL_TOKEN_KEY
                        a marketplace app: OAuth tokens from \`ingest auth import\`, refreshed here
   WORKER_CONCURRENCY   in-flight requests (default: chosen by the worker)

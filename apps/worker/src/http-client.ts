@@ -1,5 +1,6 @@
 /**
- * The one call we make: `POST /conversations/messages/inbound`, with got over a keep-alive agent.
+ * Our calls to HighLevel: `POST /conversations/messages/inbound`, and the reads, upserts and
+ * uploads a delivery may need before it (reconcile.ts, prepare.ts), with got over a keep-alive agent.
  * got's own retries are off (the queue owns retries), HTTP errors do not throw (the answer is
  * classified), and every failure comes back as an Outcome, never as a got error: those carry
  * the request options, headers and token included.
@@ -52,19 +53,39 @@ export class HighLevelClient {
   }
 
   async post(token: string, body: InboundMessageBody): Promise<PostResult> {
+    return this.send(token, 'POST', INBOUND_PATH, { json: body });
+  }
+
+  /**
+   * Another call the delivery of a message needs (reconcile.ts, prepare.ts): JSON or a multipart
+   * form to `path`, as the location, with the endpoint's own `Version`. Never throws: the outcome
+   * as a post's, the answer's body as text.
+   */
+  async send(
+    token: string,
+    method: 'GET' | 'POST',
+    path: string,
+    request: { json?: unknown; form?: FormData; query?: Record<string, string>; version?: string },
+  ): Promise<PostResult> {
     const started = performance.now();
+    const headers: Record<string, string> = { authorization: `Bearer ${token}` };
+    if (request.version !== undefined) headers.version = request.version;
     try {
-      const res = await this.#got.post(INBOUND_PATH, { json: body, headers: { authorization: `Bearer ${token}` } });
-      const retryAfter = res.headers['retry-after'];
+      const res = await this.#got(path, {
+        method,
+        headers,
+        ...(request.json === undefined ? {} : { json: request.json }),
+        ...(request.form === undefined ? {} : { body: request.form }),
+        ...(request.query === undefined ? {} : { searchParams: request.query }),
+      });
       return {
-        outcome: { kind: 'answer', status: res.statusCode, body: res.body, retryAfter },
+        outcome: { kind: 'answer', status: res.statusCode, body: res.body, retryAfter: res.headers['retry-after'] },
         latencyMs: performance.now() - started,
         rate: readRateHeaders(res.headers),
       };
     } catch (error) {
       const code = error instanceof RequestError ? error.code || 'ERR_REQUEST' : 'ERR_UNKNOWN';
       const message = error instanceof Error ? error.message : String(error);
-      // got records when the request body was fully written: after that, HighLevel may have it.
       const sent = error instanceof RequestError && error.timings?.upload !== undefined;
       return { outcome: { kind: 'network', code, message, sent }, latencyMs: performance.now() - started, rate: undefined };
     }

@@ -13,6 +13,7 @@
  *   not every location ever known) in pipelined batches, at most once per SHARED_READ_MS whatever
  *   the scrape rate.
  */
+import type { RequestKind } from './prepare.ts';
 import { randomUUID } from 'node:crypto';
 import { keysFor, readImports, type LocationReader, type LocationSnapshot } from '@ghl-ingest/queue';
 import type { LookupResult } from './reconcile.ts';
@@ -50,7 +51,9 @@ export class WorkerMetrics {
   readonly #rateLimited: Counter;
   readonly #lookups: Counter;
   readonly #requests: Counter<'kind'>;
-  readonly #sent = { post: 0, lookup: 0 };
+  readonly #sent: Record<RequestKind, number> = { post: 0, lookup: 0, upsert: 0, conversation: 0, upload: 0 };
+  readonly #contacts: Counter<'result'>;
+  readonly #uploadBytes: Counter;
   readonly #deadLetters: Counter<'class'>;
   readonly #reporter: { redis: RedisClient; key: string; id: string; timer: NodeJS.Timeout };
 
@@ -84,7 +87,7 @@ export class WorkerMetrics {
     });
     this.#requests = new Counter({
       name: 'ghl_requests_total',
-      help: 'Requests sent to HighLevel: posts, and the reads of lookups before posting again (kind).',
+      help: 'Requests sent to HighLevel (kind): posts, lookups before posting again, contact upserts, conversation searches and creates, uploads.',
       labelNames: ['kind'],
       registers,
     });
@@ -94,9 +97,22 @@ export class WorkerMetrics {
       help: "The lookups' reads as a share of this process's requests to HighLevel since it started.",
       registers,
       collect() {
-        this.set(sent.lookup / Math.max(1, sent.lookup + sent.post));
+        this.set(
+          sent.lookup /
+            Math.max(
+              1,
+              Object.values(sent).reduce((a, b) => a + b, 0),
+            ),
+        );
       },
     });
+    this.#contacts = new Counter({
+      name: 'ghl_contacts_total',
+      help: 'Contacts named by phone or email that HighLevel found (result=found) or created (result=created).',
+      labelNames: ['result'],
+      registers,
+    });
+    this.#uploadBytes = new Counter({ name: 'ghl_upload_bytes_total', help: 'Bytes of attachment files uploaded to HighLevel.', registers });
     this.#deadLetters = new Counter({ name: 'ghl_dead_letters_total', help: 'Messages dead-lettered, by failure class.', labelNames: ['class'], registers });
     const key = keysFor(shared.prefix).metricsReporter;
     const id = randomUUID();
@@ -122,7 +138,16 @@ export class WorkerMetrics {
   }
 
   /** A request sent to HighLevel. */
-  requested(kind: 'post' | 'lookup'): void {
+  /** A contact resolved by an upsert (prepare.ts). */
+  contact(created: boolean): void {
+    this.#contacts.inc({ result: created ? 'created' : 'found' });
+  }
+
+  uploaded(bytes: number): void {
+    this.#uploadBytes.inc(bytes);
+  }
+
+  requested(kind: RequestKind): void {
     this.#sent[kind] += 1;
     this.#requests.inc({ kind });
   }

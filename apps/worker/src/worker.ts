@@ -2,14 +2,16 @@
  * A worker process's parts, put together: used by `main.ts` and by tests that run a worker
  * in-process. Everything it opens, `close()` closes.
  */
-import { unwatchFile, watchFile } from 'node:fs';
+import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import {
   annotateActiveSpan,
   budgetFor,
   coerceError,
   countImportOutcome,
   createRedis,
+  ContactDirectory,
   DeadLetters,
+  FileStore,
   flushLogs,
   locationOfQueue,
   lookupsPerMinute,
@@ -27,6 +29,7 @@ import {
 import type { Job } from 'bullmq';
 import type { BackoffOptions } from './backoff.ts';
 import { Delivery, type DeliveryEvent } from './deliver.ts';
+import { parsePrivateHosts, Preparer, type PrivateHosts } from './prepare.ts';
 import { startAdminServer, type AdminServer } from './admin-server.ts';
 import { HighLevelClient } from './http-client.ts';
 import { WorkerMetrics } from './metrics.ts';
@@ -129,6 +132,21 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
     maxAttempts: config.maxAttempts,
     lockMs: config.workerLockMs,
     onRequest: (kind) => metrics.requested(kind),
+    preparer: new Preparer({
+      client,
+      contacts: new ContactDirectory(connection, config.queuePrefix),
+      files: new FileStore(connection, config.queuePrefix),
+      privateHosts: readPrivateHosts(config.attachmentHeadersFile),
+      onRequest: (kind) => metrics.requested(kind),
+      onContact: (locationId, created) => {
+        metrics.contact(created);
+        void state.countContact(locationId, created).catch(() => undefined);
+      },
+      onUpload: (locationId, files, bytes) => {
+        metrics.uploaded(bytes);
+        void state.countUploads(locationId, files).catch(() => undefined);
+      },
+    }),
     onEvent: (event) => {
       metrics.record(event);
       if (event.status !== undefined) annotateActiveSpan({ 'http.response.status_code': event.status, 'ghl.outcome': event.outcome });
@@ -266,4 +284,20 @@ function traceOptions(job: Job): Parameters<typeof traceConsume<{ messageId: str
       error instanceof LockLost ||
       error instanceof RetryLater,
   };
+}
+
+/** GHL_ATTACHMENT_HEADERS_FILE, read once at start; a file that cannot be read or parsed stops the worker with the reason (never its content: it holds secrets). */
+function readPrivateHosts(file: string | undefined): PrivateHosts {
+  if (file === undefined) return new Map();
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (error) {
+    // The cause is left out on purpose: a JSON error quotes the file, and the file holds secrets.
+    // eslint-disable-next-line preserve-caught-error
+    throw new Error(
+      `GHL_ATTACHMENT_HEADERS_FILE ${file}: ${error instanceof SyntaxError ? 'not JSON' : ((error as NodeJS.ErrnoException).code ?? 'cannot be read')}`,
+    );
+  }
+  return parsePrivateHosts(json, `GHL_ATTACHMENT_HEADERS_FILE ${file}`);
 }

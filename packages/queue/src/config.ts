@@ -48,6 +48,7 @@ const envSchema = z.object({
   GHL_API_BASE_URL: z.preprocess(blankIsUnset, z.url({ protocol: /^https?$/ }).default('https://services.leadconnectorhq.com')),
   GHL_TOKEN: text().optional(),
   GHL_TOKENS_FILE: text().optional(),
+  GHL_ATTACHMENT_HEADERS_FILE: text().optional(),
   GHL_CLIENT_ID: text().optional(),
   GHL_CLIENT_SECRET: text().optional(),
   GHL_TOKEN_KEY: text().optional(),
@@ -102,6 +103,8 @@ export interface Config {
   apiBaseUrl: string;
   token: string | undefined;
   tokensFile: string | undefined;
+  /** JSON `{ "<host>": { "<Header>": "<value>" } }`: request headers for attachment links HighLevel cannot fetch. */
+  attachmentHeadersFile: string | undefined;
   /**
    * A marketplace app's OAuth (GHL_CLIENT_ID, GHL_CLIENT_SECRET): tokens come from the encrypted
    * store `ingest auth` fills; `tokenKey` (GHL_TOKEN_KEY) seals them. The key alone is enough to
@@ -165,6 +168,7 @@ export function loadConfig(env: Record<string, string | undefined> = readEnv()):
     apiBaseUrl: e.GHL_API_BASE_URL.replace(/\/+$/, ''),
     token: e.GHL_TOKEN,
     tokensFile: e.GHL_TOKENS_FILE,
+    attachmentHeadersFile: e.GHL_ATTACHMENT_HEADERS_FILE,
     oauth:
       e.GHL_TOKEN_KEY === undefined ? undefined : Object.freeze({ clientId: e.GHL_CLIENT_ID, clientSecret: e.GHL_CLIENT_SECRET, tokenKey: e.GHL_TOKEN_KEY }),
     webhookPublicKey: e.GHL_WEBHOOK_PUBLIC_KEY,

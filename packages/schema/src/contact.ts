@@ -72,7 +72,10 @@ export const storedFileSchema = z.strictObject({
   name: z.string().min(1).max(255),
   bytes: z.number().int().nonnegative(),
   sha256: z.string().regex(/^[0-9a-f]{64}$/),
-  from: z.string().min(1).max(LIMITS.urlChars * 2),
+  from: z
+    .string()
+    .min(1)
+    .max(LIMITS.urlChars * 2),
 }) satisfies z.ZodType<StoredFile>;
 
 /**

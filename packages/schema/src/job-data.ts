@@ -44,11 +44,7 @@ export type JobData = z.infer<typeof jobDataSchema>;
  * A record as a job. A record with local files needs them stored first (`extra.files`, one per
  * `record.files`, in order): a job never names a file a worker on another host cannot read.
  */
-export function toJobData(
-  record: MessageRecord,
-  source: JobSource,
-  extra: { importId?: string; line?: number; files?: StoredFile[] } = {},
-): JobData {
+export function toJobData(record: MessageRecord, source: JobSource, extra: { importId?: string; line?: number; files?: StoredFile[] } = {}): JobData {
   if ((record.files?.length ?? 0) !== (extra.files?.length ?? 0)) {
     throw new Error(`message ${record.key}: its ${record.files?.length ?? 0} local file(s) must be stored before it is enqueued`);
   }

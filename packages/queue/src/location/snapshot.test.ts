@@ -15,7 +15,16 @@ describe('snapshot: every field read from its own replies', () => {
     await q.add('m', { n: 4 }, { jobId: 'a-4', delay: 60_000 });
     await q.close();
     const stats = keysFor(redis.prefix).stats('a');
-    await redis.admin.hset(stats, { delivered: '7', skipped: '2', dead: '1', 'lookup-found': '3', 'lookup-undecided': '1', 'contact-found': '4', 'contact-created': '5', uploads: '6' });
+    await redis.admin.hset(stats, {
+      delivered: '7',
+      skipped: '2',
+      dead: '1',
+      'lookup-found': '3',
+      'lookup-undecided': '1',
+      'contact-found': '4',
+      'contact-created': '5',
+      uploads: '6',
+    });
     // The budget as its last holder saved it: two requests of ours and one of another app's count until `far`.
     const bk = budgetKeys(redis.prefix, 'a');
     const far = Date.now() + 60_000;
