@@ -36,7 +36,15 @@ describe('many locations', () => {
     expect(Math.max(...firstAt)).toBeLessThan(total / 4);
     const half = order.slice(0, total / 2);
     const shares = locations.map((id) => half.filter((l) => l === id).length);
-    expect(Math.min(...shares)).toBeGreaterThanOrEqual(perLocation / 4);
+    // On failure: where the weakest location's messages fell, and what the worker warned of.
+    const weakest = locations[shares.indexOf(Math.min(...shares))] as string;
+    const why = JSON.stringify({
+      shares,
+      weakestAt: h.fake.messages().flatMap((m, i) => (m.locationId === weakest ? [[i, m.receivedAt]] : [])),
+      startedAt: h.fake.messages()[0]?.receivedAt,
+      warnings: h.logs.filter((l) => l.includes('"level":40')).slice(0, 5),
+    });
+    expect(Math.min(...shares), why).toBeGreaterThanOrEqual(perLocation / 4);
     expect(Math.max(...shares)).toBeLessThanOrEqual((perLocation * 3) / 4);
   }, 90_000);
 
