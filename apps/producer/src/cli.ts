@@ -46,6 +46,22 @@ export async function run(argv: string[], out: NodeJS.WritableStream = process.s
     .option('--dry-run', 'validate and report only; enqueue nothing')
     .option('--wait', 'follow delivery of this import until every message is delivered or dead-lettered')
     .option('--json', 'a machine-readable summary on stdout (progress stays on stderr)')
+    .option(
+      '--map <map>',
+      "the file's own column (CSV) or top-level field (NDJSON, JSON) names to record fields: Column=field pairs separated by commas " +
+        '(e.g. From=contact.phone,Body=message,DateSent=date), or the path of a JSON file {"Column": "field"}; unmapped names are read as they are',
+    )
+    .option('--drop-unknown', 'ignore columns and fields that are no record field (the summary names them) instead of rejecting the row')
+    .option('--delimiter <char>', 'CSV: the field delimiter, one character; \\t or tab for tab-separated (default: ,)')
+    .option('--type <type>', 'message type for rows without one (e.g. SMS, for a provider log that has no type column)')
+    .addHelpText(
+      'after',
+      "\nExample, an SMS provider's message log (columns Sid,From,To,Body,Status,DateSent,Direction):\n" +
+        `  ${name === 'ingest' ? 'pnpm ingest' : name} import messages.csv --location LOC --type SMS --map 'Sid=key,From=contact.phone,Body=message,DateSent=date,Direction=direction' --drop-unknown\n` +
+        "Names in --map match the file's exactly, after trimming (From is not from); a CSV whose header lacks a column the map names fails the import.\n" +
+        'A mapped column may not sit beside a column already named its field (both are named in the error).\n' +
+        'Exit codes: 0 all accepted (with --wait, all delivered); 1 the command failed; 2 some rows were rejected or dead-lettered.\n',
+    )
     .action(async (file: string, flags: ImportFlags & { format?: string }) => {
       if (flags.format !== undefined && !['ndjson', 'csv', 'json'].includes(flags.format)) {
         throw new ConfigError(`--format must be ndjson, csv or json, not "${flags.format}"`);

@@ -1,9 +1,13 @@
 /** `ingest import <file|->`: the command around `runImport`, with its exit codes and `--wait`. */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { budgetFor, loadConfig, readBudgetOverrides, readImportOutcomes, type Config } from '@ghl-ingest/queue';
+import { budgetFor, ConfigError, loadConfig, readBudgetOverrides, readImportOutcomes, type Config } from '@ghl-ingest/queue';
+import { MESSAGE_TYPES, type MessageType } from '@ghl-ingest/schema';
 import { connectProducer } from './connect.ts';
 import type { RedisClient } from '@ghl-ingest/queue';
-import { runImport, type Format, type ImportSummary } from './import.ts';
+import { FieldMapError, loadFieldMap, type FieldMap } from './field-map.ts';
+import { formatOf, runImport, type Format, type ImportOptions, type ImportSummary } from './import.ts';
+import { BadDelimiterError, parseDelimiter } from './readers/csv.ts';
+import { DROPPED_NAMES_COUNTED } from './readers/dropped.ts';
 import { progressView } from './progress.ts';
 
 /** Times an import is read again because Redis restarted while it ran. */
@@ -16,10 +20,52 @@ export interface ImportFlags {
   dryRun?: boolean;
   wait?: boolean;
   json?: boolean;
+  /** `Column=field,...` or the path of a JSON file. */
+  map?: string;
+  dropUnknown?: boolean;
+  delimiter?: string;
+  type?: string;
+}
+
+/** The options that shape how rows are read, checked before anything is connected or read (exit 1). */
+function readingOptions(file: string, flags: ImportFlags): Pick<ImportOptions, 'map' | 'dropUnknown' | 'delimiter' | 'defaultType'> {
+  let map: FieldMap | undefined;
+  if (flags.map !== undefined) {
+    try {
+      map = loadFieldMap(flags.map);
+    } catch (error) {
+      if (error instanceof FieldMapError) throw new ConfigError(`--map: ${error.message}`, { cause: error });
+      throw error;
+    }
+  }
+  let delimiter: string | undefined;
+  if (flags.delimiter !== undefined) {
+    const format = formatOf(file, flags.format);
+    if (format !== 'csv') throw new ConfigError(`--delimiter is for CSV files; this import reads ${format} (use --format csv for a CSV file of another name)`);
+    try {
+      delimiter = parseDelimiter(flags.delimiter);
+    } catch (error) {
+      if (error instanceof BadDelimiterError) throw new ConfigError(`--delimiter: ${error.message}`, { cause: error });
+      throw error;
+    }
+  }
+  let defaultType: MessageType | undefined;
+  if (flags.type !== undefined) {
+    const wanted = flags.type.trim().toLowerCase();
+    defaultType = MESSAGE_TYPES.find((t) => t.toLowerCase() === wanted);
+    if (defaultType === undefined) throw new ConfigError(`--type "${flags.type}" is not a message type; expected one of ${MESSAGE_TYPES.join(', ')}`);
+  }
+  return {
+    ...(map === undefined ? {} : { map }),
+    ...(delimiter === undefined ? {} : { delimiter }),
+    ...(defaultType === undefined ? {} : { defaultType }),
+    dropUnknown: flags.dropUnknown === true,
+  };
 }
 
 /** Returns the exit code: 0 all accepted (and delivered, with --wait), 2 some rejected or dead-lettered. */
 export async function importCommand(file: string, flags: ImportFlags, out: NodeJS.WritableStream): Promise<number> {
+  const reading = readingOptions(file, flags);
   const config = loadConfig();
   const redis = flags.dryRun === true ? undefined : await connectProducer(config, 'ingest-import');
   const controller = new AbortController();
@@ -37,6 +83,7 @@ export async function importCommand(file: string, flags: ImportFlags, out: NodeJ
         ...(flags.format === undefined ? {} : { format: flags.format }),
         ...(flags.location === undefined ? {} : { location: flags.location }),
         ...(flags.rejects === undefined ? {} : { rejectsFile: flags.rejects }),
+        ...reading,
         dryRun: flags.dryRun === true,
         signal: controller.signal,
         onProgress: (p) => view.update(p),
@@ -109,6 +156,7 @@ function report(s: ImportSummary, out: NodeJS.WritableStream, json: boolean, del
     rejectsFile: s.rejected > 0 ? s.rejectsFile : null,
     resumedAfterLine: s.resumedAfterLine ?? null,
     interrupted: s.interrupted,
+    ...(s.dropped === undefined ? {} : { droppedFields: s.dropped }),
     ...(delivered === undefined ? {} : { delivered, deadLettered: dead }),
   };
   if (json) {
@@ -120,6 +168,14 @@ function report(s: ImportSummary, out: NodeJS.WritableStream, json: boolean, del
       (s.alreadyDelivered > 0 ? `, ${s.alreadyDelivered} already delivered earlier (skipped)` : ''),
   ];
   if (s.resumedAfterLine !== undefined) lines.push(`resumed an interrupted import after line ${s.resumedAfterLine}`);
+  if (s.dropped !== undefined && s.dropped.count > 0) {
+    const more = s.dropped.count - s.dropped.names.length;
+    lines.push(
+      `ignored (--drop-unknown) ${s.dropped.count >= DROPPED_NAMES_COUNTED ? `${s.dropped.count} or more` : s.dropped.count} ` +
+        `${s.format === 'csv' ? 'column' : 'field'}${s.dropped.count === 1 ? '' : 's'} that no record field takes: ` +
+        `${s.dropped.names.map((n) => JSON.stringify(n)).join(', ')}${more > 0 ? ` and ${more} more` : ''}`,
+    );
+  }
   if (s.rejected > 0) lines.push(`rejected rows are in ${s.rejectsFile}`);
   if (delivered !== undefined) lines.push(`delivered ${delivered}, dead-lettered ${dead}${dead > 0 ? ' (see: pnpm ingest dlq list)' : ''}`);
   else if (!s.dryRun) lines.push(`import ${s.importId} continues in the workers; follow it with: pnpm ingest status`);

@@ -17,13 +17,13 @@ import {
   type Config,
   type ImportCheckpoint,
 } from '@ghl-ingest/queue';
-import { normalizeRecord, toJobData, type JobData, type RecordIssue } from '@ghl-ingest/schema';
+import { normalizeRecord, toJobData, type JobData, type MessageType, type RecordIssue } from '@ghl-ingest/schema';
 import type { RedisClient } from '@ghl-ingest/queue';
 import { importIdFor } from './checkpoint.ts';
+import type { FieldMap } from './field-map.ts';
 import { LocalFiles } from './local-files.ts';
-import { readCsv } from './readers/csv.ts';
-import { readJsonArray } from './readers/json-array.ts';
-import { readNdjson } from './readers/ndjson.ts';
+import { DroppedFields, type DroppedSummary } from './readers/dropped.ts';
+import { readRows } from './readers/read-rows.ts';
 import { appendRejects, prepareRejectsFile } from './rejects-file.ts';
 import type { Row } from './readers/row.ts';
 
@@ -41,6 +41,14 @@ export interface ImportOptions {
   /** Default `<file>.rejects.ndjson` (`stdin.rejects.ndjson` for standard input). */
   rejectsFile?: string;
   dryRun?: boolean;
+  /** The file's own column or field names to record fields (`--map`). */
+  map?: FieldMap;
+  /** Ignore fields that are no record field instead of rejecting the row (`--drop-unknown`). Default false. */
+  dropUnknown?: boolean;
+  /** CSV: the field delimiter, one character (`--delimiter`). Default `,`. */
+  delimiter?: string;
+  /** For rows without `type` (`--type`). */
+  defaultType?: MessageType;
   /** Rows per enqueue batch. Default 1,000. */
   batchSize?: number;
   /** Aborting finishes the current batch, then stops (Ctrl-C). */
@@ -74,6 +82,8 @@ export interface ImportSummary extends ImportProgress {
   interrupted: boolean;
   dryRun: boolean;
   locations: string[];
+  /** With `dropUnknown`: the distinct columns or fields ignored (of this run's rows). */
+  dropped: DroppedSummary | undefined;
 }
 
 export function formatOf(file: string, format: Format | undefined): Format {
@@ -127,7 +137,16 @@ export async function runImport(redis: RedisClient | undefined, config: Config, 
   const localFiles = new LocalFiles(options.file, dryRun ? undefined : new FileStore(redis as RedisClient, config.queuePrefix));
 
   const input = options.file === '-' ? (options.stdin ?? process.stdin) : createReadStream(options.file, { start: format === 'ndjson' ? cp.bytes : 0 });
-  const rows: AsyncIterable<Row> = format === 'csv' ? readCsv(input) : format === 'json' ? readJsonArray(input) : readNdjson(input, cp.line + 1, cp.bytes);
+  const dropped = options.dropUnknown === true ? new DroppedFields() : undefined;
+  const rows: AsyncIterable<Row> = readRows(input, {
+    format,
+    startLine: cp.line + 1,
+    startBytes: cp.bytes,
+    ...(options.map === undefined ? {} : { map: options.map }),
+    ...(options.delimiter === undefined ? {} : { delimiter: options.delimiter }),
+    ...(options.defaultType === undefined ? {} : { defaultType: options.defaultType }),
+    ...(dropped === undefined ? {} : { dropped }),
+  });
 
   let batch: { data: JobData; line: number }[] = [];
   let batchBytes = 0;
@@ -166,6 +185,7 @@ export async function runImport(redis: RedisClient | undefined, config: Config, 
 
   const normalizeOptions = {
     defaultRegion: config.defaultPhoneRegion,
+    unknownFields: options.dropUnknown === true ? ('drop' as const) : ('reject' as const),
     ...(config.conversationProviderId === undefined ? {} : { defaultConversationProviderId: config.conversationProviderId }),
     ...(options.location === undefined ? {} : { defaultLocationId: options.location }),
   };
@@ -235,6 +255,7 @@ export async function runImport(redis: RedisClient | undefined, config: Config, 
     interrupted,
     dryRun,
     locations: [...locations],
+    dropped: dropped?.summary(),
   };
 }
 

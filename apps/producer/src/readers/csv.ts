@@ -1,12 +1,17 @@
 /**
  * CSV with a header row of field names, read with csv-parse: quoted fields with commas and
- * newlines, a BOM, CRLF. Nested fields come as `call.to`-style columns; list fields as JSON text
- * or `;`-separated (the schema reads both). A record csv-parse cannot read (unbalanced quotes,
- * a wrong number of columns) is reported and skipped; the import goes on.
+ * newlines, a BOM, CRLF, any one-character delimiter. Nested fields come as `call.to`-style
+ * columns; list fields as JSON text or `;`-separated (the schema reads both). `--map` renames
+ * header columns before anything else reads them. A record csv-parse cannot read (unbalanced
+ * quotes, a wrong number of columns) is reported and skipped; the import goes on; a header that
+ * cannot be read as the map and the record say fails the import before its first row.
  */
 import { parse } from 'csv-parse';
 import { LIMITS, RESERVED_FIELD_REASON, reservedSegment } from '@ghl-ingest/schema';
 import { Transform, type Readable } from 'node:stream';
+import type { FieldMap } from '../field-map.ts';
+import type { DroppedFields } from './dropped.ts';
+import { isDroppedField } from './record-fields.ts';
 import { clipRaw, type Row } from './row.ts';
 
 /** Columns of a CSV header at most: the record has 19 fields, and nested ones add a few. */
@@ -16,23 +21,38 @@ export class UnreadableCsvError extends Error {
   override name = 'UnreadableCsvError';
 }
 
-export async function* readCsv(input: Readable): AsyncGenerator<Row> {
+export class BadDelimiterError extends Error {
+  override name = 'BadDelimiterError';
+}
+
+export interface CsvOptions {
+  /** One character. Default `,`. */
+  delimiter?: string;
+  /** Header columns to record fields (`--map`); the others are read under their own names. */
+  map?: FieldMap;
+  /** Given with `--drop-unknown`: collects the header columns that no record field takes. */
+  dropped?: DroppedFields;
+}
+
+/** `--delimiter`'s value: one character; `\t` or `tab` for a tab. Not a quote or a line break. */
+export function parseDelimiter(value: string): string {
+  const delimiter = value === '\\t' || value.toLowerCase() === 'tab' ? '\t' : value;
+  if (delimiter === '') throw new BadDelimiterError('the delimiter is empty; give one character, e.g. ";" or tab');
+  if (delimiter.length !== 1) throw new BadDelimiterError(`"${value.slice(0, 20)}" is not one character (write \\t or tab for a tab)`);
+  if (delimiter === '"') throw new BadDelimiterError('the delimiter cannot be the quote character "');
+  if (delimiter === '\n' || delimiter === '\r') throw new BadDelimiterError('the delimiter cannot be a line break');
+  return delimiter;
+}
+
+export async function* readCsv(input: Readable, options: CsvOptions = {}): AsyncGenerator<Row> {
   const skipped: Row[] = [];
   const parser = parse({
     bom: true,
+    delimiter: options.delimiter ?? ',',
     columns: (header: string[]) => {
-      // A header that wide is not a message file; refusing it keeps memory bounded.
-      if (header.length > MAX_COLUMNS) throw new UnreadableCsvError(`the CSV header has ${header.length} columns; at most ${MAX_COLUMNS} are read`);
-      const columns = header.map((h) => h.trim());
-      // Refused for the whole file: every row would carry the column, and a `__proto__.x` header
-      // assigned through a plain object changes Object.prototype for the rest of the process.
-      for (const [i, column] of columns.entries()) {
-        const segment = reservedSegment(column);
-        if (segment !== undefined) {
-          throw new UnreadableCsvError(
-            `line 1, column ${i + 1} of the CSV header ("${column.slice(0, 80)}"): "${segment}" ${RESERVED_FIELD_REASON}; rename or remove the column`,
-          );
-        }
+      const columns = csvColumns(header, options.map);
+      if (options.dropped !== undefined) {
+        for (const [i, column] of columns.entries()) if (isDroppedField(column)) options.dropped.add(column === '' ? `(column ${i + 1}, no name)` : column);
       }
       return columns;
     },
@@ -66,6 +86,62 @@ export async function* readCsv(input: Readable): AsyncGenerator<Row> {
 }
 
 /**
+ * The names the rows are read under: the header trimmed, then renamed by the map. Refuses the
+ * whole file (every row would carry the fault) for a reserved name (assigned through a plain
+ * object, `__proto__.x` changes Object.prototype for the rest of the process), a map column the
+ * header lacks, two columns read as one field (one would silently overwrite the other, whether a
+ * map or the file made them so), and a column read as a whole field beside another read as its part.
+ */
+export function csvColumns(header: readonly string[], map: FieldMap | undefined): string[] {
+  // A header that wide is not a message file; refusing it keeps memory bounded.
+  if (header.length > MAX_COLUMNS) throw new UnreadableCsvError(`the CSV header has ${header.length} columns; at most ${MAX_COLUMNS} are read`);
+  const own = header.map((h) => h.trim());
+  for (const [i, column] of own.entries()) {
+    const segment = reservedSegment(column);
+    if (segment !== undefined) {
+      throw new UnreadableCsvError(
+        `line 1, column ${i + 1} of the CSV header ("${column.slice(0, 80)}"): "${segment}" ${RESERVED_FIELD_REASON}; rename or remove the column`,
+      );
+    }
+  }
+  if (map === undefined) return checkDistinct(own, own);
+  const missing = [...map.keys()].filter((column) => !own.includes(column));
+  if (missing.length > 0) {
+    const quoted = (names: readonly string[]) => names.map((c) => `"${c.slice(0, 80)}"`).join(', ');
+    const shown = own.length > 40 ? `${quoted(own.slice(0, 40))} and ${own.length - 40} more` : quoted(own);
+    throw new UnreadableCsvError(
+      `--map names ${quoted(missing.slice(0, 20))}, which the CSV header does not have (names match exactly, after trimming; the header has ${shown})`,
+    );
+  }
+  return checkDistinct(
+    own,
+    own.map((column) => map.get(column) ?? column),
+  );
+}
+
+function checkDistinct(own: readonly string[], columns: string[]): string[] {
+  const describe = (i: number) => `column ${i + 1} ("${(own[i] ?? '').slice(0, 80)}"${own[i] === columns[i] ? '' : `, mapped to "${columns[i] ?? ''}"`})`;
+  const first = new Map<string, number>();
+  for (const [i, column] of columns.entries()) {
+    // Unnamed columns (a trailing comma in the header) are many in some exports; they hold nothing to lose.
+    if (column === '') continue;
+    const seen = first.get(column);
+    if (seen !== undefined) throw new UnreadableCsvError(`line 1 of the CSV header: ${describe(seen)} and ${describe(i)} are both read as "${column}"`);
+    first.set(column, i);
+  }
+  for (const [i, column] of columns.entries()) {
+    const dot = column.indexOf('.');
+    const whole = dot === -1 ? undefined : first.get(column.slice(0, dot));
+    if (whole !== undefined) {
+      throw new UnreadableCsvError(
+        `line 1 of the CSV header: ${describe(whole)} is read as all of "${column.slice(0, dot)}", and ${describe(i)} as its part "${column}"`,
+      );
+    }
+  }
+  return columns;
+}
+
+/**
  * Fails the import on a physical line longer than `max` bytes, before csv-parse sees it: a record
  * cannot be that long, and csv-parse would build a row of a million fields in memory first.
  */
@@ -93,7 +169,9 @@ function lineLengthGuard(max: number): Transform {
 }
 
 /**
- * `{ "call.to": "+1..." }` → `{ call: { to: "+1..." } }`; empty cells are left out. Objects are
+ * `{ "call.to": "+1...", "contact.phone": "+1..." }` → `{ call: { to: "+1..." }, contact: { phone: "+1..." } }`:
+ * any dotted column nests one level under its first segment (what that makes of an unknown field is
+ * `normalizeRecord`'s to judge); empty cells are left out. Objects are
  * built without a prototype and a parent is only ever one this function made, so no column name
  * can reach Object.prototype (the header check refuses reserved names before this runs).
  */
