@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import type { ConfigPatch } from './options.ts';
+import { FAULT_ROUTES, type ConfigPatch, type FaultRoute } from './options.ts';
 import { FakeHighLevel } from './server.ts';
 
 const HELP = `Usage: pnpm fake-api [options]
@@ -34,9 +34,18 @@ Options:
   --oauth-client-id ID     the marketplace app /oauth/token accepts (default stand-in-client)
   --oauth-client-secret S  its secret (default stand-in-secret)
   --oauth-access-ttl-ms N  how long OAuth access tokens live (default 86399000, HighLevel's)
+  --contact-match LIST     the duplicate rule's fields in order: email,phone (default), phone,email, email, phone
+  --allow-duplicate-contacts  an upsert with createNewIfDuplicateAllowed creates without looking
+  --search-lag-ms N        a new conversation stays invisible to search this long (default 0)
+  --upload-max-bytes N     bytes per uploaded file (default 5242880)
+  --upload-ttl-ms N        how long an uploaded file's URL serves it (default 3600000)
+  --fault-routes LIST      which routes faults and outages strike (default inbound,upsert,conversation,upload; also read)
 
 OAuth: POST /oauth/token (refresh_token, authorization_code) and /oauth/locationToken; admin
 POST /__admin/oauth/{authorise,codes,install,revoke}.
+Contacts and files: POST /contacts/upsert, POST /conversations/, GET /conversations/search,
+POST /conversations/messages/upload (files served under /__files until they expire); admin
+GET /__admin/{contacts,conversations,uploads}.
 `;
 
 function main(): void {
@@ -65,6 +74,12 @@ function main(): void {
       'oauth-client-id': { type: 'string' },
       'oauth-client-secret': { type: 'string' },
       'oauth-access-ttl-ms': { type: 'string' },
+      'contact-match': { type: 'string' },
+      'allow-duplicate-contacts': { type: 'boolean' },
+      'search-lag-ms': { type: 'string' },
+      'upload-max-bytes': { type: 'string' },
+      'upload-ttl-ms': { type: 'string' },
+      'fault-routes': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -129,6 +144,27 @@ function main(): void {
     ...(values['oauth-client-secret'] === undefined ? {} : { clientSecret: values['oauth-client-secret'] }),
     ...(ttl === undefined ? {} : { accessTtlMs: ttl }),
   };
+  const match = values['contact-match'];
+  if (match !== undefined) {
+    const fields = match.split(',').map((f) => f.trim());
+    if (fields.length === 0 || fields.length > 2 || new Set(fields).size !== fields.length || fields.some((f) => f !== 'email' && f !== 'phone')) {
+      fail(`--contact-match must be email,phone or phone,email or one of them, not "${match}"`);
+    }
+    patch.duplicates = { contactMatch: fields as ('email' | 'phone')[] };
+  }
+  if (values['allow-duplicate-contacts'] === true) patch.duplicates = { ...patch.duplicates, allowDuplicates: true };
+  const lag = num('search-lag-ms', values['search-lag-ms']);
+  if (lag !== undefined) patch.searchLagMs = lag;
+  const uploadMax = num('upload-max-bytes', values['upload-max-bytes']);
+  if (uploadMax !== undefined) patch.uploadMaxBytes = uploadMax;
+  const uploadTtl = num('upload-ttl-ms', values['upload-ttl-ms']);
+  if (uploadTtl !== undefined) patch.uploadTtlMs = uploadTtl;
+  if (values['fault-routes'] !== undefined) {
+    const routes = values['fault-routes'].split(',').map((r) => r.trim());
+    const unknown = routes.find((r) => !(FAULT_ROUTES as readonly string[]).includes(r));
+    if (unknown !== undefined) fail(`--fault-routes: "${unknown}" is no route; routes are ${FAULT_ROUTES.join(', ')}`);
+    patch.faultRoutes = routes as FaultRoute[];
+  }
 
   const port = num('port', values.port, 65_535) ?? 8787;
   FakeHighLevel.start({ ...patch, port, host: values.host }).then(

@@ -28,6 +28,25 @@ export interface Latency {
   slowMs: number;
 }
 
+/** The contact fields an upsert looks an existing contact up by. */
+export type ContactMatchField = 'email' | 'phone';
+
+/** A location's "Allow Duplicate Contact" setting, as the upsert follows it. */
+export interface DuplicateRule {
+  /**
+   * Fields looked up, in this order, to find the contact an upsert updates; when two different
+   * contacts match, the first field's wins and the second field is left off the update.
+   * Default `['email', 'phone']`.
+   */
+  contactMatch: ContactMatchField[];
+  /**
+   * The location allows duplicates: an upsert with `createNewIfDuplicateAllowed: true` then creates
+   * a contact without looking. Without that flag the upsert matches as usual (HighLevel's spec,
+   * "Scenario 3"). Default false.
+   */
+  allowDuplicates: boolean;
+}
+
 export interface FakeHighLevelConfig {
   /** Accepted bearer tokens and the location each belongs to. `null` (default): any token, its own location. */
   tokens: Record<string, string> | null;
@@ -55,7 +74,35 @@ export interface FakeHighLevelConfig {
   reads: { altId: boolean; scope: boolean };
   /** The marketplace app HighLevel knows, and how long the access tokens it grants live. */
   oauth: { clientId: string; clientSecret: string; accessTtlMs: number };
+  /** Every location's "Allow Duplicate Contact" rule, unless `duplicatesPerLocation` says otherwise. */
+  duplicates: DuplicateRule;
+  /** The rule of particular locations, over `duplicates`. */
+  duplicatesPerLocation: Record<string, Partial<DuplicateRule>>;
+  /** Phone numbers (E.164) an upsert refuses with 422, as HighLevel refuses some numbers. Default none. */
+  rejectPhones: string[];
+  /**
+   * How long, in ms, a new conversation stays invisible to `GET /conversations/search` (HighLevel's
+   * issue #5: search lags a create). Default 0.
+   */
+  searchLagMs: number;
+  /** Files per upload request. HighLevel: 5. */
+  uploadMaxFiles: number;
+  /** Bytes per uploaded file. HighLevel: 5 MB (5,242,880) for most channels. */
+  uploadMaxBytes: number;
+  /** How long, in ms, an uploaded file's URL serves it. HighLevel's secure attachments: about an hour. */
+  uploadTtlMs: number;
+  /** File extensions an upload takes, lower case. HighLevel: jpg jpeg png mp4 mpeg zip rar pdf doc docx txt mp3 wav. */
+  uploadTypes: string[];
+  /**
+   * The routes `faults` and `outage` strike. Default every write: `inbound`, `upsert`,
+   * `conversation`, `upload`; add `read` for the reads (message pages, search).
+   */
+  faultRoutes: FaultRoute[];
 }
+
+/** A route as faults tell them apart. */
+export type FaultRoute = 'inbound' | 'upsert' | 'conversation' | 'upload' | 'read';
+export const FAULT_ROUTES: readonly FaultRoute[] = ['inbound', 'upsert', 'conversation', 'upload', 'read'];
 
 export const DEFAULT_CONFIG: FakeHighLevelConfig = {
   tokens: null,
@@ -69,6 +116,15 @@ export const DEFAULT_CONFIG: FakeHighLevelConfig = {
   maxMessageChars: null,
   reads: { altId: true, scope: true },
   oauth: { clientId: 'stand-in-client', clientSecret: 'stand-in-secret', accessTtlMs: 86_399_000 },
+  duplicates: { contactMatch: ['email', 'phone'], allowDuplicates: false },
+  duplicatesPerLocation: {},
+  rejectPhones: [],
+  searchLagMs: 0,
+  uploadMaxFiles: 5,
+  uploadMaxBytes: 5 * 1024 * 1024,
+  uploadTtlMs: 3_600_000,
+  uploadTypes: ['jpg', 'jpeg', 'png', 'mp4', 'mpeg', 'zip', 'rar', 'pdf', 'doc', 'docx', 'txt', 'mp3', 'wav'],
+  faultRoutes: ['inbound', 'upsert', 'conversation', 'upload'],
 };
 
 export type ConfigPatch = {
@@ -83,6 +139,16 @@ export type ConfigPatch = {
   maxMessageChars?: number | null;
   oauth?: Partial<FakeHighLevelConfig['oauth']>;
   reads?: Partial<FakeHighLevelConfig['reads']>;
+  duplicates?: Partial<DuplicateRule>;
+  /** `null` for a location drops its own rule. */
+  duplicatesPerLocation?: Record<string, Partial<DuplicateRule> | null>;
+  rejectPhones?: string[];
+  searchLagMs?: number;
+  uploadMaxFiles?: number;
+  uploadMaxBytes?: number;
+  uploadTtlMs?: number;
+  uploadTypes?: string[];
+  faultRoutes?: FaultRoute[];
 };
 
 /** Applies a patch: objects merge, `null` in a token or location map removes that entry. */
@@ -94,13 +160,7 @@ export function applyPatch(config: FakeHighLevelConfig, patch: ConfigPatch): Fak
     next.tokens = Object.fromEntries(Object.entries(merged).filter((entry): entry is [string, string] => entry[1] !== null));
   }
   if (patch.limits !== undefined) next.limits = { ...next.limits, ...patch.limits };
-  if (patch.perLocation !== undefined) {
-    const merged: Record<string, Partial<RateLimits> | null> = { ...next.perLocation };
-    for (const [location, limits] of Object.entries(patch.perLocation)) {
-      merged[location] = limits === null ? null : { ...next.perLocation[location], ...limits };
-    }
-    next.perLocation = Object.fromEntries(Object.entries(merged).filter((entry): entry is [string, Partial<RateLimits>] => entry[1] !== null));
-  }
+  if (patch.perLocation !== undefined) next.perLocation = mergePerLocation(next.perLocation, patch.perLocation);
   if (patch.faults !== undefined) next.faults = { ...next.faults, ...patch.faults };
   if (patch.latency !== undefined) next.latency = { ...next.latency, ...patch.latency };
   if (patch.retryAfter !== undefined) next.retryAfter = patch.retryAfter;
@@ -109,5 +169,21 @@ export function applyPatch(config: FakeHighLevelConfig, patch: ConfigPatch): Fak
   if (patch.maxMessageChars !== undefined) next.maxMessageChars = patch.maxMessageChars;
   if (patch.oauth !== undefined) next.oauth = { ...next.oauth, ...patch.oauth };
   if (patch.reads !== undefined) next.reads = { ...next.reads, ...patch.reads };
+  if (patch.duplicates !== undefined) next.duplicates = { ...next.duplicates, ...patch.duplicates };
+  if (patch.duplicatesPerLocation !== undefined) next.duplicatesPerLocation = mergePerLocation(next.duplicatesPerLocation, patch.duplicatesPerLocation);
+  if (patch.rejectPhones !== undefined) next.rejectPhones = [...patch.rejectPhones];
+  if (patch.uploadTypes !== undefined) next.uploadTypes = [...patch.uploadTypes];
+  if (patch.faultRoutes !== undefined) next.faultRoutes = [...patch.faultRoutes];
+  for (const key of ['searchLagMs', 'uploadMaxFiles', 'uploadMaxBytes', 'uploadTtlMs'] as const) {
+    const value = patch[key];
+    if (value !== undefined) next[key] = value;
+  }
   return next;
+}
+
+/** Per-location overrides merged field by field; `null` removes a location's entry. */
+function mergePerLocation<T extends object>(current: Record<string, Partial<T>>, patch: Record<string, Partial<T> | null>): Record<string, Partial<T>> {
+  const merged: Record<string, Partial<T> | null> = { ...current };
+  for (const [location, value] of Object.entries(patch)) merged[location] = value === null ? null : { ...current[location], ...value };
+  return Object.fromEntries(Object.entries(merged).filter((entry): entry is [string, Partial<T>] => entry[1] !== null));
 }

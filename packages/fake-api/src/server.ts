@@ -1,16 +1,19 @@
 /**
  * A local HighLevel for the demo, the tests and the benchmarks: `POST /conversations/messages/inbound`
- * with HighLevel's auth, headers, validation, rate limits and failure modes, its OAuth endpoints
- * (oauth.ts), plus an admin API (`/__admin/...`) to read what it received and to change its
- * behaviour while it runs.
+ * with HighLevel's auth, headers, validation, rate limits and failure modes; the contact,
+ * conversation and upload calls a message may need first (content-routes.ts), sharing the inbound
+ * post's rate window; its OAuth endpoints (oauth.ts); plus an admin API (`/__admin/...`) to read
+ * what it received and to change its behaviour while it runs.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { canonicalJson } from '@ghl-ingest/schema';
+import multipart from '@fastify/multipart';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { ContentApi, type ContentStats } from './content-routes.ts';
 import { Conversations } from './conversations.ts';
 import { FakeOAuth, type OAuthOwner, type OAuthStats } from './oauth.ts';
-import { applyPatch, DEFAULT_CONFIG, type ConfigPatch, type FakeHighLevelConfig } from './options.ts';
+import { applyPatch, DEFAULT_CONFIG, type ConfigPatch, type FakeHighLevelConfig, type FaultRoute } from './options.ts';
 import { RateWindow, type RateLimits } from './rate-window.ts';
 import { validateInbound } from './validate.ts';
 
@@ -32,8 +35,10 @@ export interface ReceivedMessage {
   body?: Record<string, unknown>;
 }
 
-export interface FakeStats {
+export interface FakeStats extends ContentStats {
   requests: number;
+  /** Requests by route (`inbound`, `upsert`, `conversation`, `upload`, `read`), whatever their answer. */
+  requestsByRoute: Partial<Record<FaultRoute, number>>;
   byStatus: Record<string, number>;
   accepted: number;
   acceptedByLocation: Record<string, number>;
@@ -77,14 +82,15 @@ export class FakeHighLevel {
   #messages: ReceivedMessage[] = [];
   #seenAltIds = new Set<string>();
   #seenBodies = new Set<string>();
-  #stats: Omit<FakeStats, 'oauth'> = emptyStats();
+  #stats: Omit<FakeStats, 'oauth' | keyof ContentStats> = emptyStats();
   #outage: { until: number; status: number } | null = null;
   #oauthOutage: { until: number; status: number } | null = null;
   #now: () => number;
   #dayOf: (epochMs: number) => string;
   #random: () => number;
   readonly #oauth: FakeOAuth;
-  readonly #conversations = new Conversations();
+  readonly #conversations: Conversations;
+  readonly #content: ContentApi;
 
   private constructor(app: FastifyInstance, config: FakeHighLevelConfig, options: FakeHighLevelOptions) {
     this.#app = app;
@@ -93,22 +99,43 @@ export class FakeHighLevel {
     this.#now = options.now ?? (() => performance.now());
     this.#dayOf = options.dayOf ?? ((ms) => new Date(ms).toISOString().slice(0, 10));
     this.#random = options.random ?? Math.random;
+    this.#conversations = new Conversations(this.#now);
+    this.#content = new ContentApi(
+      {
+        admit: (request, reply, route, version) => this.#admit(request, reply, route, version),
+        answer: (reply, status, body) => this.#answer(reply, status, body),
+        dropAfterAccept: (reply, route) => {
+          if (!this.#faulty(route) || !this.#chance(this.#config.faults.dropAfterAccept)) return false;
+          this.#stats.acceptedUnanswered += 1;
+          this.#drop(reply);
+          return true;
+        },
+        config: () => this.#config,
+        url: () => this.#url,
+        now: () => this.#now(),
+        newId: () => randomId(20),
+      },
+      this.#conversations,
+    );
   }
 
   static async start(options: FakeHighLevelOptions = {}): Promise<FakeHighLevel> {
     const app = Fastify({ logger: false, bodyLimit: 5 * 1024 * 1024, keepAliveTimeout: 30_000 });
     const fake = new FakeHighLevel(app, applyPatch(DEFAULT_CONFIG, options), options);
+    // A file past the size limit is cut and flagged (uploads.ts answers 413), never thrown mid-form.
+    await app.register(multipart, { throwFileSizeLimit: false });
     app.setErrorHandler((error: { statusCode?: number; message: string }, _request, reply) => {
       const status = error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
       void reply.code(status).send({ statusCode: status, message: error.message, error: status === 500 ? 'Internal Server Error' : 'Bad Request' });
     });
     app.post(INBOUND_PATH, (request, reply) => fake.#inbound(request, reply));
+    fake.#content.register(app);
     app.get('/conversations/search', (request, reply) =>
       fake.#read(request, reply, (locationId) => {
         const q = request.query as Record<string, string | undefined>;
         if (q.locationId !== locationId) return { status: 403, body: { statusCode: 403, message: 'The token does not have access to this location' } };
         if (q.contactId === undefined) return { status: 422, body: { statusCode: 422, message: ['contactId should not be empty'] } };
-        return { status: 200, body: fake.#conversations.search(locationId, q.contactId) };
+        return { status: 200, body: fake.#conversations.search(locationId, q.contactId, fake.#config.searchLagMs) };
       }),
     );
     app.get('/conversations/:conversationId/messages', (request, reply) =>
@@ -246,7 +273,22 @@ export class FakeHighLevel {
   }
 
   stats(): FakeStats {
-    return { ...structuredClone(this.#stats), oauth: this.#oauth.stats() };
+    return { ...structuredClone(this.#stats), ...this.#content.stats(), oauth: this.#oauth.stats() };
+  }
+
+  /** The contacts upserts made (a location's, or all), in creation order. */
+  contacts(locationId?: string): ReturnType<ContentApi['contacts']['list']> {
+    return this.#content.contacts.list(locationId);
+  }
+
+  /** Every file uploaded, with its owner, size, hash and times. */
+  uploads(): ReturnType<ContentApi['uploads']['list']> {
+    return this.#content.uploads.list();
+  }
+
+  /** Conversations (a location's, or all): created by `POST /conversations/` or by a first inbound message. */
+  conversations(locationId?: string): ReturnType<Conversations['list']> {
+    return this.#conversations.list(locationId);
   }
 
   /** The location a request's bearer token stands for: an OAuth access token first (it expires), then the configured tokens. */
@@ -261,27 +303,82 @@ export class FakeHighLevel {
 
   /** A read: the token's location, the same rate budget as posts, the read scope; then `answer`. */
   async #read(request: FastifyRequest, reply: FastifyReply, answer: (locationId: string) => { status: number; body: unknown }): Promise<unknown> {
+    const locationId = await this.#admit(request, reply, 'read', undefined);
+    if (locationId === undefined) return reply;
+    this.#stats.reads += 1;
+    const { status, body } = answer(locationId);
+    return this.#answer(reply, status, body);
+  }
+
+  /**
+   * What every request of HighLevel's passes before its route does anything: the token's location
+   * (401), for reads their scope (401), the location's one rate window with its headers (429), the
+   * answer's latency, the `Version` header when the route needs one (400), and where `faultRoutes`
+   * says so, the outage and the faults that strike before anything is recorded. Returns the
+   * location, or undefined once it has answered.
+   */
+  async #admit(request: FastifyRequest, reply: FastifyReply, route: FaultRoute, version: string | undefined): Promise<string | undefined> {
+    const t = this.#now();
     const stats = this.#stats;
     stats.requests += 1;
+    stats.requestsByRoute[route] = (stats.requestsByRoute[route] ?? 0) + 1;
     const locationId = this.#locationOf(request);
-    if (locationId === undefined) return this.#answer(reply, 401, { statusCode: 401, message: 'Invalid JWT' });
-    if (!this.#config.reads.scope) return this.#answer(reply, 401, { statusCode: 401, message: 'The token is not authorized for this scope.' });
+    if (locationId === undefined) {
+      stats.unauthorized += 1;
+      this.#answer(reply, 401, { statusCode: 401, message: 'Invalid JWT' });
+      return undefined;
+    }
+    if (route === 'read' && !this.#config.reads.scope) {
+      this.#answer(reply, 401, { statusCode: 401, message: 'The token is not authorized for this scope.' });
+      return undefined;
+    }
     const limits = this.#limitsFor(locationId);
-    const rate = this.#window(locationId).take(this.#now(), this.#dayOf(Date.now()), limits);
+    const rate = this.#window(locationId).take(t, this.#dayOf(Date.now()), limits);
     void reply.headers({
+      'x-ratelimit-limit-daily': String(limits.daily),
+      'x-ratelimit-daily-remaining': String(rate.dailyRemaining),
+      'x-ratelimit-interval-milliseconds': String(limits.windowMs),
       'x-ratelimit-max': String(limits.max),
       'x-ratelimit-remaining': String(rate.remaining),
-      'x-ratelimit-interval-milliseconds': String(limits.windowMs),
     });
     if (!rate.allowed) {
       stats.rateLimited += 1;
       stats.rateLimitedByLocation[locationId] = (stats.rateLimitedByLocation[locationId] ?? 0) + 1;
-      return this.#answer(reply, 429, { statusCode: 429, message: 'Too Many Requests' });
+      if (this.#config.retryAfter) void reply.header('retry-after', String(Math.max(1, Math.ceil(rate.retryInMs / 1000))));
+      this.#answer(reply, 429, { statusCode: 429, message: 'Too Many Requests' });
+      return undefined;
     }
     await this.#delay();
-    stats.reads += 1;
-    const { status, body } = answer(locationId);
-    return this.#answer(reply, status, body);
+    if (version !== undefined && request.headers.version !== version) {
+      this.#answer(reply, 400, { statusCode: 400, message: `Version header must be ${version}` });
+      return undefined;
+    }
+    if (!this.#faulty(route)) return locationId;
+    if (this.#outage !== null && t < this.#outage.until) {
+      this.#answer(reply, this.#outage.status, { statusCode: this.#outage.status, message: 'Service Unavailable' });
+      return undefined;
+    }
+    const { faults } = this.#config;
+    if (this.#chance(faults.drop)) {
+      this.#drop(reply);
+      return undefined;
+    }
+    for (const [status, p] of [
+      [500, faults.status500],
+      [502, faults.status502],
+      [503, faults.status503],
+    ] as const) {
+      if (this.#chance(p)) {
+        this.#answer(reply, status, { statusCode: status, message: 'Internal server error' });
+        return undefined;
+      }
+    }
+    return locationId;
+  }
+
+  /** Whether the faults and the outage strike this route. */
+  #faulty(route: FaultRoute): boolean {
+    return this.#config.faultRoutes.includes(route);
   }
 
   messages(filter: { locationId?: string | undefined; offset?: number; limit?: number } = {}): ReceivedMessage[] {
@@ -298,6 +395,7 @@ export class FakeHighLevel {
     this.#stats = emptyStats();
     this.#oauth.reset();
     this.#conversations.clear();
+    this.#content.reset();
     this.#outage = null;
     this.#oauthOutage = null;
   }
@@ -323,50 +421,10 @@ export class FakeHighLevel {
     const t = this.#now();
     const receivedAt = Date.now();
     const stats = this.#stats;
-    stats.requests += 1;
     const config = this.#config;
-
-    const locationId = this.#locationOf(request);
-    if (locationId === undefined) {
-      stats.unauthorized += 1;
-      return this.#answer(reply, 401, { statusCode: 401, message: 'Invalid JWT' });
-    }
-
-    const limits = this.#limitsFor(locationId);
-    const day = this.#dayOf(receivedAt);
-    const window = this.#window(locationId);
-    const rate = window.take(t, day, limits);
-    const headers = {
-      'x-ratelimit-limit-daily': String(limits.daily),
-      'x-ratelimit-daily-remaining': String(rate.dailyRemaining),
-      'x-ratelimit-interval-milliseconds': String(limits.windowMs),
-      'x-ratelimit-max': String(limits.max),
-      'x-ratelimit-remaining': String(rate.remaining),
-    };
-    void reply.headers(headers);
-    if (!rate.allowed) {
-      stats.rateLimited += 1;
-      stats.rateLimitedByLocation[locationId] = (stats.rateLimitedByLocation[locationId] ?? 0) + 1;
-      if (config.retryAfter) void reply.header('retry-after', String(Math.max(1, Math.ceil(rate.retryInMs / 1000))));
-      return this.#answer(reply, 429, { statusCode: 429, message: 'Too Many Requests' });
-    }
-
-    await this.#delay();
-    if (request.headers.version !== API_VERSION) {
-      return this.#answer(reply, 400, { statusCode: 400, message: `Version header must be ${API_VERSION}` });
-    }
-    if (this.#outage !== null && t < this.#outage.until) {
-      return this.#answer(reply, this.#outage.status, { statusCode: this.#outage.status, message: 'Service Unavailable' });
-    }
+    const locationId = await this.#admit(request, reply, 'inbound', API_VERSION);
+    if (locationId === undefined) return reply;
     const { faults } = config;
-    if (this.#chance(faults.drop)) return this.#drop(reply);
-    for (const [status, p] of [
-      [500, faults.status500],
-      [502, faults.status502],
-      [503, faults.status503],
-    ] as const) {
-      if (this.#chance(p)) return this.#answer(reply, status, { statusCode: status, message: 'Internal server error' });
-    }
     if (this.#chance(faults.empty201)) {
       stats.byStatus['201'] = (stats.byStatus['201'] ?? 0) + 1;
       return reply.code(201).send('');
@@ -403,6 +461,7 @@ export class FakeHighLevel {
     stats.acceptedByLocation[locationId] = (stats.acceptedByLocation[locationId] ?? 0) + 1;
 
     const conversationId = this.#conversations.record(locationId, body, messageId, new Date(receivedAt).toISOString());
+    this.#content.notePosted(body);
     if (this.#chance(faults.dropAfterAccept)) {
       stats.acceptedUnanswered += 1;
       return this.#drop(reply);
@@ -442,9 +501,10 @@ export class FakeHighLevel {
   }
 }
 
-function emptyStats(): Omit<FakeStats, 'oauth'> {
+function emptyStats(): Omit<FakeStats, 'oauth' | keyof ContentStats> {
   return {
     requests: 0,
+    requestsByRoute: {},
     byStatus: {},
     accepted: 0,
     acceptedByLocation: {},

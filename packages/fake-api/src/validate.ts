@@ -1,6 +1,6 @@
 /**
  * Body validation the way HighLevel's NestJS service answers it: class-validator messages in a
- * 422 array, 400 for the business rules. Written independently of `@ghl-ingest/schema` on purpose:
+ * 422 array, 400 for the business rules (inbound messages, contact upserts). Written independently of `@ghl-ingest/schema` on purpose:
  * the stand-in is a second opinion on our normalisation, not a copy of it.
  */
 const TYPES = new Set([
@@ -111,6 +111,73 @@ export function validateInbound(body: unknown, options: ValidateOptions = {}): V
   }
   if (type === 'Email' && b.html === undefined && b.message === undefined) {
     return { ok: false, status: 400, message: 'html or message is required for Email' };
+  }
+  return { ok: true };
+}
+
+/** A contact upsert's string fields (UpsertContactDto; each may also be null). */
+const CONTACT_STRINGS = [
+  'firstName',
+  'lastName',
+  'name',
+  'email',
+  'phone',
+  'gender',
+  'address1',
+  'city',
+  'state',
+  'postalCode',
+  'website',
+  'timezone',
+  'source',
+  'country',
+  'companyName',
+  'assignedTo',
+] as const;
+const PHONE = /^\+\d{7,15}$/;
+const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+export const CONTACT_IDENTITY_REQUIRED = 'Either email or phone is required';
+
+/** A phone as the stand-in compares and stores it: spaces, dashes, dots and parentheses removed. */
+export function normalizePhone(phone: string): string {
+  return phone.replace(/[\s\-().]/g, '');
+}
+
+export interface UpsertValidateOptions {
+  /** Phone numbers (normalised) the location refuses with 422. */
+  rejectPhones?: ReadonlySet<string>;
+}
+
+/**
+ * `POST /contacts/upsert` (UpsertContactDto): unknown fields are tolerated, as HighLevel does;
+ * wrong types answer 422; a phone that is not `+` and 7-15 digits (once spaces, dashes and
+ * parentheses are gone), a malformed email, or neither of the two answers 400.
+ */
+export function validateUpsert(body: unknown, options: UpsertValidateOptions = {}): Verdict {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    return { ok: false, status: 400, message: 'Request body must be a JSON object' };
+  }
+  const b = body as Record<string, unknown>;
+  const problems: string[] = [];
+  if (typeof b.locationId !== 'string' || b.locationId === '') problems.push('locationId should not be empty', 'locationId must be a string');
+  for (const field of CONTACT_STRINGS) {
+    if (b[field] !== undefined && b[field] !== null && typeof b[field] !== 'string') problems.push(`${field} must be a string`);
+  }
+  if (b.tags !== undefined && !(Array.isArray(b.tags) && b.tags.every((t) => typeof t === 'string'))) problems.push('each value in tags must be a string');
+  for (const field of ['dnd', 'createNewIfDuplicateAllowed'] as const) {
+    if (b[field] !== undefined && typeof b[field] !== 'boolean') problems.push(`${field} must be a boolean value`);
+  }
+  if (problems.length > 0) return { ok: false, status: 422, message: problems };
+
+  const phone = typeof b.phone === 'string' && b.phone !== '' ? normalizePhone(b.phone) : undefined;
+  const email = typeof b.email === 'string' && b.email !== '' ? b.email : undefined;
+  const invalid: string[] = [];
+  if (phone !== undefined && !PHONE.test(phone)) invalid.push('phone must be a valid phone number');
+  if (email !== undefined && !EMAIL.test(email)) invalid.push('email must be an email');
+  if (invalid.length > 0) return { ok: false, status: 400, message: invalid };
+  if (phone === undefined && email === undefined) return { ok: false, status: 400, message: CONTACT_IDENTITY_REQUIRED };
+  if (phone !== undefined && options.rejectPhones?.has(phone) === true) {
+    return { ok: false, status: 422, message: [`phone ${phone} is not a number this location can message`] };
   }
   return { ok: true };
 }
