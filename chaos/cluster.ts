@@ -10,7 +10,7 @@ import { randomBytes, randomInt } from 'node:crypto';
 import { createWriteStream, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import type { ConfigPatch, FakeStats, ReceivedMessage } from '@ghl-ingest/fake-api';
+import type { ConfigPatch, FakeStats, ReceivedMessage, StoredContact, UploadRecord } from '@ghl-ingest/fake-api';
 import { createRedis, DeadLetters, LocationQueues, type DeadLetterRecord, type RedisClient } from '@ghl-ingest/queue';
 import { nodeArgsOf, pendingJobs, RedisCluster, RedisServer, settled, type RedisServerOptions } from '@ghl-ingest/testing';
 import type { Queue } from 'bullmq';
@@ -363,6 +363,16 @@ export class StandIn {
 
   async messages(): Promise<ReceivedMessage[]> {
     return (await this.#call('GET', 'messages?limit=10000000')) as ReceivedMessage[];
+  }
+
+  /** The contacts upserts made, every location's. */
+  async contacts(): Promise<StoredContact[]> {
+    return (await this.#call('GET', 'contacts')) as StoredContact[];
+  }
+
+  /** Every file uploaded, with its URL and times. */
+  async uploads(): Promise<UploadRecord[]> {
+    return (await this.#call('GET', 'uploads')) as UploadRecord[];
   }
 
   async stop(): Promise<void> {

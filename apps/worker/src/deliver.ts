@@ -178,8 +178,10 @@ export class Delivery {
     if (typeof taken !== 'string') return this.#skipped(data, taken, log);
     // Its contact by phone or email, its files: found, created, uploaded right before the post.
     if (this.#o.preparer?.needs(data) ?? needsPreparing(data)) {
-      data = { ...data, body: await this.#prepare(job, data, credential, taken, log, held, turn) };
-      taken = await this.#takeSlot(job, data, undefined, log, held);
+      const prepared = await this.#prepare(job, data, credential, taken, log, held, turn);
+      data = { ...data, body: prepared.body };
+      // The ledger-check slot, when no step needed it (the contact was known), is the post's.
+      taken = prepared.unusedSlot ?? (await this.#takeSlot(job, data, undefined, log, held));
       if (typeof taken !== 'string') return this.#skipped(data, taken, log);
     }
     // An earlier post's outcome is unknown: look before posting again (reconcile.ts).
@@ -285,7 +287,8 @@ export class Delivery {
 
   /**
    * The body to post, once its contact is known and its files uploaded (prepare.ts). The first
-   * request uses `slot` (taken with the ledger check); each further one takes its own. A request
+   * request uses `slot` (taken with the ledger check); each further one takes its own; when none
+   * was needed, `slot` comes back unused, for the post. A request
    * that failed is acted on as a post's answer would be: a 429 makes the location wait, a 401 goes
    * to the credentials, a refusal dead-letters with HighLevel's reason, the rest is retried.
    */
@@ -297,7 +300,7 @@ export class Delivery {
     log: JobLog,
     held: Held,
     turn: LocationTurn,
-  ): Promise<JobData['body']> {
+  ): Promise<{ body: JobData['body']; unusedSlot: string | undefined }> {
     const budget = turn.budget;
     const preparer = this.#o.preparer;
     if (preparer === undefined) {
@@ -323,7 +326,8 @@ export class Delivery {
       refuse: (s, retryAfterMs) => budget.refuse(s, retryAfterMs),
     };
     try {
-      return await preparer.prepare(data, credential.token, requests);
+      const body = await preparer.prepare(data, credential.token, requests);
+      return { body, unusedSlot: unused.slot };
     } catch (error) {
       if (unused.slot !== undefined) budget.release(unused.slot);
       if (error instanceof FileGone) return this.#deadLetter(job, data, 'permanent', error.message, {});

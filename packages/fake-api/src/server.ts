@@ -39,6 +39,8 @@ export interface FakeStats extends ContentStats {
   requests: number;
   /** Requests by route (`inbound`, `upsert`, `conversation`, `upload`, `read`), whatever their answer. */
   requestsByRoute: Partial<Record<FaultRoute, number>>;
+  /** Requests each location's rate window let through, every route: what its budget was spent on. */
+  admittedByLocation: Record<string, number>;
   byStatus: Record<string, number>;
   accepted: number;
   acceptedByLocation: Record<string, number>;
@@ -348,6 +350,7 @@ export class FakeHighLevel {
       this.#answer(reply, 429, { statusCode: 429, message: 'Too Many Requests' });
       return undefined;
     }
+    stats.admittedByLocation[locationId] = (stats.admittedByLocation[locationId] ?? 0) + 1;
     await this.#delay();
     if (version !== undefined && request.headers.version !== version) {
       this.#answer(reply, 400, { statusCode: 400, message: `Version header must be ${version}` });
@@ -505,6 +508,7 @@ function emptyStats(): Omit<FakeStats, 'oauth' | keyof ContentStats> {
   return {
     requests: 0,
     requestsByRoute: {},
+    admittedByLocation: {},
     byStatus: {},
     accepted: 0,
     acceptedByLocation: {},
