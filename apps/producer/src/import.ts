@@ -94,12 +94,25 @@ export function formatOf(file: string, format: Format | undefined): Format {
   return 'ndjson';
 }
 
+/** How an import reads its rows, as text: empty for the defaults, so a plain import's id is the file's alone. */
+export function readingFingerprint(options: ImportOptions, format: Format): string {
+  const reading = {
+    ...(options.format === undefined ? {} : { format }),
+    ...(options.location === undefined ? {} : { location: options.location }),
+    ...(options.map === undefined ? {} : { map: [...options.map] }),
+    ...(options.dropUnknown === true ? { dropUnknown: true } : {}),
+    ...(options.delimiter === undefined ? {} : { delimiter: options.delimiter }),
+    ...(options.defaultType === undefined ? {} : { type: options.defaultType }),
+  };
+  return Object.keys(reading).length === 0 ? '' : JSON.stringify(reading);
+}
+
 export async function runImport(redis: RedisClient | undefined, config: Config, options: ImportOptions): Promise<ImportSummary> {
   const format = formatOf(options.file, options.format);
   const dryRun = options.dryRun === true;
   if (!dryRun && redis === undefined) throw new Error('an import needs Redis unless it is a dry run');
   if (!dryRun) await checkRedisOnce(redis as RedisClient);
-  const importId = await importIdFor(options.file);
+  const importId = await importIdFor(options.file, readingFingerprint(options, format));
   const rejectsFile = options.rejectsFile ?? `${options.file === '-' ? 'stdin' : options.file}.rejects.ndjson`;
   const totalBytes = options.file === '-' ? undefined : statSync(options.file).size;
   const batchSize = options.batchSize ?? 1000;
