@@ -119,4 +119,56 @@ describe('dead letters fixed and sent again', () => {
     expect(acceptedPerAltId(h)).toEqual({ 'locA-m100': 1, 'locA-m0': 1, 'locA-m1': 1, 'locA-m2': 1 });
     expect(await h.deadLettered()).toEqual([]);
   });
+
+  it('a message by phone with a local file: dead-lettered for its number and its file, exported with both, fixed and imported again: delivered once, one contact each', async () => {
+    const h = await harness({ fake: { rejectPhones: ['+14155550199'], uploadMaxBytes: 1000 } });
+    await h.worker();
+    const files = mkdtempSync(join(tmpdir(), 'ghl-dlq-files-'));
+    writeFileSync(join(files, 'scan.pdf'), Buffer.alloc(2000, 1));
+    const file = join(files, 'export.ndjson');
+    writeFileSync(
+      file,
+      ndjson([
+        { locationId: 'locA', type: 'SMS', message: 'refused number', key: 'r1', contact: { phone: '+1 415 555 0199', firstName: 'Ada' } },
+        { locationId: 'locA', type: 'SMS', message: 'file too big', key: 'r2', contact: { email: 'Grace@Example.com' }, attachments: ['scan.pdf'] },
+      ]),
+    );
+    expect((await ingest(h, ['import', file, '--wait', '--json'])).status).toBe(2);
+    const dead = await h.deadLettered();
+    expect(dead.map((d) => [d.key, d.httpStatus])).toEqual(
+      expect.arrayContaining([
+        ['k-r1', 422],
+        ['k-r2', 413],
+      ]),
+    );
+
+    const exported = await ingest(h, ['dlq', 'export']);
+    const records = exported.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const byKey = new Map(records.map((r) => [r.key, r]));
+    // The export is the import record: the contact as normalised, the file as a file: URL.
+    expect(byKey.get('r1')).toMatchObject({ contact: { phone: '+14155550199', firstName: 'Ada' } });
+    expect(byKey.get('r1')).not.toHaveProperty('contactId');
+    expect(byKey.get('r2')).toMatchObject({ contact: { email: 'grace@example.com' }, attachments: [`file://${join(files, 'scan.pdf')}`] });
+
+    // Fixed: another number for the first; HighLevel takes bigger files now for the second.
+    h.fake.configure({ uploadMaxBytes: 5 * 1024 * 1024 });
+    const fixed = join(files, 'fixed.ndjson');
+    writeFileSync(fixed, ndjson(records.map((r) => (r.key === 'r1' ? { ...r, contact: { phone: '+14155550101', firstName: 'Ada' } } : r))));
+    const imported = await ingest(h, ['import', fixed, '--wait', '--json']);
+    expect(imported.status).toBe(0);
+    expect(JSON.parse(imported.stdout)).toMatchObject({ accepted: 2, delivered: 2, deadLettered: 0 });
+    const stats = h.fake.stats();
+    // Grace's contact was made on the first try and found in the directory on the second.
+    expect(stats).toMatchObject({ accepted: 2, contactsCreated: 2, upserts: 2, uploads: 1, attachmentsPosted: 1, duplicateBodies: 0 });
+    expect(
+      h.fake
+        .contacts('locA')
+        .map((c) => c.phone ?? c.email)
+        .sort(),
+    ).toEqual(['+14155550101', 'grace@example.com']);
+    expect(await h.deadLettered()).toEqual([]);
+  }, 60_000);
 });
