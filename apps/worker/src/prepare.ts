@@ -15,14 +15,13 @@ import type { ContactDirectory, FileStore } from '@ghl-ingest/queue';
 import { contactIdentities, UPLOAD_RULES, type InboundMessageBody, type JobData, type StoredFile } from '@ghl-ingest/schema';
 import { z } from 'zod';
 import { classify, type Classification } from './classify.ts';
-import type { HighLevelClient, PostResult } from './http-client.ts';
+import type { HighLevelClient, PostResult, RequestKind } from './http-client.ts';
 import { RetryLater } from './signals.ts';
 
 export const CONTACTS_VERSION = '2021-07-28';
 export const CONVERSATIONS_VERSION = '2021-04-15';
 
-/** The kinds of request a message's delivery makes (metrics count each). */
-export type RequestKind = 'post' | 'lookup' | 'upsert' | 'conversation' | 'upload';
+export type { RequestKind } from './http-client.ts';
 
 /** How a step's requests take and settle slots of the location's budget (the delivery's own). */
 export interface StepRequests {
@@ -266,7 +265,16 @@ export class Preparer {
       // 400 on create: the conversation exists, and the search did not show it yet (issue #5).
       if (!(error instanceof StepFailed) || error.result.outcome.kind !== 'answer' || error.result.outcome.status !== 400) throw error;
       const again = await this.#search(locationId, contactId, token, requests);
-      if (again === undefined) throw new RetryLater(2_000, 'the contact has a conversation that HighLevel does not show yet');
+      // Retried as a transient failure (an attempt each, 2 s apart at least): search lags a create
+      // by seconds, and a 400 for any other reason must not go round for ever at no cost.
+      if (again === undefined) {
+        throw new StepFailed('conversation', error.result, {
+          class: 'transient',
+          reason: 'HighLevel refused a new conversation (400) and its search shows none yet',
+          retryAfterMs: 2_000,
+          maxAttempts: undefined,
+        });
+      }
       await this.#o.contacts.rememberConversation(locationId, contactId, again);
       return again;
     }
@@ -332,7 +340,7 @@ export class Preparer {
     const slot = await requests.slot();
     await requests.send(slot);
     this.#o.onRequest?.(kind);
-    const result = await this.#o.client.send(token, method, path, request);
+    const result = await this.#o.client.send(token, method, path, request, { kind });
     const { outcome } = result;
     if (outcome.kind === 'answer' && outcome.status >= 200 && outcome.status < 300) {
       requests.answered(slot, result);
