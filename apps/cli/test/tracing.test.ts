@@ -142,7 +142,7 @@ describe('OpenTelemetry tracing', () => {
       await until(() => otel.spans.some((s) => s.kind === PRODUCER && s.traceId === consumer?.traceId), 20_000, 'the producer span of the same trace');
       const producer = otel.spans.find((s) => s.kind === PRODUCER && s.traceId === consumer?.traceId);
       expect(producer?.service).toBe('ghl-ingest-intake');
-      expect(consumer).toMatchObject({ service: 'ghl-ingest-worker', name: 'deliver loc.{traceLoc}' });
+      expect(consumer).toMatchObject({ service: 'ghl-ingest-worker', name: 'deliver loc.{locationId}' });
       expect(consumer?.attributes).toMatchObject({ 'ghl.location_id': 'traceLoc', 'http.response.status_code': 201, 'messaging.system': 'bullmq' });
 
       await until(() => worker.output().includes('"msg":"delivered"'), 10_000, 'the delivered log line');

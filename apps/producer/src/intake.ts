@@ -9,7 +9,8 @@
  * - 413 past the body limit, 400 for malformed JSON, 503 with `Retry-After` when Redis cannot be
  *   reached or a location's queue is over its high-water mark (backpressure, not unbounded growth).
  * - `GET /healthz` (alive), `GET /readyz` (Redis answers), `GET /metrics` (Prometheus: requests
- *   by status, records accepted and rejected, request latency, Node's default process metrics).
+ *   by status, records accepted and rejected, request latency, build info, Node's default process
+ *   metrics).
  * - A request must arrive whole within REQUEST_TIMEOUT_MS, and a connection silent for
  *   CONNECTION_TIMEOUT_MS is closed; an upload cut short gives its share of the in-flight budget
  *   back at once.
@@ -17,13 +18,14 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { Transform, type Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { checkRedis, ConfigError, oauthAppClient, openOAuthStore, ProducerLocations, readiness, type Config, type Logger } from '@ghl-ingest/queue';
+import { buildInfo, checkRedis, ConfigError, oauthAppClient, openOAuthStore, ProducerLocations, readiness, type Config, type Logger } from '@ghl-ingest/queue';
 import Fastify, { type FastifyRequest } from 'fastify';
 import type { RedisClient } from '@ghl-ingest/queue';
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { producerOn } from './producer.ts';
 import { Producers } from './intake/producers.ts';
 import { QueueDepth } from './intake/queue-depth.ts';
+import { traceRequests } from './intake/trace.ts';
 
 export const MAX_RECORDS_PER_REQUEST = 1000;
 /** Bytes of one request: room for 1,000 records of a few KB each. */
@@ -50,7 +52,7 @@ export const CONNECTION_TIMEOUT_MS = 30_000;
  * route, and any request that matches none, needs the token.
  */
 const OPEN_ROUTES: ReadonlySet<string> = new Set(['GET /healthz', 'GET /readyz', 'GET /metrics', 'GET /oauth/callback', 'POST /webhooks/highlevel']);
-/** The route whose requests `ghl_intake_requests_total` counts. */
+/** The route whose requests `ghl_ingest_intake_requests_total` counts. */
 const MESSAGES_ROUTE = '/v1/messages';
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 /** NDJSON under the names senders use for it. */
@@ -152,6 +154,8 @@ export async function startIntake(redis: RedisClient, config: Config, logger: Lo
       await reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'unauthorized', message: 'a valid bearer token is required' });
     }
   });
+  // A SERVER span per request, continuing the caller's trace (traceparent), when tracing is on.
+  traceRequests(app);
 
   // Bodies being read or handled at once, in bytes (a body of unknown length counts as the limit):
   // past MAX_INFLIGHT_BYTES a request waits its turn with a 503, so memory stays bounded. A
@@ -280,19 +284,19 @@ export async function startIntake(redis: RedisClient, config: Config, logger: Lo
 class IntakeMetrics {
   readonly registry = new Registry();
   readonly #requests = new Counter({
-    name: 'ghl_intake_requests_total',
+    name: 'ghl_ingest_intake_requests_total',
     help: 'Requests to POST /v1/messages by HTTP status.',
     labelNames: ['status'],
     registers: [this.registry],
   });
   readonly #records = new Counter({
-    name: 'ghl_intake_records_total',
+    name: 'ghl_ingest_intake_records_total',
     help: 'Records received by the intake, by result (accepted, rejected).',
     labelNames: ['result'],
     registers: [this.registry],
   });
   readonly #latency = new Histogram({
-    name: 'ghl_intake_request_duration_seconds',
+    name: 'ghl_ingest_intake_request_duration_seconds',
     help: 'Time to answer POST /v1/messages (reading, validating, enqueueing).',
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
     registers: [this.registry],
@@ -300,6 +304,12 @@ class IntakeMetrics {
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
+    new Gauge({
+      name: 'ghl_ingest_build_info',
+      help: 'Always 1: the version of this intake, its git revision ("unknown" outside a git checkout) and the Node version it runs on.',
+      labelNames: ['version', 'revision', 'node_version'],
+      registers: [this.registry],
+    }).set({ ...buildInfo(new URL('../package.json', import.meta.url)) }, 1);
   }
 
   answered(status: number, seconds: number): void {

@@ -214,13 +214,13 @@ export class Reconciler {
         ? (data.unknownSince ?? job.processedOn ?? job.timestamp)
         : Math.min(Date.parse(data.body.date), data.unknownSince ?? Date.now())) - 60_000;
     let slot: string | undefined = firstSlot;
-    const read = async (path: string, query: Record<string, string | undefined>): Promise<{ result: ReadResult; slot: string }> => {
+    const read = async (path: string, query: Record<string, string | undefined>, route?: string): Promise<{ result: ReadResult; slot: string }> => {
       // A lookup's own key is never in the ledger: the slot is all it can be.
       const taken = slot ?? (await requests.slot());
       slot = undefined;
       await requests.send(taken);
       this.#o.onRequest?.('lookup');
-      const result = await this.#o.client.get(token, path, query);
+      const result = await this.#o.client.get(token, path, query, route);
       return { result, slot: taken };
     };
     // A read's slot is settled like a post's; when it found the message, its ledger entry is written.
@@ -269,10 +269,11 @@ export class Reconciler {
     const pages: MessagesPage[] = [];
     let lastMessageId: string | undefined;
     for (let n = 0; n < reconcile.pages; n += 1) {
-      const got = await read(`conversations/${encodeURIComponent(conversationId)}/messages`, {
-        limit: '100',
-        ...(lastMessageId === undefined ? {} : { lastMessageId }),
-      });
+      const got = await read(
+        `conversations/${encodeURIComponent(conversationId)}/messages`,
+        { limit: '100', ...(lastMessageId === undefined ? {} : { lastMessageId }) },
+        'conversations/{conversationId}/messages',
+      );
       const stop = await refused(got.slot, got.result);
       if (stop !== undefined) return stop;
       const page = messagesPageSchema.safeParse((got.result as { json: unknown }).json);

@@ -5,14 +5,43 @@
  * variables: endpoint, protocol, headers, sampler, OTEL_SERVICE_NAME), BullMQ's own telemetry
  * (bullmq-otel) records a PRODUCER span when messages are enqueued and carries its context in
  * the job, the worker continues that trace with a CONSUMER span per delivery attempt, and every
- * log line written inside a span carries its `trace_id` and `span_id`.
+ * log line written inside a span carries its `trace_id` and `span_id`. The intake continues a
+ * caller's W3C trace context in a SERVER span (http-spans.ts), and each request to HighLevel is a
+ * CLIENT span that passes the trace on in its `traceparent` header.
+ *
+ * Span names are of low cardinality: a location queue's name in one becomes `loc.{locationId}`,
+ * the location goes in `ghl.location_id`.
  *
  * Off, nothing is loaded: the SDK is imported only when asked for, and queues get no telemetry.
  */
-import { context, propagation, SpanKind, SpanStatusCode, trace, type Attributes } from '@opentelemetry/api';
+import { context, createContextKey, propagation, SpanKind, SpanStatusCode, trace, type Attributes, type Context } from '@opentelemetry/api';
+import type { Telemetry } from 'bullmq';
 import { BullMQOtel } from 'bullmq-otel';
 
-const TRACER = 'ghl-ingest';
+export const TRACER = 'ghl-ingest';
+
+/** A location queue's name (`loc.{<locationId>}`, keys.ts) inside a span name. */
+const LOCATION_QUEUE = /loc\.\{([^}]*)\}/g;
+/** What a location queue's name becomes in a span name. */
+export const LOCATION_QUEUE_TEMPLATE = 'loc.{locationId}';
+/** The location a delivery attempt is for, in its context: the attempt's requests to HighLevel name it too. */
+const LOCATION = createContextKey('ghl.location_id');
+
+/**
+ * A span name of low cardinality: each location queue's name in it becomes its template
+ * (`addBulk loc.{abc}` → `addBulk loc.{locationId}`); the (first) location is given apart, for
+ * the `ghl.location_id` attribute.
+ */
+export function spanNameOf(name: string): { name: string; locationId: string | undefined } {
+  const locationId = [...name.matchAll(LOCATION_QUEUE)][0]?.[1];
+  return { name: locationId === undefined ? name : name.replaceAll(LOCATION_QUEUE, LOCATION_QUEUE_TEMPLATE), locationId };
+}
+
+/** The location of the delivery attempt whose context is active, if any. */
+export function activeLocation(ctx: Context = context.active()): string | undefined {
+  const value = ctx.getValue(LOCATION);
+  return typeof value === 'string' ? value : undefined;
+}
 
 /** What the OTEL_* variables ask for: traces exported somewhere. */
 export function tracingRequested(env: Record<string, string | undefined> = process.env): boolean {
@@ -44,16 +73,34 @@ export async function startTracing(serviceName: string): Promise<Tracing | undef
   return { shutdown: () => sdk.shutdown() };
 }
 
-let telemetry: BullMQOtel | undefined;
+let telemetry: Telemetry<Context> | undefined;
 
 /**
  * BullMQ's telemetry for the queues messages are enqueued on, when tracing is requested (in a
  * sync process using the library, its own SDK records the spans); otherwise undefined.
  */
-export function queueTelemetry(): BullMQOtel | undefined {
+export function queueTelemetry(): Telemetry<Context> | undefined {
   if (!tracingRequested()) return undefined;
-  telemetry ??= new BullMQOtel({ tracerName: TRACER });
+  telemetry ??= lowCardinality(new BullMQOtel({ tracerName: TRACER }));
   return telemetry;
+}
+
+/**
+ * BullMQ names its spans after the queue (`addBulk loc.{<locationId>}`): a name per location.
+ * Its spans are renamed by `spanNameOf`, the location set as `ghl.location_id`.
+ */
+function lowCardinality(otel: BullMQOtel): Telemetry<Context> {
+  return {
+    contextManager: otel.contextManager,
+    tracer: {
+      startSpan(name, options, ctx) {
+        const named = spanNameOf(name);
+        const span = otel.tracer.startSpan(named.name, options, ctx);
+        if (named.locationId !== undefined) span.setAttribute('ghl.location_id', named.locationId);
+        return span;
+      },
+    },
+  };
 }
 
 /** What a consumer span needs of a job: its queue, id, attempt and the context BullMQ stored with it. */
@@ -74,8 +121,9 @@ export interface ConsumeOptions<T> {
 
 /**
  * Runs one delivery attempt in a CONSUMER span whose parent is the context the producer stored
- * with the job (so enqueue and delivery share a trace id). `describe` turns the attempt's end
- * into attributes or an error status.
+ * with the job (so enqueue and delivery share a trace id), named `deliver loc.{locationId}`.
+ * `describe` turns the attempt's end into attributes or an error status. The attempt's context
+ * carries its location, for the spans of its requests (`activeLocation`).
  */
 export async function traceConsume<T>(job: TracedJob, options: ConsumeOptions<T>, run: () => Promise<T>): Promise<T> {
   const metadata = job.opts.telemetry?.metadata;
@@ -87,14 +135,16 @@ export async function traceConsume<T>(job: TracedJob, options: ConsumeOptions<T>
       // Unreadable metadata: a new trace, not a failed delivery.
     }
   }
+  const named = spanNameOf(`deliver ${job.queueName}`);
   const span = trace.getTracer(TRACER).startSpan(
-    `deliver ${job.queueName}`,
+    named.name,
     {
       kind: SpanKind.CONSUMER,
       attributes: {
         'messaging.system': 'bullmq',
         'messaging.operation.type': 'process',
         'messaging.destination.name': job.queueName,
+        ...(named.locationId === undefined ? {} : { 'messaging.destination.template': LOCATION_QUEUE_TEMPLATE, 'ghl.location_id': named.locationId }),
         'messaging.message.id': job.id ?? '',
         'ghl.attempt': job.attemptsMade + 1,
         ...options.attributes,
@@ -102,8 +152,9 @@ export async function traceConsume<T>(job: TracedJob, options: ConsumeOptions<T>
     },
     parent,
   );
+  const attempt = trace.setSpan(named.locationId === undefined ? parent : parent.setValue(LOCATION, named.locationId), span);
   try {
-    const result = await context.with(trace.setSpan(parent, span), run);
+    const result = await context.with(attempt, run);
     span.setAttributes(options.describe?.(result) ?? {});
     return result;
   } catch (error) {
