@@ -10,6 +10,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { jobDataSchema, type JobData } from '@ghl-ingest/schema';
 import {
   coerceError,
+  deadLetterAdded,
+  locationParked,
+  locationPaused,
   type DeadLetterRecord,
   type DeadLetters,
   type FailureClass,
@@ -17,6 +20,7 @@ import {
   type HeldBudget,
   type WorkerLocations,
   type Logger,
+  type Notice,
 } from '@ghl-ingest/queue';
 import type { Job } from 'bullmq';
 import { outageWait } from './backoff.ts';
@@ -88,6 +92,8 @@ export interface DeliveryOptions {
    * Without it, a message that needs either is dead-lettered.
    */
   preparer?: Preparer;
+  /** NOTIFY_WEBHOOK_URL: told of a location paused or parked and of each dead letter written, right after (notify.ts). */
+  notify?: (notice: Notice) => Promise<void>;
 }
 
 /** A job's hold on its lock while it is processed: checked with each slot, and again before a late post. */
@@ -111,8 +117,8 @@ export class Delivery {
   #stopping = new AbortController();
   /** The lookup before posting again (GHL_RECONCILE), and what it remembers. */
   readonly #reconciler: Reconciler | undefined;
-  #o: Required<Omit<DeliveryOptions, 'afterLedgerWrite' | 'onEvent' | 'reconcile' | 'onLookup' | 'onRequest' | 'preparer'>> &
-    Pick<DeliveryOptions, 'afterLedgerWrite' | 'onEvent' | 'reconcile' | 'onLookup' | 'onRequest' | 'preparer'>;
+  #o: Required<Omit<DeliveryOptions, 'afterLedgerWrite' | 'onEvent' | 'reconcile' | 'onLookup' | 'onRequest' | 'preparer' | 'notify'>> &
+    Pick<DeliveryOptions, 'afterLedgerWrite' | 'onEvent' | 'reconcile' | 'onLookup' | 'onRequest' | 'preparer' | 'notify'>;
 
   constructor(options: DeliveryOptions) {
     this.#o = { workerId: `${hostname()}:${process.pid}`, now: Date.now, holdSlotMs: 2_000, lockMs: 30_000, ...options };
@@ -157,7 +163,7 @@ export class Delivery {
 
     const credential = await this.#o.credentials.forLocation(data.locationId);
     if (credential.kind === 'paused') {
-      await this.#o.state.pause(data.locationId, credential.reason);
+      await this.#pause(data.locationId, credential.reason);
       log.error({ reason: credential.reason }, 'paused: no usable token');
       this.#emit({ outcome: 'paused', locationId: data.locationId });
       throw new LocationPaused();
@@ -244,6 +250,7 @@ export class Delivery {
     switch (taken.kind) {
       case 'parked':
         await this.#o.state.park(data.locationId, taken.until, 'daily budget spent');
+        await this.#o.notify?.(locationParked(data.locationId, taken.until, 'daily budget spent'));
         log.warn({ until: new Date(taken.until).toISOString() }, 'parked: daily budget spent');
         this.#emit({ outcome: 'waiting', locationId: data.locationId });
         throw new LocationWait(taken.waitMs);
@@ -349,7 +356,7 @@ export class Delivery {
           const next = await this.#o.credentials.rejected(data.locationId, credential);
           if (next !== undefined && next.kind !== 'paused') throw new LocationWait(next.kind === 'wait' ? next.ms : 0);
           const reason = next?.reason ?? verdict.reason;
-          await this.#o.state.pause(data.locationId, reason);
+          await this.#pause(data.locationId, reason);
           log.error({ ...fields, reason }, 'paused: credentials rejected');
           this.#emit({ outcome: 'paused', locationId: data.locationId, status });
           throw new LocationPaused();
@@ -432,7 +439,7 @@ export class Delivery {
           throw new LocationWait(next.kind === 'wait' ? next.ms : 0);
         }
         const reason = next?.reason ?? verdict.reason;
-        await this.#o.state.pause(data.locationId, reason);
+        await this.#pause(data.locationId, reason);
         log.error({ ...fields, reason }, 'paused: credentials rejected');
         this.#emit({ outcome: 'paused', locationId: data.locationId, status, latencyMs });
         throw new LocationPaused();
@@ -565,7 +572,7 @@ export class Delivery {
     if (data === undefined) record.raw = job.data;
     if (answer.status !== undefined) record.httpStatus = answer.status;
     if (answer.body !== undefined && answer.body !== '') record.apiError = answer.body;
-    await this.#o.deadLetters.write(record);
+    if (await this.#o.deadLetters.write(record)) await this.#o.notify?.(deadLetterAdded(record));
     this.#emit({
       outcome: 'dead-lettered',
       locationId: record.locationId,
@@ -576,6 +583,17 @@ export class Delivery {
     });
     // The record is written, so failing for good is safe.
     throw new DeadLettered(`dead-lettered (${failureClass}): ${reason}`);
+  }
+
+  /**
+   * Stops the location in every process. Notified only when it was not paused already: the jobs
+   * in flight with it meet the same refusal (and the outbox drops a second event within a minute).
+   */
+  async #pause(locationId: string, reason: string): Promise<void> {
+    const notify = this.#o.notify;
+    const before = notify === undefined ? undefined : await this.#o.state.hold(locationId);
+    await this.#o.state.pause(locationId, reason);
+    if (notify !== undefined && before?.state !== 'paused') await notify(locationPaused(locationId, reason));
   }
 
   async #rememberFirstAttempt(job: Job): Promise<void> {

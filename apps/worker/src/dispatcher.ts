@@ -14,12 +14,15 @@
 import { hostname } from 'node:os';
 import {
   coerceError,
+  deadLetterAdded,
   LocationQueues,
   processClock,
   type Budgets,
+  type DeadLetterRecord,
   type DeadLetters,
   type Lease,
   type Logger,
+  type Notice,
   type TurnEnd,
   type WorkerLocations,
 } from '@ghl-ingest/queue';
@@ -61,6 +64,8 @@ export interface DispatcherOptions {
   backoff?: BackoffOptions;
   /** Told of each location this process serves for the first time (the dashboard lists its queue). */
   onServe?: (locationId: string) => void;
+  /** NOTIFY_WEBHOOK_URL: told of each dead letter this dispatcher writes (a job failed outside delivery), right after. */
+  notify?: (notice: Notice) => Promise<void>;
 }
 
 /** A location this process holds now (what Renewals keeps held, and the turn's own state). */
@@ -468,7 +473,7 @@ export class Dispatcher {
   async #recordFailed(locationId: string, job: Job): Promise<void> {
     try {
       const parsed = jobDataSchema.safeParse(job.data);
-      await this.#o.deadLetters.write({
+      const record: Omit<DeadLetterRecord, 'v' | 'id'> = {
         locationId,
         key: parsed.success ? parsed.data.key : String(job.id),
         job: parsed.success ? parsed.data : undefined,
@@ -479,7 +484,8 @@ export class Dispatcher {
         firstAttemptAt: job.processedOn ?? job.timestamp,
         lastAttemptAt: job.finishedOn ?? Date.now(),
         worker: this.#workerName,
-      });
+      };
+      if (await this.#o.deadLetters.write(record)) await this.#o.notify?.(deadLetterAdded(record));
       // Recorded: the copy in BullMQ's failed set has nothing more to tell.
       await job.remove();
     } catch (error) {

@@ -14,6 +14,8 @@ throughput, on one host or many. Settings come from the environment (and .env), 
                        a marketplace app: OAuth tokens from \`ingest auth import\`, refreshed here
   WORKER_CONCURRENCY   in-flight requests (default: chosen by the worker)
   ADMIN_PORT           /metrics, /healthz, /readyz, dashboard (default 9464, else the next free port)
+  NOTIFY_WEBHOOK_URL   POSTs locations paused or parked and new dead letters there, batched
+                       and retried; NOTIFY_WEBHOOK_SECRET signs them (HMAC-SHA256)
   LOG_LEVEL            info
 
 Every setting and its default: the README and .env.example.

@@ -2,8 +2,8 @@
  * The product's Lua scripts, kept as files in `commands/` the way BullMQ keeps
  * `src/commands/*.lua`: a header naming KEYS and ARGV, named locals, and shared helpers
  * included (`--- @include "includes/<name>"`) rather than pasted. Every script touches the keys
- * of one hash slot only (a location's `{locationId}`, the dispatcher's `{ready}`, or one OAuth
- * record), so they run on Redis Cluster too.
+ * of one hash slot only (a location's `{locationId}`, the dispatcher's `{ready}`, one OAuth
+ * record, or the notification outbox's `{notify}`), so they run on Redis Cluster too.
  */
 import { readFileSync } from 'node:fs';
 import type { Result } from 'ioredis';
@@ -31,6 +31,11 @@ export const SCRIPTS = {
   // location/budget.ts
   ghlBudgetLoad: { file: 'budget-load', keys: 2 },
   ghlBudgetSave: { file: 'budget-save', keys: 2 },
+  // notify/outbox.ts
+  ghlNotifyAdd: { file: 'notify-add', keys: 2 },
+  ghlNotifyTake: { file: 'notify-take', keys: 2 },
+  ghlNotifySettle: { file: 'notify-settle', keys: 2 },
+  ghlNotifyRelease: { file: 'notify-release', keys: 1 },
 } as const satisfies Record<string, { file: string; keys: number | undefined }>;
 
 type Arg = string | number;
@@ -48,6 +53,10 @@ declare module 'ioredis' {
     ghlReplaceFinished(...args: Arg[]): Result<number[], Context>;
     ghlBudgetLoad(...args: Arg[]): Result<(string | number)[], Context>;
     ghlBudgetSave(...args: Arg[]): Result<number, Context>;
+    ghlNotifyAdd(...args: Arg[]): Result<[number, number], Context>;
+    ghlNotifyTake(...args: Arg[]): Result<(string | number)[], Context>;
+    ghlNotifySettle(...args: Arg[]): Result<number, Context>;
+    ghlNotifyRelease(...args: Arg[]): Result<number, Context>;
   }
 }
 
