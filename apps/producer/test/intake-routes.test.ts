@@ -41,9 +41,9 @@ describe('intake routes and the token', () => {
       expect(await queue.getJobCountByTypes('wait', 'active', 'delayed', 'completed', 'failed')).toBe(0);
       const metrics = await (await fetch(`${intake.url}/metrics`)).text();
       // Counted by the route they matched (the spellings the router takes for it), all refused.
-      expect(metrics).toMatch(/^ghl_intake_requests_total\{status="401"\} [1-9]/m);
-      expect(metrics).not.toMatch(/^ghl_intake_requests_total\{status="(?!401")/m);
-      expect(metrics).not.toMatch(/^ghl_intake_records_total\{result="accepted"\} [1-9]/m);
+      expect(metrics).toMatch(/^ghl_ingest_intake_requests_total\{status="401"\} [1-9]/m);
+      expect(metrics).not.toMatch(/^ghl_ingest_intake_requests_total\{status="(?!401")/m);
+      expect(metrics).not.toMatch(/^ghl_ingest_intake_records_total\{result="accepted"\} [1-9]/m);
 
       // The open routes answer without a token, under their own names.
       for (const path of ['/healthz', '/readyz', '/metrics']) expect((await rawRequest(intake.url, { method: 'GET', path })).status).toBe(200);

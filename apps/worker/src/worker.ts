@@ -34,6 +34,8 @@ import { startAdminServer, type AdminServer } from './admin-server.ts';
 import { HighLevelClient } from './http-client.ts';
 import { WorkerMetrics } from './metrics.ts';
 import { Dispatcher } from './dispatcher.ts';
+import { createNotifications } from './notify.ts';
+import type { NotifyPolicy } from './notify-policy.ts';
 import { Semaphore } from './semaphore.ts';
 import { TokenStore } from './tokens.ts';
 import { Credentials } from './credentials.ts';
@@ -52,6 +54,8 @@ export interface WorkerParts {
   sliceMs?: number;
   /** Serve /metrics, /healthz, /readyz and the dashboard (ADMIN_PORT); undefined: no admin server. */
   admin?: { port: number; explicit: boolean };
+  /** Over the notification sender's defaults (NOTIFY_WEBHOOK_URL; notify-policy.ts): tests make it quick. */
+  notify?: Partial<NotifyPolicy>;
 }
 
 export interface RunningWorker {
@@ -95,6 +99,15 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
       log.warn(report, 'Redis came back without ledger entries this process wrote lately: written back, those messages will not be posted again');
     else log.info(report, 'Redis came back as another server; the ledger had every entry this process wrote lately');
   });
+  // Locations paused or parked and dead letters, into the shared outbox; sent by the worker
+  // holding its lease (NOTIFY_WEBHOOK_URL). Counted once `metrics` exists (the sender starts last).
+  const notifications = createNotifications(config, {
+    redis: connection,
+    logger: log,
+    ...(parts.notify === undefined ? {} : { policy: parts.notify }),
+    onResult: (result, events) => metrics.notified(result, events),
+  });
+  const notify = notifications === undefined ? {} : { notify: notifications.record };
   const subscriber = createRedis(config, 'worker', `${config.queuePrefix}:worker-subscriber`);
   subscriber.on('error', (error: unknown) => log.warn({ err: coerceError(error) }, 'subscriber connection error'));
   // The dispatcher runs the delivery: built in this order, `delivery` is defined before the
@@ -119,12 +132,13 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
     ...(parts.sliceMs === undefined ? {} : { sliceMs: parts.sliceMs }),
     ...(parts.backoff === undefined ? {} : { backoff: parts.backoff }),
     onServe: (locationId) => admin?.addLocation(locationId),
+    ...notify,
   });
   const metrics = new WorkerMetrics({ state, redis: connection, prefix: config.queuePrefix, deadLetterCount: () => deadLetters.queue.getWaitingCount() });
   let admin: AdminServer | undefined;
   const delivery = new Delivery({
     deadLetters,
-    credentials: new Credentials(tokens, oauthTokens(config, connection, log)),
+    credentials: new Credentials(tokens, oauthTokens(config, connection, log, metrics)),
     client,
     state,
     inFlight: new Semaphore(concurrency),
@@ -154,6 +168,7 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
       parts.onEvent?.(event);
     },
     ...(parts.afterLedgerWrite === undefined ? {} : { afterLedgerWrite: parts.afterLedgerWrite }),
+    ...notify,
     // Reads before posting again after an unknown outcome: at most 3 pages of 100 each, and as
     // many lookups a minute as the location's rate and its share of unknown outcomes call for
     // (lookupsPerMinute: about 2 requests each, at most a quarter of its requests).
@@ -224,6 +239,7 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
   const repairer = setInterval(repair, 10_000);
   repairer.unref();
   await dispatcher.start();
+  notifications?.start();
 
   return {
     dispatcher,
@@ -244,6 +260,7 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
       clearTimeout(waiting);
       if (pending > 0) log.info({ written: pending }, 'ledger entries written late, before stopping');
       await repairing;
+      await notifications?.close();
       await admin?.close();
       await metrics.close();
       await deadLetters.close();
@@ -259,7 +276,7 @@ export async function startWorker(config: Config, parts: WorkerParts): Promise<R
  * As a marketplace app (GHL_CLIENT_ID, GHL_CLIENT_SECRET, GHL_TOKEN_KEY): OAuth tokens from the
  * shared encrypted store, refreshed by one process at a time. A bad GHL_TOKEN_KEY stops the worker.
  */
-function oauthTokens(config: Config, redis: RedisClient, log: Logger): OAuthTokens | undefined {
+function oauthTokens(config: Config, redis: RedisClient, log: Logger, metrics: WorkerMetrics): OAuthTokens | undefined {
   const client = oauthAppClient(config);
   const store = client === undefined ? undefined : openOAuthStore(redis, config);
   if (client === undefined || store === undefined) return undefined;
@@ -269,6 +286,7 @@ function oauthTokens(config: Config, redis: RedisClient, log: Logger): OAuthToke
     // Longer than a refresh can take (its timeout), so a living holder never loses it.
     leaseMs: 2 * config.httpTimeoutMs + 5_000,
     logger: log,
+    onRefresh: (answer) => metrics.refreshed(answer),
   });
 }
 

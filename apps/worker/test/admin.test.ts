@@ -20,11 +20,11 @@ describe('admin endpoint', () => {
     await h.send([sms(1), sms(2), sms(3, 'locB'), sms(4, 'locA', { message: 'far too long for the stand-in today' })]);
     await h.settled(['locA', 'locB']);
     const text = await scrape(worker);
-    expect(value(text, 'ghl_deliveries_total{outcome="delivered"}')).toBe(3);
-    expect(value(text, 'ghl_http_responses_total{status="201"}')).toBe(3);
-    expect(value(text, 'ghl_http_responses_total{status="422"}')).toBe(1);
-    expect(value(text, 'ghl_dead_letters_total{class="permanent"}')).toBe(1);
-    expect(value(text, 'ghl_request_duration_seconds_count')).toBe(4);
+    expect(value(text, 'ghl_ingest_deliveries_total{outcome="delivered"}')).toBe(3);
+    expect(value(text, 'ghl_ingest_http_responses_total{status="201"}')).toBe(3);
+    expect(value(text, 'ghl_ingest_http_responses_total{status="422"}')).toBe(1);
+    expect(value(text, 'ghl_ingest_dead_letters_total{class="permanent"}')).toBe(1);
+    expect(value(text, 'ghl_ingest_post_duration_seconds_count')).toBe(4);
     expect(text).toMatch(/^process_cpu_seconds_total /m);
     expect(text).toMatch(/^nodejs_heap_size_used_bytes /m);
     expect(text).not.toMatch(/ghl_worker_/);
@@ -33,13 +33,13 @@ describe('admin endpoint', () => {
       text
         .split('\n')
         .filter((l) => l.includes('location="'))
-        .every((l) => l.startsWith('ghl_location_held_seconds')),
+        .every((l) => l.startsWith('ghl_ingest_location_held_seconds')),
     ).toBe(true);
-    expect(value(text, 'ghl_metrics_reporter')).toBe(1);
-    expect(value(text, 'ghl_queue_jobs{state="failed"}')).toBeUndefined(); // failed jobs are dead letters
-    expect(value(text, 'ghl_queue_jobs{state="wait"}')).toBe(0);
-    expect(value(text, 'ghl_locations{state="known"}')).toBe(2);
-    expect(value(text, 'ghl_dead_letter_messages')).toBe(1);
+    expect(value(text, 'ghl_ingest_metrics_reporter')).toBe(1);
+    expect(value(text, 'ghl_ingest_queue_jobs{state="failed"}')).toBeUndefined(); // failed jobs are dead letters
+    expect(value(text, 'ghl_ingest_queue_jobs{state="wait"}')).toBe(0);
+    expect(value(text, 'ghl_ingest_locations{state="known"}')).toBe(2);
+    expect(value(text, 'ghl_ingest_dead_letter_messages')).toBe(1);
   });
 
   it('the whole-system gauges come from one worker at a time, so sums over workers do not double count', async () => {
@@ -50,18 +50,18 @@ describe('admin endpoint', () => {
     await h.send([sms(1), sms(2, 'locB')]);
     await until(async () => h.queue('locA').isPaused(), 5_000, 'locA paused');
     await h.settled(['locB']);
-    await until(async () => value(await scrape(a), 'ghl_queue_jobs{state="wait"}') === 1, 15_000, 'the reporter to see the paused message');
+    await until(async () => value(await scrape(a), 'ghl_ingest_queue_jobs{state="wait"}') === 1, 15_000, 'the reporter to see the paused message');
     const [ta, tb] = [await scrape(a), await scrape(b)];
-    expect([value(ta, 'ghl_metrics_reporter'), value(tb, 'ghl_metrics_reporter')].sort()).toEqual([0, 1]);
+    expect([value(ta, 'ghl_ingest_metrics_reporter'), value(tb, 'ghl_ingest_metrics_reporter')].sort()).toEqual([0, 1]);
     const sum = (series: string) => (value(ta, series) ?? 0) + (value(tb, series) ?? 0);
-    expect(sum('ghl_queue_jobs{state="wait"}')).toBe(1);
-    expect(sum('ghl_locations{state="paused"}')).toBe(1);
-    expect([ta, tb].join('\n')).toMatch(/ghl_location_held_seconds\{location="locA",state="paused"\} \d/);
+    expect(sum('ghl_ingest_queue_jobs{state="wait"}')).toBe(1);
+    expect(sum('ghl_ingest_locations{state="paused"}')).toBe(1);
+    expect([ta, tb].join('\n')).toMatch(/ghl_ingest_location_held_seconds\{location="locA",state="paused"\} \d/);
     // The reporter stops: the other takes the role at its next scrape.
-    const [reporter, other] = value(ta, 'ghl_metrics_reporter') === 1 ? [a, b] : [b, a];
+    const [reporter, other] = value(ta, 'ghl_ingest_metrics_reporter') === 1 ? [a, b] : [b, a];
     await reporter.close();
-    expect(value(await scrape(other), 'ghl_metrics_reporter')).toBe(1);
-    expect(value(await scrape(other), 'ghl_queue_jobs{state="wait"}')).toBe(1);
+    expect(value(await scrape(other), 'ghl_ingest_metrics_reporter')).toBe(1);
+    expect(value(await scrape(other), 'ghl_ingest_queue_jobs{state="wait"}')).toBe(1);
   });
 
   it('/metrics shows unfinished imports', async () => {
@@ -69,8 +69,8 @@ describe('admin endpoint', () => {
     const worker = await h.worker({ admin: { port: 0, explicit: true } });
     await h.redis.hset(`${h.config.queuePrefix}:import:imp1`, { accepted: '5', delivered: '2', state: 'done' });
     const text = await scrape(worker);
-    expect(text).toContain('ghl_import_messages{import="imp1",outcome="accepted"} 5');
-    expect(text).toContain('ghl_import_messages{import="imp1",outcome="delivered"} 2');
+    expect(text).toContain('ghl_ingest_import_messages{import="imp1",outcome="accepted"} 5');
+    expect(text).toContain('ghl_ingest_import_messages{import="imp1",outcome="delivered"} 2');
   });
 
   it('/healthz and /readyz', async () => {

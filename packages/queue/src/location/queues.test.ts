@@ -1,6 +1,6 @@
 import { useRedis } from '@ghl-ingest/testing';
 import { describe, expect, it } from 'vitest';
-import { bullKeys, delayedDueAt, LocationQueues, locationKeysPattern, locationOfWorkKey } from './queues.ts';
+import { bullKeys, delayedDueAt, LocationQueues, locationKeysPattern, locationOfWorkKey, nextWaitingSince } from './queues.ts';
 
 describe('LocationQueues: one queue object per location, the latest kept', () => {
   const redis = useRedis();
@@ -53,10 +53,38 @@ describe('LocationQueues: one queue object per location, the latest kept', () =>
   });
 });
 
+describe('nextWaitingSince: how long the head of each line has waited', () => {
+  const redis = useRedis();
+
+  it("the earliest enqueue time of the job each location's queue takes next, live (wait list) and backfill (prioritized) apart", async () => {
+    const queues = new LocationQueues({ connection: redis.client(), prefix: redis.prefix });
+    try {
+      const add = (id: string, jobId: string, timestamp: number, backfill: boolean) =>
+        queues.get(id).add('m', {}, { jobId, timestamp, ...(backfill ? { priority: 1 } : {}) });
+      await add('a', 'a1', 2_000, false);
+      await add('a', 'a2', 1_000, false); // after a1 in line, though enqueued "earlier"
+      await add('a', 'a3', 9_000, true);
+      await add('a', 'a4', 3_000, true);
+      await add('b', 'b1', 1_500, false);
+      const client = redis.client();
+      expect(await nextWaitingSince(client, redis.prefix, ['a', 'b', 'nothing-here'])).toEqual({ live: 1_500, backfill: 9_000 });
+      expect(await nextWaitingSince(client, redis.prefix, ['a'])).toEqual({ live: 2_000, backfill: 9_000 });
+      expect(await nextWaitingSince(client, redis.prefix, ['nothing-here'])).toEqual({});
+      expect(await nextWaitingSince(client, redis.prefix, [])).toEqual({});
+      // Taken: the next in line is the head.
+      await queues.get('a').remove('a1');
+      expect(await nextWaitingSince(client, redis.prefix, ['a'])).toEqual({ live: 1_000, backfill: 9_000 });
+    } finally {
+      await queues.close();
+    }
+  });
+});
+
 describe("BullMQ's key layout, read in one place", () => {
   it("names a location queue's keys as BullMQ does", () => {
     expect(bullKeys('p', 'loc1').toKey('wait')).toBe('p:loc.{loc1}:wait');
     expect(bullKeys('p', 'loc1').toKey('delayed')).toBe('p:loc.{loc1}:delayed');
+    expect(bullKeys('p', 'loc1').job('k7')).toBe('p:loc.{loc1}:k7');
   });
 
   it("a delayed job's score is its due time × 4096 plus a counter", () => {

@@ -7,9 +7,9 @@
  * A queue object opens no connection of its own (it shares the one given), but it holds a few
  * dozen key names and listeners: a process serving thousands of locations keeps the latest ones.
  */
-import { Queue, QueueKeys, type QueueOptions } from 'bullmq';
+import { Job, Queue, QueueKeys, type QueueOptions } from 'bullmq';
 import type { ChainableCommander } from 'ioredis';
-import type { RedisClient } from '../connection.ts';
+import { mixesSlots, type RedisClient } from '../connection.ts';
 import { locationQueueName } from '../keys.ts';
 
 /**
@@ -125,14 +125,88 @@ export class LocationQueues {
   }
 }
 
+/** A message's job as its location's queue holds it (`readQueuedJob`). */
+export interface QueuedJob {
+  /** BullMQ's state; `waiting` includes its prioritized set (backfill) and a paused queue's jobs. */
+  state: 'waiting' | 'active' | 'delayed' | 'completed' | 'failed';
+  /** Attempts that failed so far (BullMQ's `attemptsMade`). */
+  attemptsMade: number;
+  /** Attempts it may make in all (its `attempts` option). */
+  attempts: number;
+  /** When a delayed job is due, epoch ms; undefined when it is not delayed. */
+  dueAt: number | undefined;
+  /** The last failure's message, if it failed at all. */
+  failedReason: string | undefined;
+  /** What a completed job returned (the worker's `{ messageId }`). */
+  returnValue: unknown;
+  /** Epoch ms when it completed or failed for good. */
+  finishedOn: number | undefined;
+}
+
+/**
+ * The job `jobId` (a message key) of a location's queue as BullMQ holds it, or undefined when it
+ * holds none: its hash and where it is, in one MULTI (all in the location's slot), so that its
+ * state, attempts and due time are of one moment. The lists are searched as BullMQ's own
+ * `getState` searches them (LPOS).
+ */
+export async function readQueuedJob(redis: RedisClient, prefix: string, locationId: string, jobId: string): Promise<QueuedJob | undefined> {
+  const q = bullKeys(prefix, locationId).toKey;
+  const replies = await redis
+    .multi()
+    .hgetall(new QueueKeys(prefix).toKey(locationQueueName(locationId), jobId))
+    .zscore(q('completed'), jobId)
+    .zscore(q('failed'), jobId)
+    .zscore(q('delayed'), jobId)
+    .zscore(q('prioritized'), jobId)
+    .lpos(q('active'), jobId)
+    .lpos(q('wait'), jobId)
+    .lpos(q('paused'), jobId)
+    .exec();
+  const [hash, completed, failed, delayed, prioritized, active, wait, paused] = (replies ?? []).map(([error, value]) => {
+    if (error !== null) throw error;
+    return value;
+  });
+  if (typeof hash !== 'object' || hash === null || Object.keys(hash).length === 0) return undefined;
+  const found = (reply: unknown) => reply !== null && reply !== undefined;
+  let state: QueuedJob['state'];
+  if (found(completed)) state = 'completed';
+  else if (found(failed)) state = 'failed';
+  else if (found(delayed)) state = 'delayed';
+  else if (found(active)) state = 'active';
+  else if (found(prioritized) || found(wait) || found(paused)) state = 'waiting';
+  else return undefined; // a hash in no list or set: nothing BullMQ would take
+  // BullMQ's stored form, as its own reader decodes it: numbers as text, options as JSON.
+  const raw = hash as Partial<Record<string, string>>;
+  const number = (text: string | undefined) => (text === undefined || text === '' ? undefined : Number(text));
+  return {
+    state,
+    attemptsMade: number(raw.attemptsMade ?? raw.atm) ?? 0,
+    attempts: Job.optsFromJSON(raw.opts).attempts ?? 1,
+    dueAt: state === 'delayed' ? delayedDueAt(delayed as string) : undefined,
+    failedReason: raw.failedReason === '' ? undefined : raw.failedReason,
+    returnValue: parseJson(raw.returnvalue),
+    finishedOn: number(raw.finishedOn),
+  };
+}
+
+/** A stored JSON value (a job's return value), or the text itself when it is not JSON. */
+function parseJson(text: string | undefined): unknown {
+  if (text === undefined) return undefined;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return text;
+  }
+}
+
 /** BullMQ's key types of a queue that our reads name. */
 export type BullKeyType = 'wait' | 'paused' | 'prioritized' | 'active' | 'delayed' | 'failed' | 'completed' | 'events' | 'meta';
 
 /** The BullMQ key builder of a location's queue, for reads outside BullMQ's own calls (`toKey('wait')`). */
-export function bullKeys(prefix: string, locationId: string): { toKey: (type: BullKeyType) => string } {
+export function bullKeys(prefix: string, locationId: string): { toKey: (type: BullKeyType) => string; job: (jobId: string) => string } {
   const keys = new QueueKeys(prefix);
   const name = locationQueueName(locationId);
-  return { toKey: (type) => keys.toKey(name, type) };
+  return { toKey: (type) => keys.toKey(name, type), job: (jobId) => keys.toKey(name, jobId) };
 }
 
 /** When a delayed job is due (epoch ms), from its score in BullMQ's delayed set (timestamp × 4096 + a counter). */
@@ -172,4 +246,82 @@ export function parseQueueCounts(replies: readonly unknown[]): QueueCounts {
   const n = (x: unknown) => Number(x ?? 0);
   const [wait, paused, prioritized, active, delayed, failed, meta] = replies;
   return { waiting: n(wait) + n(paused) + n(prioritized), active: n(active), delayed: n(delayed), failed: n(failed), paused: meta !== null };
+}
+
+/**
+ * Where a waiting job is, by the kind of message (enqueue.ts `jobOptions`): live ones in BullMQ's
+ * wait list, backfill (imports) in its prioritized set.
+ */
+export type WaitingSource = 'live' | 'backfill';
+
+/**
+ * When the job each of these locations' queues takes next of each kind was enqueued (BullMQ's
+ * job `timestamp`, epoch ms), the earliest over the locations: how long the head of the line has
+ * waited. Read: the wait list's taking end (BullMQ takes from its right) and the prioritized
+ * set's lowest score, then those jobs' timestamps: two pipelined round trips per 500 locations (a
+ * pipeline per location on Redis Cluster), at most 4 reads of O(1) or O(log n) each per location,
+ * whatever its queue's length. A retried job goes back to the end of the line with its first
+ * timestamp, so this is the age of each line's head, not always of its oldest job. Paused queues
+ * (their `paused` list) are not read: a paused queue is a held location's.
+ */
+export async function nextWaitingSince(redis: RedisClient, prefix: string, locationIds: readonly string[]): Promise<Partial<Record<WaitingSource, number>>> {
+  const since: Partial<Record<WaitingSource, number>> = {};
+  for (let start = 0; start < locationIds.length; start += 500) {
+    const ids = locationIds.slice(start, start + 500);
+    const heads = await perLocation(redis, ids, (p, id) => {
+      const q = bullKeys(prefix, id).toKey;
+      p.lindex(q('wait'), -1).zrange(q('prioritized'), 0, 0);
+    });
+    const next = heads.map(([live, backfill], i) => ({
+      id: ids[i] ?? '',
+      jobs: { live: asString(live), backfill: Array.isArray(backfill) ? asString(backfill[0]) : undefined },
+    }));
+    const stamps = await perLocation(redis, next, (p, { id, jobs }) => {
+      for (const jobId of [jobs.live, jobs.backfill]) if (jobId !== undefined) p.hget(bullKeys(prefix, id).job(jobId), 'timestamp');
+    });
+    next.forEach(({ jobs }, i) => {
+      const replies = [...(stamps[i] ?? [])];
+      for (const source of ['live', 'backfill'] as const) {
+        if (jobs[source] === undefined) continue;
+        const at = Number(replies.shift() ?? Number.NaN); // a job removed meanwhile: no timestamp
+        if (Number.isFinite(at) && at < (since[source] ?? Infinity)) since[source] = at;
+      }
+    });
+  }
+  return since;
+}
+
+/**
+ * The replies to `queue(p, item)`'s commands for each item (a location, or what names one): one
+ * pipeline for all, or on Redis Cluster one per location (its keys share a slot).
+ */
+async function perLocation<T>(redis: RedisClient, items: readonly T[], queue: (p: ChainableCommander, item: T) => void): Promise<unknown[][]> {
+  if (!mixesSlots(redis)) {
+    return Promise.all(
+      items.map(async (item) => {
+        const p = redis.pipeline();
+        queue(p, item);
+        return p.length === 0 ? [] : values(await p.exec());
+      }),
+    );
+  }
+  const p = redis.pipeline();
+  const spans = items.map((item) => {
+    const begin = p.length;
+    queue(p, item);
+    return [begin, p.length] as const;
+  });
+  const replies = p.length === 0 ? [] : values(await p.exec());
+  return spans.map(([begin, end]) => replies.slice(begin, end));
+}
+
+function values(results: [Error | null, unknown][] | null): unknown[] {
+  return (results ?? []).map(([error, value]) => {
+    if (error) throw error;
+    return value;
+  });
+}
+
+function asString(x: unknown): string | undefined {
+  return typeof x === 'string' ? x : undefined;
 }

@@ -34,6 +34,12 @@ export interface OAuthTokensOptions {
   leaseMs: number;
   logger?: Logger;
   now?: () => number;
+  /**
+   * Told of each refresh request this process sends HighLevel (a refresh token spent, or an
+   * agency's token asked for a location's, when a stored token is due or was refused), with the
+   * kind of answer: `granted`, or why not (metrics). Default: none.
+   */
+  onRefresh?: (answer: TokenAnswer['kind']) => void;
 }
 
 interface Cached {
@@ -134,10 +140,16 @@ export class OAuthTokens {
       const companyId = record.companyId ?? '';
       const company = await this.#companyAccess(companyId);
       if (company.kind !== 'token') return companyAnswer(company, companyId);
-      return this.#o.client.locationToken(company.token, companyId, record.owner.id);
+      return this.#told(await this.#o.client.locationToken(company.token, companyId, record.owner.id));
     }
     if (record.refreshToken === undefined) return { kind: 'revoked', reason: 'no refresh token stored: import one with `ingest auth import`' };
-    return this.#o.client.refresh(record.refreshToken, record.owner.kind === 'company' ? 'Company' : 'Location');
+    return this.#told(await this.#o.client.refresh(record.refreshToken, record.owner.kind === 'company' ? 'Company' : 'Location'));
+  }
+
+  /** A refresh request's answer, after telling `onRefresh`. */
+  #told(answer: TokenAnswer): TokenAnswer {
+    this.#o.onRefresh?.(answer.kind);
+    return answer;
   }
 
   /** Stores what a refresh brought (or why it brought nothing); undefined: read the record again. */
