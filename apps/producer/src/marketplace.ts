@@ -127,7 +127,7 @@ export function marketplaceRoutes(deps: MarketplaceDeps): FastifyPluginCallback 
             : { kind: 'location', id: grant.locationId };
       if (owner === undefined || grant.refreshToken === undefined)
         return reply.code(400).send({ error: 'code_refused', message: 'HighLevel granted no location or company token' });
-      await deps.store.put(owner, { refreshToken: grant.refreshToken, accessToken: grant.accessToken, expiresAt: grant.expiresAt });
+      await deps.store.put(owner, { refreshToken: grant.refreshToken, accessToken: grant.accessToken, expiresAt: grant.expiresAt, scopes: grant.scopes });
       if (owner.kind === 'location') await resumeIfUninstalled(deps, owner.id);
       deps.logger.info({ [owner.kind === 'location' ? 'locationId' : 'companyId']: owner.id }, 'installed: tokens stored');
       return reply

@@ -9,6 +9,7 @@
   ARGV[3] refresh    the new refresh token, sealed ('' when the grant has none: keep the old)
   ARGV[4] expiresAt  epoch ms
   ARGV[5] obtainedAt epoch ms
+  ARGV[6] scope      the scopes granted, space-separated ('' when the grant names none: keep the old)
 
   Returns the new generation, or 0 when the caller does not hold the lease.
 ]]
@@ -16,6 +17,7 @@ local key = KEYS[1]
 if redis.call('HGET', key, 'lease') ~= ARGV[1] then return 0 end
 redis.call('HSET', key, 'access', ARGV[2], 'expiresAt', ARGV[4], 'refreshedAt', ARGV[5], 'failures', 0)
 if ARGV[3] ~= '' then redis.call('HSET', key, 'refresh', ARGV[3]) end
+if ARGV[6] ~= nil and ARGV[6] ~= '' then redis.call('HSET', key, 'scope', ARGV[6]) end
 redis.call('HINCRBY', key, 'refreshes', 1)
 redis.call('HDEL', key, 'lease', 'leaseUntil', 'lastError', 'retryAt')
 return redis.call('HINCRBY', key, 'gen', 1)

@@ -22,6 +22,8 @@ export interface Grant {
   userType: UserType | undefined;
   locationId: string | undefined;
   companyId: string | undefined;
+  /** The scopes HighLevel granted (its `scope`, space-separated); undefined when the answer names none. */
+  scopes: string[] | undefined;
 }
 
 export type TokenAnswer =
@@ -42,6 +44,8 @@ const grantBody = z.object({
   userType: z.enum(['Location', 'Company']).optional(),
   locationId: z.string().optional(),
   companyId: z.string().optional(),
+  // Read leniently: a scope in an unexpected shape must never cost a grant.
+  scope: z.unknown().optional(),
 });
 const errorBody = z.object({ error: z.string().optional(), error_description: z.string().optional(), message: z.unknown().optional() }).loose();
 
@@ -61,6 +65,7 @@ export function classifyTokenAnswer(status: number | undefined, body: unknown, n
         userType: g.userType,
         locationId: g.locationId,
         companyId: g.companyId,
+        scopes: scopesOf(g.scope),
       },
     };
   }
@@ -75,6 +80,13 @@ export function classifyTokenAnswer(status: number | undefined, body: unknown, n
   if (code === 'invalid_grant') return { kind: 'revoked', reason };
   if (code === 'invalid_client' || code === 'unauthorized_client' || (status === 401 && code === undefined)) return { kind: 'app-refused', reason };
   return { kind: 'refused', reason };
+}
+
+/** HighLevel's `scope` (space-separated text; a list is taken too), or undefined when it names none. */
+function scopesOf(scope: unknown): string[] | undefined {
+  const parts = typeof scope === 'string' ? scope.split(/\s+/) : Array.isArray(scope) ? scope.filter((s): s is string => typeof s === 'string') : [];
+  const scopes = parts.filter((s) => s !== '');
+  return scopes.length === 0 ? undefined : scopes;
 }
 
 export interface OAuthClientOptions {

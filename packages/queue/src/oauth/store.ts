@@ -42,6 +42,11 @@ export interface OAuthRecordInfo {
   hasRefreshToken: boolean;
   /** The key id that sealed its tokens (rotation: a record sealed with an older key). */
   keyId: string | undefined;
+  /**
+   * The scopes HighLevel last granted (recorded with each grant: an install, a refresh, a location
+   * token from the agency); undefined until one named them (`auth import` brings none).
+   */
+  scopes: string[] | undefined;
 }
 
 /** A record with its tokens opened, for the process that uses them. */
@@ -61,6 +66,8 @@ export interface ImportedTokens {
   refreshToken: string;
   accessToken?: string | undefined;
   expiresAt?: number | undefined;
+  /** What HighLevel granted, when known (an install's code exchange says; an imported line does not). */
+  scopes?: readonly string[] | undefined;
 }
 
 /** The shared store opened with GHL_TOKEN_KEY (a bad key is an error); undefined when the setting is absent. */
@@ -100,9 +107,11 @@ export class OAuthStore {
       fields.expiresAt = tokens.expiresAt ?? 0;
       fields.refreshedAt = now;
     }
+    if (tokens.scopes !== undefined && tokens.scopes.length > 0) fields.scope = tokens.scopes.join(' ');
     await this.#redis
       .multi()
-      .hdel(key, 'revoked', 'lastError', 'retryAt', 'lease', 'leaseUntil', 'companyId', 'access', 'expiresAt')
+      // A new authorisation: what the old one was granted no longer says anything.
+      .hdel(key, 'revoked', 'lastError', 'retryAt', 'lease', 'leaseUntil', 'companyId', 'access', 'expiresAt', 'scope')
       .hset(key, fields)
       .hincrby(key, 'gen', 1)
       .exec();
@@ -182,7 +191,8 @@ export class OAuthStore {
   async finish(owner: OAuthOwner, lease: string, grant: Grant, now = Date.now()): Promise<boolean> {
     const access = this.#cipher.seal(grant.accessToken, this.#context(owner, 'access'));
     const refresh = grant.refreshToken === undefined ? '' : this.#cipher.seal(grant.refreshToken, this.#context(owner, 'refresh'));
-    return (await this.#redis.ghlOAuthFinish(this.#key(owner), lease, access, refresh, grant.expiresAt, now)) > 0;
+    const scope = grant.scopes?.join(' ') ?? '';
+    return (await this.#redis.ghlOAuthFinish(this.#key(owner), lease, access, refresh, grant.expiresAt, now, scope)) > 0;
   }
 
   /** Ends the lease after a refresh that obtained nothing; returns the failures counted. */
@@ -223,5 +233,6 @@ function parseInfo(owner: OAuthOwner, h: Record<string, string>): OAuthRecordInf
     refreshing: h.lease !== undefined && n(h.leaseUntil) > Date.now(),
     hasRefreshToken: h.refresh !== undefined,
     keyId: (h.refresh ?? h.access)?.split('.')[1],
+    scopes: h.scope === undefined || h.scope === '' ? undefined : h.scope.split(' '),
   };
 }
