@@ -1,4 +1,5 @@
 import { createLogger, createRedis, loadConfig, locationQueueName, whenReady } from '@ghl-ingest/queue';
+import type { InboundRecord } from '@ghl-ingest/schema';
 import { RedisServer, useRedis } from '@ghl-ingest/testing';
 import { Queue } from 'bullmq';
 import { Writable } from 'node:stream';
@@ -40,7 +41,8 @@ describe('library API and HTTP intake', () => {
 
   it('createProducer().send validates, normalises and enqueues as live traffic', async () => {
     const producer = await createProducer({ config: configFor() });
-    const results = await producer.send([sms(1), { ...sms(2), type: 'Pigeon' }]);
+    // Untyped, as from plain JavaScript: send checks every record at run time.
+    const results = await producer.send([sms(1), { ...sms(2), type: 'Pigeon' }] as unknown as InboundRecord[]);
     await producer.close();
     expect(results[0]).toEqual({ ok: true, key: 'k-a1', locationId: 'locA' });
     expect(results[1]).toMatchObject({ ok: false, key: 'a2', errors: [{ path: 'type' }] });
@@ -76,11 +78,11 @@ describe('library API and HTTP intake', () => {
     await i.post([sms(1), { ...sms(2), date: 'yesterday' }]);
     await i.post(sms(3), 'wrong');
     const text = await (await fetch(`${i.server.url}/metrics`)).text();
-    expect(text).toContain('ghl_intake_requests_total{status="202"} 1');
-    expect(text).toContain('ghl_intake_requests_total{status="401"} 1');
-    expect(text).toContain('ghl_intake_records_total{result="accepted"} 1');
-    expect(text).toContain('ghl_intake_records_total{result="rejected"} 1');
-    expect(text).toContain('ghl_intake_request_duration_seconds_count 2');
+    expect(text).toContain('ghl_ingest_intake_requests_total{status="202"} 1');
+    expect(text).toContain('ghl_ingest_intake_requests_total{status="401"} 1');
+    expect(text).toContain('ghl_ingest_intake_records_total{result="accepted"} 1');
+    expect(text).toContain('ghl_ingest_intake_records_total{result="rejected"} 1');
+    expect(text).toContain('ghl_ingest_intake_request_duration_seconds_count 2');
     expect(text).toMatch(/^process_cpu_seconds_total /m);
     await i.close();
   });

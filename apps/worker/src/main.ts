@@ -7,6 +7,8 @@
 const early: NodeJS.Signals[] = [];
 const note = (signal: NodeJS.Signals) => early.push(signal);
 process.on('SIGTERM', note).on('SIGINT', note);
-const { runWorker } = await import('./run.ts');
+const [{ runWorker }, { loadDotEnv }] = await Promise.all([import('./run.ts'), import('@ghl-ingest/queue')]);
 
+// The command line's own environment takes a `.env` of the working directory; the library never does.
+loadDotEnv();
 await runWorker(process.argv.slice(2), early);

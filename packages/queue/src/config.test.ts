@@ -64,6 +64,8 @@ describe('loadConfig', () => {
     ['LOG_LEVEL', 'loud'],
     ['HTTP_TIMEOUT_MS', '-1'],
     ['GHL_DAILY_RESET', '25:00'],
+    ['NOTIFY_WEBHOOK_URL', 'ftp://hooks.example.com/x'],
+    ['NOTIFY_WEBHOOK_URL', 'hooks.example.com/x'],
   ])('refuses %s=%s, naming the variable', (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ [name]: value })).toThrow(name);
@@ -74,5 +76,27 @@ describe('loadConfig', () => {
     expect(loadConfig({ DASHBOARD_USER: 'a', DASHBOARD_PASSWORD: 'b' }).dashboard).toEqual({ user: 'a', password: 'b', readOnly: true });
     expect(loadConfig({ DASHBOARD_USER: 'a', DASHBOARD_PASSWORD: 'b', DASHBOARD_ALLOW_CHANGES: 'true' }).dashboard?.readOnly).toBe(false);
     expect(() => loadConfig({ DASHBOARD_ALLOW_CHANGES: 'yes' })).toThrow('DASHBOARD_ALLOW_CHANGES');
+  });
+
+  it('takes a notification webhook, signed or not; a secret alone is refused', () => {
+    expect(loadConfig({}).notify).toBeUndefined();
+    expect(loadConfig({ NOTIFY_WEBHOOK_URL: 'http://127.0.0.1:9000/hook' }).notify).toEqual({ url: 'http://127.0.0.1:9000/hook', secret: undefined });
+    expect(loadConfig({ NOTIFY_WEBHOOK_URL: 'https://hooks.example.com/x?token=t', NOTIFY_WEBHOOK_SECRET: 's3' }).notify).toEqual({
+      url: 'https://hooks.example.com/x?token=t',
+      secret: 's3',
+    });
+    expect(() => loadConfig({ NOTIFY_WEBHOOK_SECRET: 's3' })).toThrow('NOTIFY_WEBHOOK_URL');
+    // The value is not echoed: the URL may carry a token.
+    const refused = (() => {
+      try {
+        loadConfig({ NOTIFY_WEBHOOK_URL: 'ftp://user:hunter2@hooks.example.com' });
+      } catch (error) {
+        return error;
+      }
+      return undefined;
+    })();
+    expect(refused).toBeInstanceOf(ConfigError);
+    expect(String(refused)).toMatch(/must be an http:\/\/ or https:\/\/ URL[\s\S]*NOTIFY_WEBHOOK_URL/);
+    expect(String(refused)).not.toContain('hunter2');
   });
 });

@@ -1,6 +1,8 @@
 /**
- * Every setting of ghl-ingest, read from the environment (and a `.env` file if present) in this
- * one place, parsed once with zod. The rest of the code receives the frozen result.
+ * Every setting of ghl-ingest, read from the environment in this one place, parsed once with zod.
+ * The rest of the code receives the frozen result. Only the command line (`pnpm ingest`,
+ * `pnpm worker`, `ghl-ingest`) reads a `.env` file, into its own environment (`loadDotEnv`); a
+ * library caller's environment is only ever read.
  */
 import { existsSync } from 'node:fs';
 import { isCountryCode, type CountryCode } from '@ghl-ingest/schema';
@@ -90,6 +92,8 @@ const envSchema = z.object({
       .default('00:00')
       .refine((v) => /^([01]\d|2[0-3]):([0-5]\d)$/.test(v), 'must be HH:MM in UTC, such as 00:00'),
   ),
+  NOTIFY_WEBHOOK_URL: z.preprocess(blankIsUnset, z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }).optional()),
+  NOTIFY_WEBHOOK_SECRET: text().optional(),
 });
 
 /** The name of every setting read from the environment. */
@@ -139,10 +143,15 @@ export interface Config {
   shutdownTimeoutMs: number;
   /** A job's lock, renewed at half this while it runs; a dead worker's jobs are taken again within about twice this. */
   workerLockMs: number;
+  /**
+   * NOTIFY_WEBHOOK_URL: where workers POST notifications (locations paused or parked, new dead
+   * letters); `secret` (NOTIFY_WEBHOOK_SECRET) signs each body. Undefined: no notifications.
+   */
+  notify: { url: string; secret: string | undefined } | undefined;
 }
 
-/** Parses settings from `env` (default: `process.env` plus `.env`). Throws ConfigError naming each bad variable. */
-export function loadConfig(env: Record<string, string | undefined> = readEnv()): Readonly<Config> {
+/** Parses settings from `env` (default: `process.env`, read only). Throws ConfigError naming each bad variable. */
+export function loadConfig(env: Readonly<Record<string, string | undefined>> = process.env): Readonly<Config> {
   // A blank value is unset (`GHL_TOKEN=` in a .env copied from .env.example): dropped before
   // parsing, so optional settings stay unset and defaults apply.
   const parsed = envSchema.safeParse(Object.fromEntries(Object.entries(env).filter(([, v]) => blankIsUnset(v) !== undefined)));
@@ -160,6 +169,9 @@ export function loadConfig(env: Record<string, string | undefined> = readEnv()):
     throw new ConfigError(
       'invalid settings: GHL_CLIENT_ID needs GHL_TOKEN_KEY, the key that encrypts OAuth tokens in Redis (make one: openssl rand -base64 32)',
     );
+  }
+  if (e.NOTIFY_WEBHOOK_SECRET !== undefined && e.NOTIFY_WEBHOOK_URL === undefined) {
+    throw new ConfigError('invalid settings: NOTIFY_WEBHOOK_SECRET signs notifications, which need NOTIFY_WEBHOOK_URL too');
   }
   return Object.freeze({
     redisUrl: e.REDIS_URL,
@@ -197,11 +209,15 @@ export function loadConfig(env: Record<string, string | undefined> = readEnv()):
     reconcile: e.GHL_RECONCILE === 'on',
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     workerLockMs: e.WORKER_LOCK_MS,
+    notify: e.NOTIFY_WEBHOOK_URL === undefined ? undefined : Object.freeze({ url: e.NOTIFY_WEBHOOK_URL, secret: e.NOTIFY_WEBHOOK_SECRET }),
   });
 }
 
-/** The environment, with a `.env` file of the working directory under it (real variables win). */
-function readEnv(): Record<string, string | undefined> {
+/**
+ * The command line's, at start: a `.env` file of the working directory into the process's
+ * environment, under the real variables (they win). A library never calls this: it would change
+ * its host application's environment.
+ */
+export function loadDotEnv(): void {
   if (existsSync('.env')) process.loadEnvFile('.env');
-  return process.env;
 }

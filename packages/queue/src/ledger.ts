@@ -24,8 +24,7 @@ export class DeliveryLedger {
   }
 
   async get(locationId: string, key: string): Promise<LedgerEntry | undefined> {
-    const value = await this.#redis.get(this.#keys.ledger(locationId, key));
-    return value === null ? undefined : parseLedgerEntry(value);
+    return readLedgerEntry(this.#redis, this.#keys, locationId, key);
   }
 
   async record(locationId: string, key: string, entry: LedgerEntry): Promise<void> {
@@ -38,6 +37,12 @@ export class DeliveryLedger {
     const values = await this.#redis.mget(keys.map((k) => this.#keys.ledger(locationId, k)));
     return new Set(keys.filter((_, i) => values[i] !== null));
   }
+}
+
+/** One message's entry, for readers that never write (`status`, `DeliveryLedger.get`). */
+export async function readLedgerEntry(redis: RedisClient, keys: Pick<Keys, 'ledger'>, locationId: string, key: string): Promise<LedgerEntry | undefined> {
+  const value = await redis.get(keys.ledger(locationId, key));
+  return value === null ? undefined : parseLedgerEntry(value);
 }
 
 /** Stored as "<messageId> <at>": a third of the size of JSON, for millions of entries. */

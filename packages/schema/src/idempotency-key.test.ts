@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { canonicalJson, derivedAltId, encodeSourceId, idempotencyKey } from './idempotency-key.ts';
+import { canonicalJson, derivedAltId, encodeSourceId, idempotencyKey, isMessageKey, keyOfSourceId } from './idempotency-key.ts';
 import { toImportRecord, toJobData } from './job-data.ts';
 import { normalizeRecord } from './record.ts';
 
@@ -76,5 +76,44 @@ describe('every message carries a stable altId', () => {
     const long = 'x'.repeat(300);
     expect(derivedAltId(long, 256)).toMatch(/^ghl-ingest-h-[A-Za-z0-9_-]{43}$/);
     expect(derivedAltId('k-short', 256)).toBe('ghl-ingest-k-short');
+  });
+});
+
+describe('keyOfSourceId and isMessageKey', () => {
+  const base = { locationId: 'locA', type: 'SMS', contactId: 'c1', message: 'hello' };
+  const keyOf = (input: Record<string, unknown>) => {
+    const r = normalizeRecord(input);
+    if (!r.ok) throw new Error(JSON.stringify(r.issues));
+    return r.record.key;
+  };
+  const hashed = keyOf(base);
+
+  it.each([
+    ['a key', { ...base, key: 'msg-991' }, 'msg-991'],
+    ['a key that needs encoding', { ...base, key: 'row 7:a/é' }, 'row 7:a/é'],
+    ['a key, trimmed as records are read', { ...base, key: ' msg-1 ' }, 'msg-1  '],
+    ['an altId without a key', { ...base, altId: 'alt-5' }, 'alt-5'],
+    ['a key that looks like a message key', { ...base, key: 'k-1' }, 'k-1'],
+    ['a derived altId (an exported dead letter)', { ...base, altId: `ghl-ingest-${hashed}` }, `ghl-ingest-${hashed}`],
+  ] as const)('names the message key a record with %s gets', (_what, record, id) => {
+    expect(keyOfSourceId(id)).toBe(keyOf(record));
+  });
+
+  it.each([
+    ['k-msg-991', true],
+    ['k-row%207%3Aa', true],
+    [hashed, true],
+    ['msg-991', false],
+    ['k-', false],
+    ['k-a b', false],
+    ['k-a%3a', false],
+    ['h-short', false],
+    ['', false],
+  ] as const)('isMessageKey(%j) is %j', (value, expected) => {
+    expect(isMessageKey(value)).toBe(expected);
+  });
+
+  it.each(['123', 'a:b', 'é', '%41', 'x'.repeat(256)])('holds for every key made of %j', (id) => {
+    expect(isMessageKey(keyOfSourceId(id))).toBe(true);
   });
 });

@@ -22,6 +22,23 @@ export function idempotencyKey(locationId: string, key: string | undefined, body
   return `h-${digest}`;
 }
 
+/**
+ * The message key of a record that gave `id` as its `key`, or as its `altId` when it had no `key`
+ * (trimmed, as records are read): what `status` looks a message up by when the caller knows only
+ * its own id. An altId this product derived (an exported dead letter's) names its hash key again.
+ */
+export function keyOfSourceId(id: string): string {
+  // No body: the source id decides; the location only ever scopes hash keys, never reached here.
+  return idempotencyKey('', undefined, { altId: id.trim() });
+}
+
+const MESSAGE_KEY = /^(?:k-(?:[A-Za-z0-9._~-]|%[0-9A-F]{2})+|h-[A-Za-z0-9_-]{43})$/;
+
+/** Whether `value` is a message key as `idempotencyKey` makes them (`k-<encoded id>`, `h-<hash>`), not a source's own id. */
+export function isMessageKey(value: string): boolean {
+  return MESSAGE_KEY.test(value);
+}
+
 /** Percent-encodes everything but unreserved URL characters (RFC 3986). */
 export function encodeSourceId(id: string): string {
   return id.replace(/[^A-Za-z0-9._~-]/gu, (ch) =>

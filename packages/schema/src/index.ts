@@ -2,6 +2,7 @@ export * from './api-answers.ts';
 export * from './body.ts';
 export * from './contact.ts';
 export * from './idempotency-key.ts';
+export * from './inbound-record.ts';
 export * from './issues.ts';
 export * from './job-data.ts';
 export * from './limits.ts';

@@ -4,7 +4,6 @@
  */
 import type { CountryCode } from 'libphonenumber-js/max';
 import {
-  BODY_FIELDS,
   CALL_FIELDS,
   CALL_STATUSES,
   DEFAULT_PROVIDER_TYPES,
@@ -17,6 +16,7 @@ import {
 } from './body.ts';
 import { CONTACT_FIELDS, CONTACT_NAME_CHARS, type ContactRef } from './contact.ts';
 import { derivedAltId, idempotencyKey } from './idempotency-key.ts';
+import { RECORD_FIELD_NAMES, type InboundRecord } from './inbound-record.ts';
 import { formatPath, type RecordIssue } from './issues.ts';
 import { LIMITS } from './limits.ts';
 import { clip, normalizeDate, normalizeEmail, normalizePhone, normalizeUrl, parseList, type Normalised } from './normalize.ts';
@@ -58,7 +58,7 @@ export interface NormalizeOptions {
 export type RecordResult =
   { ok: true; record: MessageRecord } | { ok: false; issues: RecordIssue[]; /** best-effort id of the row, for the rejects report */ key?: string };
 
-const RECORD_FIELDS = new Set<string>([...BODY_FIELDS, 'locationId', 'key', 'contact']);
+const RECORD_FIELDS = new Set<string>(RECORD_FIELD_NAMES);
 /** Unknown fields named one by one in a rejection; past this, one line counts the rest. */
 const MAX_UNKNOWN_REPORTED = 20;
 const CALL_FIELD_SET = new Set<string>(CALL_FIELDS);
@@ -158,7 +158,10 @@ const locationId: Parse<string> = (value) => {
   return t;
 };
 
-/** How each top-level field is read. Absent values (missing, null, blank) never reach these. */
+/**
+ * How each top-level field is read (`contact` apart): one parser for each field of InboundRecord, and
+ * none for any other. Absent values (missing, null, blank) never reach these.
+ */
 const FIELD_PARSERS = {
   locationId,
   key: sourceId,
@@ -179,7 +182,7 @@ const FIELD_PARSERS = {
   direction: oneOf(DIRECTIONS, 'direction'),
   date: (value) => normalizeDate(value),
   call: () => ({ ok: false, message: 'parsed separately' }),
-} satisfies Record<string, Parse<unknown>>;
+} satisfies Record<Exclude<keyof InboundRecord, 'contact'>, Parse<unknown>>;
 
 interface Draft extends Partial<Omit<InboundMessageBody, 'call'>> {
   locationId?: string;

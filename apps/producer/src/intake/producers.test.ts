@@ -10,6 +10,7 @@ function recording() {
     made.push(state);
     return {
       check: () => ({ results: [], jobs: [] }),
+      status: () => Promise.resolve({ state: 'unknown' }),
       send: () =>
         new Promise<SendResult[]>((resolve) => {
           state.finish.push(() => resolve([]));

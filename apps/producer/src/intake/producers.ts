@@ -7,6 +7,7 @@
  * closed under an add. Busy locations keep their queue objects for a generation, and memory stays
  * at about one generation's queues plus those of requests still in flight.
  */
+import type { InboundRecord } from '@ghl-ingest/schema';
 import type { Producer, SendResult } from '../producer.ts';
 
 /** Distinct locations one producer sends to before it is retired. */
@@ -48,7 +49,8 @@ export class Producers {
     for (const id of locations) generation.locations.add(id);
     generation.sending += 1;
     try {
-      return await generation.producer.send(records);
+      // Records from a request, of no known shape: send checks each one at run time, as for any untyped caller.
+      return await generation.producer.send(records as readonly InboundRecord[]);
     } finally {
       generation.sending -= 1;
       if (generation.retired && generation.sending === 0) this.#close(generation);

@@ -38,10 +38,12 @@ export {
   delayedDueAt,
   locationQueue,
   LocationQueues,
+  nextWaitingSince,
   type BullKeyType,
   type LocationQueueOptions,
   type LocationQueuesOptions,
   type QueueCounts,
+  type WaitingSource,
 } from './queues.ts';
 export { readySetKeys, wakeChannel, type Lease, type MarkMode, type Place, type ReadySetKeys, type TurnEnd } from './ready-set.ts';
 export { registryKey } from './registry.ts';
