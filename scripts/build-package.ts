@@ -6,8 +6,13 @@
  * The compiler rewrites relative `./x.ts` imports to `./x.js` in JavaScript but leaves them in
  * declarations, so those are rewritten here; files that are not TypeScript (the Lua scripts) are
  * copied beside the code that reads them.
+ *
+ * `--pack` (the package's `prepack`, which `pnpm pack` and `pnpm publish` run first) builds, then
+ * puts beside package.json what a registry shows with the package: the repository's LICENSE and,
+ * unless the package has a README of its own, one written from its package.json. `--packed`
+ * (`postpack`) takes those two away again, so the repository keeps one LICENSE.
  */
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import ts from 'typescript';
 
@@ -16,6 +21,16 @@ const pkg = process.cwd();
 const src = join(pkg, 'src');
 const dist = join(pkg, 'dist');
 if (!existsSync(src)) throw new Error(`${pkg} has no src/ to build`);
+
+/** The first line of a README this script wrote: what `--packed` may remove. */
+const WRITTEN = '<!-- Written from package.json by scripts/build-package.ts when packing; not kept in the repository. -->';
+
+if (process.argv.includes('--packed')) {
+  rmSync(join(pkg, 'LICENSE'), { force: true });
+  const readme = join(pkg, 'README.md');
+  if (existsSync(readme) && readFileSync(readme, 'utf8').startsWith(WRITTEN)) rmSync(readme);
+  process.exit(0);
+}
 
 const sources = (readdirSync(src, { recursive: true }) as string[]).map((f) => join(src, f));
 const isCode = (f: string) => f.endsWith('.ts') && !f.endsWith('.test.ts') && !f.endsWith('.d.ts');
@@ -49,6 +64,46 @@ for (const file of sources) {
   cpSync(file, target);
 }
 process.stdout.write(`built ${relative(root, dist)} (${readdirSync(dist, { recursive: true }).length} files)\n`);
+
+if (process.argv.includes('--pack')) {
+  copyFileSync(join(root, 'LICENSE'), join(pkg, 'LICENSE'));
+  const readme = join(pkg, 'README.md');
+  if (!existsSync(readme) || readFileSync(readme, 'utf8').startsWith(WRITTEN))
+    writeFileSync(readme, readmeOf(JSON.parse(readFileSync(join(pkg, 'package.json'), 'utf8')) as Manifest));
+  process.stdout.write(`wrote LICENSE and README.md beside ${relative(root, join(pkg, 'package.json'))} for packing\n`);
+}
+
+interface Manifest {
+  name: string;
+  description?: string;
+  license?: string;
+  engines?: { node?: string };
+  bin?: Record<string, string>;
+  repository?: { url?: string; directory?: string };
+}
+
+/** The README a registry shows for a package: what it is, how to install it, where the documentation is. */
+function readmeOf(manifest: Manifest): string {
+  const web = (manifest.repository?.url ?? '').replace(/^git\+/, '').replace(/\.git$/, '');
+  const commands = Object.keys(manifest.bin ?? {});
+  const install =
+    commands.length > 0 ? `npm install --global ${manifest.name}\n${commands.map((c) => `${c} --help`).join('\n')}` : `npm install ${manifest.name}`;
+  return [
+    WRITTEN,
+    `# ${manifest.name}`,
+    manifest.description ?? '',
+    `Part of [ghl-ingest](${web}#readme): queue-backed, rate-limited, idempotent delivery of conversation history into HighLevel.`,
+    '## Install',
+    `\`\`\`sh\n${install}\n\`\`\``,
+    commands.length > 0 ? `Node ${manifest.engines?.node ?? ''}.` : `Node ${manifest.engines?.node ?? ''}; ES modules only, with type declarations.`,
+    '## Documentation',
+    `The repository's README: [Installing outside this repository](${web}#installing-outside-this-repository), ` +
+      `[Settings](${web}#settings), [Commands](${web}#commands). This package's source: [${manifest.repository?.directory ?? ''}](${web}/tree/main/${manifest.repository?.directory ?? ''}).`,
+    '## License',
+    `${manifest.license ?? ''}: see LICENSE.`,
+    '',
+  ].join('\n\n');
+}
 
 function fail(diagnostics: readonly ts.Diagnostic[]): never {
   const host = { getCanonicalFileName: (f: string) => f, getCurrentDirectory: () => root, getNewLine: () => '\n' };

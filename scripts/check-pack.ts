@@ -1,11 +1,13 @@
 /**
  * `pnpm check:pack`: the packages as someone outside this repository gets them.
  *
- * Builds and packs (`pnpm pack`) every published package, installs the tarballs with npm into an
- * empty project, and there: `npx ghl-ingest --help` (and `worker --help`), a plain JavaScript file
- * that imports `createProducer` and enqueues a message in Redis, a TypeScript file using the
- * library that must type-check (strict, nodenext), and the installed `ghl-ingest worker`
- * delivering that message to the stand-in. Fails on the first thing a user would meet.
+ * Builds and packs (`pnpm pack`) every published package, lints each tarball (its LICENSE, README
+ * and package.json fields; publint; arethetypeswrong), installs the tarballs with npm into an
+ * empty project, and there: `npx ghl-ingest --help` (and `worker --help`, and `--version`), a
+ * plain JavaScript file that imports `createProducer` and enqueues a message in Redis, a
+ * TypeScript file using the library that must type-check (strict, nodenext), and the installed
+ * `ghl-ingest worker` delivering that message to the stand-in. Fails on the first thing a user
+ * would meet.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -15,6 +17,8 @@ import { join, resolve } from 'node:path';
 import { FakeHighLevel } from '@ghl-ingest/fake-api';
 import { until } from '@ghl-ingest/testing';
 import { Redis } from 'ioredis';
+import { publint } from 'publint';
+import { formatMessage } from 'publint/utils';
 
 const root = resolve(import.meta.dirname, '..');
 const keep = process.argv.includes('--keep');
@@ -37,6 +41,68 @@ function run(command: string, args: string[], cwd: string, env: NodeJS.ProcessEn
   return r.stdout;
 }
 
+interface Manifest {
+  name: string;
+  version: string;
+  license?: string;
+  repository?: { type?: string; url?: string; directory?: string };
+  engines?: { node?: string };
+  exports?: unknown;
+}
+
+const readManifest = (path: string) => JSON.parse(readFileSync(path, 'utf8')) as Manifest;
+
+/**
+ * Each tarball as a registry would take it: the repository's LICENSE and a README beside
+ * package.json, whose license, repository (with the package's directory) and engines are the
+ * root's; publint finds no error and no warning (none is suppressed; its suggestions are
+ * printed); arethetypeswrong finds no problem for ES module consumers (profile esm-only: these
+ * packages are ES modules only by design, so CommonJS resolution is out of scope), offline
+ * (no DefinitelyTyped look-up). Returns each package's manifest by name.
+ */
+async function checkPackaging(files: string[], work: string): Promise<Map<string, Manifest>> {
+  const rootManifest = readManifest(join(root, 'package.json'));
+  const license = readFileSync(join(root, 'LICENSE'), 'utf8');
+  const dirOf = new Map(PUBLISHED.map((dir) => [readManifest(join(root, dir, 'package.json')).name, dir]));
+  const manifests = new Map<string, Manifest>();
+  for (const file of files) {
+    const manifest = JSON.parse(run('tar', ['-xzOf', file, 'package/package.json'], work)) as Manifest;
+    const dir = dirOf.get(manifest.name) ?? fail(`${file} is no package of ${PUBLISHED.join(', ')}`);
+    manifests.set(manifest.name, manifest);
+    const listing = run('tar', ['-tzf', file], work).split('\n');
+    const wrong = [
+      listing.includes('package/LICENSE') && run('tar', ['-xzOf', file, 'package/LICENSE'], work) === license
+        ? undefined
+        : "no LICENSE, or not the repository's",
+      listing.includes('package/README.md') ? undefined : 'no README.md',
+      manifest.license === rootManifest.license ? undefined : `license ${manifest.license ?? '(none)'}, not ${rootManifest.license ?? ''}`,
+      manifest.repository?.type === 'git' && manifest.repository.url === rootManifest.repository?.url && manifest.repository.directory === dir
+        ? undefined
+        : `repository ${JSON.stringify(manifest.repository)}, not git ${rootManifest.repository?.url ?? ''} directory ${dir}`,
+      manifest.engines?.node === rootManifest.engines?.node
+        ? undefined
+        : `engines.node ${manifest.engines?.node ?? '(none)'}, not ${rootManifest.engines?.node ?? ''}`,
+    ].filter((w) => w !== undefined);
+    if (wrong.length > 0) fail(`${manifest.name} (${dir}): ${wrong.join('; ')}`);
+
+    const bytes = readFileSync(file);
+    const { messages, pkg } = await publint({
+      pack: { tarball: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) },
+      level: 'suggestion',
+    });
+    const said = (type: string) => messages.filter((m) => m.type === type).map((m) => `${m.code}: ${formatMessage(m, pkg, { color: false }) ?? ''}`);
+    for (const suggestion of said('suggestion')) step(`publint suggests for ${manifest.name}: ${suggestion}`);
+    const problems = [...said('error'), ...said('warning')];
+    if (problems.length > 0) fail(`publint on ${manifest.name}:\n  ${problems.join('\n  ')}`);
+
+    // What `import` resolves to; the bin-only ghl-ingest exports nothing (its bin is run below).
+    if (manifest.exports !== undefined)
+      run(join(root, 'node_modules/.bin/attw'), ['--profile', 'esm-only', '--no-definitely-typed', '--format', 'ascii', file], work);
+  }
+  step(`${[...manifests.keys()].join(', ')}: LICENSE, README, license, repository, engines; publint and arethetypeswrong (esm-only) clean`);
+  return manifests;
+}
+
 const CONSUMER_JS = `import { createProducer } from '@ghl-ingest/producer';
 import { normalizeRecord } from '@ghl-ingest/schema';
 
@@ -48,27 +114,51 @@ await producer.close();
 console.log(JSON.stringify(result));
 `;
 
-const CONSUMER_TS = `import { createProducer, type Producer, type SendResult } from '@ghl-ingest/producer';
+const CONSUMER_TS = `import { createProducer, type InboundRecord, type MessageStatus, type Producer, type SendResult } from '@ghl-ingest/producer';
 import { normalizeRecord, type JobData } from '@ghl-ingest/schema';
 
-export async function sendOne(record: unknown): Promise<SendResult | undefined> {
+export const record: InboundRecord = { locationId: 'loc1', key: 'msg-1', type: 'SMS', contact: { phone: '+14155550100' }, message: 'hi' };
+
+export async function sendOne(r: InboundRecord): Promise<{ sent: SendResult | undefined; status: MessageStatus | undefined }> {
   const producer: Producer = await createProducer({ unknownFields: 'drop' });
   try {
-    const [result] = await producer.send([record]);
-    return result;
+    const [sent] = await producer.send([r]);
+    // A SendResult names its message for status().
+    return { sent, status: sent?.ok === true ? await producer.status(sent) : undefined };
   } finally {
     await producer.close();
   }
 }
 
-export function keyOf(record: unknown): string | undefined {
-  const r = normalizeRecord(record);
+export function describe(s: MessageStatus): string {
+  switch (s.state) {
+    case 'delivered':
+      return s.messageId + ' at ' + new Date(s.deliveredAt).toISOString();
+    case 'pending':
+      return s.stage + ' after ' + String(s.attempts) + ' of ' + String(s.maxAttempts) + (s.nextAttemptAt === undefined ? '' : ' until ' + String(s.nextAttemptAt));
+    case 'dead-lettered':
+      return s.reason;
+    case 'unknown':
+      return 'unknown';
+  }
+}
+
+export const bySourceKey = (p: Producer): Promise<MessageStatus> => p.status({ locationId: 'loc1', sourceKey: 'msg-1' });
+
+export function keyOf(input: unknown): string | undefined {
+  const r = normalizeRecord(input);
   return r.ok ? r.record.key : undefined;
 }
 
 export type Job = JobData;
 // @ts-expect-error: send takes an array of records, and the declarations say so.
 export const wrong = (p: Producer) => p.send('not an array');
+// @ts-expect-error: a record's type is one of HighLevel's message types.
+export const pigeon: InboundRecord = { locationId: 'loc1', type: 'Pigeon', contactId: 'c1', message: 'hi' };
+// @ts-expect-error: a record names its location.
+export const nowhere: InboundRecord = { type: 'SMS', contactId: 'c1', message: 'hi' };
+// @ts-expect-error: status takes the message key or the record's own id, not both.
+export const both = (p: Producer) => p.status({ locationId: 'loc1', key: 'k-msg-1', sourceKey: 'msg-1' });
 `;
 
 async function main(): Promise<void> {
@@ -83,7 +173,7 @@ async function main(): Promise<void> {
   let fake: FakeHighLevel | undefined;
   try {
     for (const dir of PUBLISHED) {
-      run('pnpm', ['run', 'build'], join(root, dir));
+      // Its prepack builds dist/ and adds LICENSE and README (scripts/build-package.ts --pack).
       run('pnpm', ['pack', '--pack-destination', tarballs], join(root, dir));
     }
     const files = readdirSync(tarballs).map((f) => join(tarballs, f));
@@ -95,6 +185,7 @@ async function main(): Promise<void> {
       const local = Object.entries(manifest.dependencies ?? {}).filter(([, v]) => v.startsWith('workspace:'));
       if (local.length > 0) fail(`${file} still names workspace: versions: ${local.map(([k]) => k).join(', ')}`);
     }
+    const manifests = await checkPackaging(files, work);
 
     writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }, null, 2));
     const typescript = (JSON.parse(readFileSync(join(root, 'node_modules/typescript/package.json'), 'utf8')) as { version: string }).version;
@@ -109,6 +200,10 @@ async function main(): Promise<void> {
     }
     if (!/REDIS_URL/.test(run('npx', ['--no-install', 'ghl-ingest', 'worker', '--help'], project, env))) fail('ghl-ingest worker --help names no settings');
     step('npx ghl-ingest --help and worker --help: ok');
+    const version = manifests.get('ghl-ingest')?.version ?? fail('no ghl-ingest package was packed');
+    const printed = run('npx', ['--no-install', 'ghl-ingest', '--version'], project, env).trim();
+    if (printed !== version) fail(`ghl-ingest --version printed "${printed}", the package is ${version}`);
+    step(`npx ghl-ingest --version: ${printed}, the installed package's`);
 
     writeFileSync(
       join(project, 'tsconfig.json'),

@@ -3,6 +3,7 @@
  * 1 the command failed, 2 it finished but some rows were rejected or dead-lettered.
  */
 import { Command, CommanderError } from 'commander';
+import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { coerceError, ConfigError, createLogger, loadConfig, onShutdown, startTracing } from '@ghl-ingest/queue';
 import { connectProducer, withRedis } from './connect.ts';
@@ -27,12 +28,25 @@ export interface CliOptions {
   name?: string;
   /** Adds commands from outside the producer (the installed CLI adds `worker`). */
   extend?: (program: Command) => void;
+  /** What `--version` prints. Default: this package's own (`@ghl-ingest/producer`), from its package.json. */
+  version?: string;
+}
+
+/**
+ * The version in the package.json of the package `moduleUrl` belongs to: one folder up, from
+ * `src/` in the repository as from `dist/` once installed (npm always ships package.json).
+ */
+export function packageVersion(moduleUrl: string): string {
+  const manifest = JSON.parse(readFileSync(new URL('../package.json', moduleUrl), 'utf8')) as { version?: unknown };
+  if (typeof manifest.version !== 'string' || manifest.version === '') throw new Error(`the package.json beside ${moduleUrl} names no version`);
+  return manifest.version;
 }
 
 export async function run(argv: string[], out: NodeJS.WritableStream = process.stdout, options: CliOptions = {}): Promise<number> {
   const name = options.name ?? 'ingest';
   const program = new Command(name)
     .description('ghl-ingest: move conversation history into HighLevel')
+    .version(options.version ?? packageVersion(import.meta.url), '-V, --version', 'print the version')
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s), writeOut: (s) => out.write(s) });
 
@@ -256,6 +270,19 @@ export async function run(argv: string[], out: NodeJS.WritableStream = process.s
         if (removed === undefined) throw new ConfigError(`no OAuth record for ${id}`);
         out.write(`removed the OAuth tokens of ${removed.kind === 'company' ? 'agency' : 'location'} ${removed.id}\n`);
       });
+    });
+
+  program
+    .command('doctor')
+    .description(
+      'checks a deployment: Redis (version, noeviction, persistence, Lua, pub/sub, cluster), clocks, a token per known location, OAuth scopes; says how to fix each finding',
+    )
+    .option('--json', 'JSON on stdout: { findings: [{ check, status, detail, fix? }], summary }')
+    .option('--api', "also check that HighLevel (GHL_API_BASE_URL) answers: one request without a token, which spends no location's budget")
+    .addHelpText('after', '\nStatus of a finding: ok, warning, or blocker. Exit codes: 0 nothing blocks; 1 something does (or the command failed).\n')
+    .action(async (flags: { json?: boolean; api?: boolean }) => {
+      const { doctorCommand } = await import('./doctor.ts');
+      exitCode = await doctorCommand(flags, out);
     });
 
   options.extend?.(program);
