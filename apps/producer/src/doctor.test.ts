@@ -5,7 +5,7 @@ import type { OAuthOwner, OAuthRecordInfo } from '@ghl-ingest/queue';
 import { describe, expect, it } from 'vitest';
 import { diagnose, exitCodeOf, renderFindings, summarize } from './doctor.ts';
 import type { ApiFacts, DoctorFacts, Finding, NodeFacts, Read, RedisFacts, Severity, TokenFacts } from './doctor/facts.ts';
-import { readTokensFile } from './doctor/gather.ts';
+import { tokensFileFacts } from './doctor/gather.ts';
 import { judgeClock, judgeMode, judgeNodeEviction, judgeNodeMemory, judgeNodePersistence, judgeNodeVersion, perMaster } from './doctor/redis-policy.ts';
 import { oauthFindings, tokenFindings, tokenSource } from './doctor/token-policy.ts';
 
@@ -455,24 +455,24 @@ describe('GHL_TOKENS_FILE, read as the worker reads it', () => {
   };
 
   it('keeps location ids only, never a token', () => {
-    const f = readTokensFile(write('ok.json', JSON.stringify({ locA: 'pit-secret-1', locB: 'pit-secret-2' })));
+    const f = tokensFileFacts(write('ok.json', JSON.stringify({ locA: 'pit-secret-1', locB: 'pit-secret-2' })));
     expect(f.kind === 'read' && [...f.locations]).toEqual(['locA', 'locB']);
     expect(JSON.stringify({ ...f, locations: f.kind === 'read' ? [...f.locations] : [] })).not.toMatch(/secret/);
   });
 
   const bad: [string, string, RegExp][] = [
-    ['not JSON (its text never quoted)', '{"locA": "pit-secret-1",', /is not valid JSON$/],
-    ['not a map of tokens', JSON.stringify({ locA: 42 }), /is not a JSON object/],
-    ['a bad location id', JSON.stringify({ 'loc A': 'pit-secret-1' }), /is not a JSON object/],
+    ['not JSON (its text never quoted)', '{"locA": "pit-secret-1",', /is not valid JSON: /],
+    ['not a map of tokens', JSON.stringify({ locA: 42 }), /must be a JSON object/],
+    ['a bad location id', JSON.stringify({ 'loc A': 'pit-secret-1' }), /must be a JSON object/],
   ];
   it.each(bad)('%s', (name, text, why) => {
-    const f = readTokensFile(write(`${name.length}.json`, text));
+    const f = tokensFileFacts(write(`${name.length}.json`, text));
     expect(f.kind).toBe('bad');
     expect(f.kind === 'bad' && f.why).toMatch(why);
     expect(JSON.stringify(f)).not.toMatch(/secret/);
   });
 
   it('an unreadable file is named with its reason', () => {
-    expect(readTokensFile(join(dir, 'missing.json'))).toMatchObject({ kind: 'bad', why: expect.stringMatching(/cannot be read \(ENOENT\)/) as unknown });
+    expect(tokensFileFacts(join(dir, 'missing.json'))).toMatchObject({ kind: 'bad', why: expect.stringMatching(/cannot be read \(ENOENT\)/) as unknown });
   });
 });

@@ -2,7 +2,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { jsonFault, TokenStore } from './tokens.ts';
+import { jsonFault } from '@ghl-ingest/queue';
+import { TokenStore } from './tokens.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'ghl-tokens-'));
 const SECRET = 'pit-1234abcd-secret-token-value';

@@ -3,6 +3,7 @@ export * from './config.ts';
 export * from './connection.ts';
 export * from './dead-letter.ts';
 export * from './errors.ts';
+export * from './tokens-file.ts';
 export * from './keys.ts';
 export * from './ledger.ts';
 export * from './location/index.ts';

@@ -6,10 +6,8 @@
  * service, a command an ACL denies) becomes an unknown fact, never a crash. Writes nothing to Redis.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Cluster, ReplyError, type Redis } from 'ioredis';
-import { z } from 'zod';
 import {
   coerceError,
   ConfigError,
@@ -18,6 +16,7 @@ import {
   knownPrimaries,
   LocationReader,
   openOAuthStore,
+  readTokensFile,
   TokenCipher,
   whenReady,
   type Config,
@@ -37,7 +36,7 @@ export async function gatherFacts(config: Config, options: GatherOptions): Promi
     config.redisClusterNodes === undefined
       ? `Redis at ${redactUrl(config.redisUrl)}`
       : `the Redis Cluster at ${config.redisClusterNodes.map(redactUrl).join(', ')}`;
-  const file = readTokensFile(config.tokensFile);
+  const file = tokensFileFacts(config.tokensFile);
   const api: ApiFacts = options.api ? await probeApi(config.apiBaseUrl, Math.min(config.httpTimeoutMs, API_TIMEOUT_MS)) : { asked: false };
   const key = tokenKeyFault(config);
   let redis: RedisClient;
@@ -222,30 +221,15 @@ function infoField(text: string, field: string): string | undefined {
 
 // --- tokens --------------------------------------------------------------------------------------
 
-/**
- * GHL_TOKENS_FILE's rule, as the worker reads it (apps/worker/src/tokens.ts owns the format; the
- * producer does not carry the worker). Only the location ids are kept; a fault is described by
- * kind, never quoting the text, which holds tokens.
- */
-const tokensFileSchema = z.record(z.string().regex(/^[A-Za-z0-9_-]+$/), z.string().trim().min(1));
-
-export function readTokensFile(path: string | undefined): TokensFile {
+/** GHL_TOKENS_FILE as the worker reads it (`readTokensFile` owns the format): its location ids only, or why it is bad. */
+export function tokensFileFacts(path: string | undefined): TokensFile {
   if (path === undefined) return { kind: 'unset' };
-  let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    return { kind: 'read', path, locations: new Set(readTokensFile(path).keys()) };
   } catch (error) {
-    return { kind: 'bad', path, why: `GHL_TOKENS_FILE ${path} cannot be read (${(error as NodeJS.ErrnoException).code ?? 'unreadable'})` };
+    if (isIngestError(error) && error.code === 'CONFIG') return { kind: 'bad', path, why: error.message };
+    throw error;
   }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    return { kind: 'bad', path, why: `GHL_TOKENS_FILE ${path} is not valid JSON` };
-  }
-  const parsed = tokensFileSchema.safeParse(json);
-  if (!parsed.success) return { kind: 'bad', path, why: `GHL_TOKENS_FILE ${path} is not a JSON object of "<locationId>": "<token>"` };
-  return { kind: 'read', path, locations: new Set(Object.keys(parsed.data)) };
 }
 
 /** What is wrong with GHL_TOKEN_KEY, if anything (checked without Redis). */
