@@ -60,7 +60,7 @@ describe.skipIf(!hasOpenssl())('Redis over TLS with an ACL user', () => {
         file('ca.pem'),
         '--tls-auth-clients',
         'no',
-        // The default user is off; ours may touch only keys under the queue prefix.
+        // The default user is off; ours may touch only keys and channels under the queue prefix.
         '--user',
         'default',
         'off',
@@ -69,7 +69,7 @@ describe.skipIf(!hasOpenssl())('Redis over TLS with an ACL user', () => {
         'on',
         `>${PASSWORD}`,
         `~${PREFIX}*`,
-        '&*',
+        `&${PREFIX}*`,
         '+@all',
       ],
       { stdio: 'ignore' },
