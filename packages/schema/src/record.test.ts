@@ -70,6 +70,8 @@ describe('normalisation', () => {
     ['reads type case-insensitively', { ...sms, type: 'live_chat', conversationProviderId: 'p' }, { type: 'Live_Chat' }],
     ['defaults direction to inbound', sms, { direction: 'inbound' }],
     ['keeps outbound', { ...sms, direction: 'OUTBOUND' }, { direction: 'outbound' }],
+    ["reads Twilio's outbound-api as outbound", { ...sms, direction: 'outbound-api' }, { direction: 'outbound' }],
+    ["reads Twilio's Outbound-Reply as outbound", { ...sms, direction: ' Outbound-Reply ' }, { direction: 'outbound' }],
     ['lower-cases and de-duplicates cc', { ...sms, emailCc: ['A@x.com', 'a@x.com ', 'b@x.com'] }, { emailCc: ['a@x.com', 'b@x.com'] }],
     ['reads ;-separated bcc', { ...sms, emailBcc: 'A@x.com;b@x.com' }, { emailBcc: ['a@x.com', 'b@x.com'] }],
     [

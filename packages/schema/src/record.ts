@@ -95,8 +95,19 @@ function text(max: number, opts: { numbers?: boolean } = {}): Parse<string> {
   };
 }
 
-function oneOf<T extends string>(values: readonly T[], what: string): Parse<T> {
-  const byLower = new Map(values.map((v) => [v.toLowerCase(), v]));
+/**
+ * Other systems' words for a direction, as their exports write them: Twilio's message logs say
+ * `outbound-api` (sent through its API), `outbound-reply` (a reply to an inbound message) and
+ * `outbound-call` (sent during a call) for what HighLevel calls outbound.
+ */
+export const DIRECTION_ALIASES: Readonly<Record<string, (typeof DIRECTIONS)[number]>> = {
+  'outbound-api': 'outbound',
+  'outbound-reply': 'outbound',
+  'outbound-call': 'outbound',
+};
+
+function oneOf<T extends string>(values: readonly T[], what: string, aliases: Readonly<Record<string, T>> = {}): Parse<T> {
+  const byLower = new Map([...values.map((v) => [v.toLowerCase(), v] as const), ...Object.entries(aliases)]);
   return (value) => {
     if (typeof value !== 'string') return { ok: false, message: `must be text, not ${describe(value)}` };
     const found = byLower.get(value.trim().toLowerCase());
@@ -179,7 +190,7 @@ const FIELD_PARSERS = {
   emailBcc: list(LIMITS.ccAddresses, normalizeEmail, true),
   emailMessageId: idText,
   altId: sourceId,
-  direction: oneOf(DIRECTIONS, 'direction'),
+  direction: oneOf(DIRECTIONS, 'direction', DIRECTION_ALIASES),
   date: (value) => normalizeDate(value),
   call: () => ({ ok: false, message: 'parsed separately' }),
 } satisfies Record<Exclude<keyof InboundRecord, 'contact'>, Parse<unknown>>;
