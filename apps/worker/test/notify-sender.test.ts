@@ -71,7 +71,8 @@ describe('the notification sender', () => {
     await fill(250);
     const { s, results } = sender(`${hook.url}/hook`);
     s.start();
-    await until(() => hook.delivered().length >= 250, 10_000, 'the backlog to drain');
+    // The receiver has a batch before the sender has its answer: wait for the sender's count.
+    await until(() => results.sent === 250, 10_000, 'the backlog to drain');
     expect(hook.received.map((r) => eventsOf(r).length)).toEqual([100, 100, 50]);
     const gaps = hook.received.slice(1).map((r, i) => r.at - (hook.received[i]?.at ?? 0));
     for (const gap of gaps) expect(gap).toBeGreaterThanOrEqual(190);
@@ -127,7 +128,13 @@ describe('the notification sender', () => {
     expect(hook.received.every((r) => r.url === '/a')).toBe(true);
     await a.s.close();
     hook.status = 200;
-    await until(() => hook.delivered().length === 1, 5_000, 'the event delivered');
+    await until(() => hook.delivered().length === 1, 5_000, 'the event delivered').catch(async (error: unknown) => {
+      // On failure: what each sender did, what the webhook got, and the outbox's sender state.
+      const state = await redis.client().hgetall(`${redis.prefix}:{notify}:sender`);
+      throw new Error(
+        `${(error as Error).message}: ${JSON.stringify({ received: hook.received.map((r) => [r.url, r.status, Math.round(r.at)]), state, a: a.logs, b: b.logs })}`,
+      );
+    });
     await new Promise((r) => setTimeout(r, 300));
     expect(hook.received.filter((r) => r.status === 200).map((r) => r.url)).toEqual(['/b']);
   });
