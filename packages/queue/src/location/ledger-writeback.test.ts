@@ -185,8 +185,15 @@ describe('ledger entries written back on a Redis Cluster whose master restarted 
         'the write-back',
       );
       // Its own entries, and the one whose settle failed (unless its own retry wrote it first).
-      expect(restored).toHaveLength(1);
-      expect(restored[0]).toBeGreaterThanOrEqual(onVictim.length);
+      // On failure: what was written back, what the restarted master held, and which keys are there now.
+      const why = JSON.stringify({
+        restored,
+        victim: victim.port,
+        onVictim,
+        present: await Promise.all(locations.map(async (id) => [id, (await connection.exists(ledger(id))) === 1])),
+      });
+      expect(restored, why).toHaveLength(1);
+      expect(restored[0], why).toBeGreaterThanOrEqual(onVictim.length);
       expect(restored[0]).toBeLessThanOrEqual(onVictim.length + 1);
       for (const id of locations) expect(await s.beforePost(id, 'k', undefined)).toMatchObject({ kind: 'delivered', entry: { messageId: `hl-${id}` } });
       expect(await s.beforePost('loc0', 'late', undefined)).toMatchObject({ kind: 'delivered', entry: { messageId: 'hl-late' } });
