@@ -17,6 +17,7 @@ import {
   deadLetterAdded,
   LocationQueues,
   processClock,
+  readWake,
   type Budgets,
   type DeadLetterRecord,
   type DeadLetters,
@@ -83,6 +84,8 @@ interface Lane extends Holding {
   paused: boolean;
   /** A fetch found no job to take. */
   exhausted: boolean;
+  /** Loops spawned beyond the lane's cap for live messages: as many loops retire after their job. */
+  extra: number;
   done: Promise<void>;
   finish: () => void;
 }
@@ -150,7 +153,11 @@ export class Dispatcher {
 
   async start(): Promise<void> {
     const sub = this.#o.subscriber;
-    sub.on('message', () => this.#kick());
+    sub.on('message', (_channel: string, message: string) => {
+      const wake = readWake(message);
+      if (wake.kind === 'live') this.#liveArrived(wake.locationId);
+      else this.#kick();
+    });
     await sub.subscribe(this.#o.state.wakeChannel);
     this.#renewals.start();
     this.#main = this.#run();
@@ -277,6 +284,7 @@ export class Dispatcher {
       waitMs: undefined,
       paused: false,
       exhausted: false,
+      extra: 0,
       done,
       finish,
     };
@@ -286,7 +294,25 @@ export class Dispatcher {
       this.#o.onServe?.(lease.locationId);
     }
     // Its first loop takes its place now (claims never ask for more locations than free places).
-    this.#spawn(lane, true);
+    this.#spawn(lane, 'first');
+  }
+
+  /**
+   * Live messages came for a location held here. Its loops may all hold backfill jobs, each waiting
+   * for a slot: one more loop takes the live job now, and it ranks ahead of their reservations for
+   * the next slot that frees (instead of waiting for a loop to finish a post first). So it does
+   * while the turn ends on a wait its loops still serve (their slots are near): the budget decides
+   * whether the live one may go sooner, and puts it back if not.
+   */
+  #liveArrived(locationId: string): void {
+    const lane = this.#lanes.get(locationId);
+    if (lane === undefined || lane.loops === 0 || !this.#mayTakeLive(lane)) return;
+    this.#spawn(lane, 'live');
+  }
+
+  /** Whether a loop spawned for live messages takes one: as #mayContinue, but a turn that ends on a wait still may. */
+  #mayTakeLive(lane: Lane): boolean {
+    return !this.#closing && !lane.paused && !lane.lost && !lane.stale;
   }
 
   /**
@@ -294,12 +320,15 @@ export class Dispatcher {
    * locations are due, a lane keeps to two loops: enough for a location's HighLevel budget (10
    * requests a second at 50 ms), and the rest of the process's places go to the others' turns.
    */
-  #spawn(lane: Lane, first = false): void {
+  #spawn(lane: Lane, why: 'first' | 'more' | 'live' = 'more'): void {
     const cap = Math.min(this.#o.perLocation(lane.lease.locationId), this.#othersDue ? FAIR_SHARE_LOOPS : Infinity);
-    if (!first && (this.#loops >= this.#o.maxActive || lane.loops >= cap)) return;
+    if (why !== 'first' && this.#loops >= this.#o.maxActive) return;
+    if (why === 'more' && lane.loops >= cap) return;
+    // A live loop beyond the cap: one loop of the lane retires after its job, and the lane is back within it.
+    if (why === 'live' && lane.loops >= cap) lane.extra += 1;
     this.#loops += 1;
     lane.loops += 1;
-    void this.#loop(lane, first)
+    void this.#loop(lane, why)
       .catch((error: unknown) => this.#log.warn({ err: coerceError(error), locationId: lane.lease.locationId }, 'job loop failed'))
       .finally(() => {
         this.#loops -= 1;
@@ -311,11 +340,11 @@ export class Dispatcher {
   }
 
   /** Takes a job, runs it, and takes the next one with its completion, until the turn ends. */
-  async #loop(lane: Lane, first: boolean): Promise<void> {
+  async #loop(lane: Lane, why: 'first' | 'more' | 'live'): Promise<void> {
     const turn = await lane.turn;
-    if (first && lane.lease.check === true) await this.#checkStalled(lane);
+    if (why === 'first' && lane.lease.check === true) await this.#checkStalled(lane);
     const token = `${this.#workerName}:${(this.#tokenSeq += 1)}`;
-    let job = await this.#fetch(lane, token);
+    let job = why === 'live' && this.#mayTakeLive(lane) ? this.#taken(lane, await lane.jobs.fetch(token)) : await this.#fetch(lane, token);
     // Two loops always (one posts while the other takes the next job, a live one first), more only
     // while the budget has room now: a loop beyond that would hold a job only to wait for a slot.
     if (job !== undefined && (lane.loops < 2 || turn.budget.hasRoom())) this.#spawn(lane);
@@ -367,8 +396,9 @@ export class Dispatcher {
     // Not ours any more: another worker may hold the job, which it moves on itself.
     if (failure instanceof LockLost) return undefined;
     try {
-      // Take the location's next job with this one's completion, while the turn goes on.
-      const fetchNext = this.#mayContinue(lane);
+      // Take the location's next job with this one's completion, while the turn goes on (and
+      // this loop is not one too many: one spawned for live messages beyond the cap retires).
+      const fetchNext = this.#mayContinue(lane) && !this.#retires(lane);
       if (failure === undefined) {
         return this.#taken(lane, await lane.jobs.complete(job, result, token, fetchNext));
       }
@@ -404,6 +434,13 @@ export class Dispatcher {
       this.#log.warn({ err: coerceError(error), locationId: lane.lease.locationId, jobId: id }, 'could not move a job on');
       return undefined;
     }
+  }
+
+  /** Whether a loop retires after its job: the lane has loops spawned for live messages beyond its cap. */
+  #retires(lane: Lane): boolean {
+    if (lane.extra === 0) return false;
+    lane.extra -= 1;
+    return true;
   }
 
   /** The turn is over: tell the ready set when the location is next due. */

@@ -119,6 +119,36 @@ describe('per-location rate limiting', () => {
     expect(order.slice(0, 3)).toEqual(['live-1', 'live-2', 'live-3']);
   });
 
+  it('a live message for a location busy with its own backfill takes the next free slot, ahead of the backfill the worker holds', async () => {
+    // 4 per 2 s: once the window is full, the backfill goes one slot at a time, and between two
+    // slots the worker's loops each hold a backfill job that waits for its own.
+    const h = await harness({
+      fake: { limits: { max: 4, windowMs: 2000 }, latency: { minMs: 20, maxMs: 20 } },
+      env: { GHL_RATE_LIMIT_MAX: '4', GHL_RATE_LIMIT_WINDOW_MS: '2000' },
+    });
+    await h.send(
+      Array.from({ length: 40 }, (_, i) => sms(i)),
+      'backfill',
+    );
+    await h.worker({});
+    await until(() => h.fake.stats().accepted >= 8, 15_000, 'the location saturated');
+    for (let round = 0; round < 3; round += 1) {
+      // Just after a slot was spent (and its answer came): the next is a while away, and every
+      // loop is waiting for one, none posting.
+      const seen = h.fake.stats().accepted;
+      await until(() => h.fake.stats().accepted > seen, 10_000, 'the next backfill post');
+      await new Promise((r) => setTimeout(r, 60));
+      const sentAt = Date.now();
+      const altId = `live-${round}`;
+      await h.send([sms(100 + round, 'locA', { altId })], 'live');
+      await until(() => h.fake.messages().some((m) => m.altId === altId), 10_000, 'the live message');
+      const live = h.fake.messages().find((m) => m.altId === altId)?.receivedAt ?? 0;
+      // No backfill went between its send and its post: it did not wait for a loop to post first.
+      const between = h.fake.messages().filter((m) => m.altId?.startsWith('live') !== true && m.receivedAt > sentAt && m.receivedAt < live);
+      expect(between.map((m) => m.altId)).toEqual([]);
+    }
+  }, 60_000);
+
   // The rival here is a timer in this process, so its bursts race our sends differently under load;
   // this asserts no storm (a storm is dozens a window). `pnpm bench rate` measures the rate itself.
   it('adapts when another client spends the same location: no 429 storm, nothing dead-lettered', async () => {

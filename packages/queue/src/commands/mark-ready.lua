@@ -2,7 +2,8 @@
   Producers added messages for these locations: make each one due now unless it is due already,
   waiting (its wait ends by itself) or held. A held one is marked so that its holder, finding its
   queue empty just before these messages arrived, makes it due again instead of dropping it.
-  Wakes the dispatchers when any location became due.
+  Wakes the dispatchers when any location became due, and tells them of live messages for a
+  held location (its holder takes them at once, ahead of the backfill it holds).
 
   KEYS[1] ready   ZSET  locations with work, score: when one may be taken (a lease's end if held)
   KEYS[2] live    ZSET  due locations with live messages, served before the others
@@ -11,6 +12,9 @@
 
   ARGV[1] 'live' (live messages), 'backfill', or 'resume' (a person started the location again:
           due now even if it was waiting), ARGV[2] the wake channel, ARGV[3..] location ids
+
+  Publishes on the wake channel: the number of locations that became due (when any did), and
+  'live:<id>' for each held location given live messages.
 
   Returns how many locations became due.
 ]]
@@ -23,6 +27,7 @@ for i = 3, #ARGV do
   local score = redis.call('ZSCORE', readyKey, id)
   local lease = score and redis.call('HGET', leasesKey, id)
   local held = lease == score
+  local marked = score and lease == score .. ':m'
   -- 'check': no holder, only another process's stalled jobs to look at later; new work is due now.
   if not score or ((resume or lease == 'check') and not held and tonumber(score) > now) then
     redis.call('ZADD', readyKey, now, id)
@@ -30,6 +35,7 @@ for i = 3, #ARGV do
   elseif held then
     redis.call('HSET', leasesKey, id, score .. ':m')
   end
+  if live and score and (held or marked) then redis.call('PUBLISH', ARGV[2], 'live:' .. id) end
   if live then redis.call('ZADD', liveKey, 'NX', now, id) end
 end
 if woken > 0 then redis.call('PUBLISH', ARGV[2], woken) end

@@ -45,7 +45,7 @@ export {
   type QueueCounts,
   type WaitingSource,
 } from './queues.ts';
-export { readySetKeys, wakeChannel, type Lease, type MarkMode, type Place, type ReadySetKeys, type TurnEnd } from './ready-set.ts';
+export { readySetKeys, readWake, wakeChannel, type Lease, type MarkMode, type Place, type ReadySetKeys, type TurnEnd, type Wake } from './ready-set.ts';
 export { registryKey } from './registry.ts';
 export { repairKeys, type RepairKeys, type RepairReport } from './repair.ts';
 export type { LocationSnapshot } from './snapshot.ts';

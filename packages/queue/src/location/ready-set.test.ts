@@ -1,7 +1,7 @@
-import { useRedis } from '@ghl-ingest/testing';
+import { until, useRedis } from '@ghl-ingest/testing';
 import { describe, expect, it } from 'vitest';
 import { WorkerLocations } from './index.ts';
-import { readySetKeys, type Lease } from './ready-set.ts';
+import { readWake, readySetKeys, type Lease } from './ready-set.ts';
 
 const limiter = { budget: () => ({ max: 100, windowMs: 10_000, daily: 200_000 }), inflightMs: 5_000 };
 
@@ -36,6 +36,29 @@ describe('the ready set (Lua, on a real Redis)', () => {
     await s.endLease(lease, { mode: 'idle' });
     expect(await s.dueInMs('a')).toBe(0);
     expect(await ids(s)).toEqual(['a']);
+  });
+
+  it("live messages for a held location tell its holder, each time; backfill and others' due locations say only how many", async () => {
+    const s = state();
+    const sub = redis.client();
+    const raw: string[] = [];
+    sub.on('message', (_channel: string, message: string) => raw.push(message));
+    await sub.subscribe(s.wakeChannel);
+    await s.markReady(['a'], false);
+    await claimOne(s);
+    await s.markReady(['a'], true);
+    await s.markReady(['a'], true); // held and marked already: told again
+    await s.markReady(['a'], false);
+    await s.markReady(['b'], true); // not held: due, and the dispatchers woken
+    await redis.admin.publish(s.wakeChannel, 'end');
+    await until(() => raw.includes('end'), 5_000, 'the messages published');
+    expect(raw.slice(0, -1).map(readWake)).toEqual([
+      { kind: 'due' },
+      { kind: 'live', locationId: 'a' },
+      { kind: 'live', locationId: 'a' },
+      { kind: 'due' },
+    ]);
+    await sub.quit();
   });
 
   it('a turn that ends with more to do goes behind the locations already due', async () => {

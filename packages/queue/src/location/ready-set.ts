@@ -31,6 +31,14 @@ export function wakeChannel(prefix: string): string {
   return `${prefix}:wake`;
 }
 
+/** What a message on the wake channel says: locations became due, or live messages came for a held one. */
+export type Wake = { kind: 'due' } | { kind: 'live'; locationId: string };
+
+/** Reads a message of the wake channel (see `commands/mark-ready.lua`). */
+export function readWake(message: string): Wake {
+  return message.startsWith('live:') ? { kind: 'live', locationId: message.slice('live:'.length) } : { kind: 'due' };
+}
+
 /** A worker's hold on a location, for one turn. */
 export interface Lease {
   locationId: string;
