@@ -2,7 +2,7 @@
  * The delivery ledger as a delivery meets it: one read before a post (was the message delivered
  * already? is the job's lock still ours?) and one write after (the entry, and the count `status`
  * shows), plain commands in the location's hash slot, with no script. Calls for one location in
- * the same turn of the event loop share one round trip (`TickBatch`): the reads as two MGETs, the
+ * the same turn of the event loop share one round trip (`TickBatch`): the reads as one MGET, the
  * writes as one SET each and one HINCRBY. The write-back after Redis lost writes is `ledger-writeback.ts`'s: a read waits for it,
  * and a write that fails is retried there until it lands.
  */
@@ -47,13 +47,11 @@ export class LedgerGate {
   }
 
   readonly #reads = new TickBatch<{ key: string; lock: JobLock | undefined }, BeforePost>(async (locationId, items) => {
+    // One MGET: the entries, then the locks (all in the location's hash slot).
     const locks = items.filter((i) => i.lock !== undefined).map((i) => (i.lock as JobLock).key);
-    const p = this.#redis.pipeline().mget(items.map((i) => this.#keys.ledger(locationId, i.key)));
-    if (locks.length > 0) p.mget(locks);
-    const replies = (await p.exec()) ?? [];
-    for (const [error] of replies) if (error !== null) throw error;
-    const entries = (replies[0]?.[1] ?? []) as (string | null)[];
-    const tokens = (replies[1]?.[1] ?? []) as (string | null)[];
+    const values = await this.#redis.mget(...items.map((i) => this.#keys.ledger(locationId, i.key)), ...locks);
+    const entries = values.slice(0, items.length);
+    const tokens = values.slice(items.length);
     let t = 0;
     let skipped = 0;
     const out = items.map((item, i): BeforePost => {
