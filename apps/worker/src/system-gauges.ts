@@ -81,126 +81,18 @@ export class SystemGauges {
       return reading;
     };
 
-    new Gauge({
-      name: 'ghl_ingest_metrics_reporter',
-      help: '1 on the one worker that reports the shared gauges (jobs, locations, budget, dead letters, imports), 0 on the others.',
-      registers,
-      async collect() {
-        this.set((await read()) === undefined ? 0 : 1);
-      },
-    });
-    new Gauge({
-      name: 'ghl_ingest_queue_jobs',
-      help: 'Jobs of every location by state (wait, active, delayed: retries); failed ones are dead letters (ghl_ingest_dead_letter_messages). Reported by one worker.',
-      labelNames: ['state'],
-      registers,
-      async collect() {
-        this.reset();
-        const r = await read();
-        if (r === undefined) return;
-        const totals = { wait: 0, active: 0, delayed: 0 };
-        for (const l of r.snapshots) {
-          totals.wait += l.waiting;
-          totals.active += l.active;
-          totals.delayed += l.delayed;
-        }
-        for (const [state, n] of Object.entries(totals)) this.set({ state }, n);
-      },
-    });
-    new Gauge({
-      name: 'ghl_ingest_locations',
-      help: 'Locations by state: known (ever had a message), with_work, paused (credentials), parked (daily budget), at_burst_limit. Reported by one worker.',
-      labelNames: ['state'],
-      registers,
-      async collect() {
-        this.reset();
-        const r = await read();
-        if (r === undefined) return;
-        const count = (f: (s: LocationSnapshot) => boolean) => r.snapshots.filter(f).length;
-        this.set({ state: 'known' }, r.known);
-        this.set({ state: 'with_work' }, count(hasWork));
-        this.set(
-          { state: 'paused' },
-          count((s) => s.hold?.state === 'paused'),
-        );
-        this.set(
-          { state: 'parked' },
-          count((s) => s.hold?.state === 'parked'),
-        );
-        this.set(
-          { state: 'at_burst_limit' },
-          count((s) => s.sentInWindow >= s.budget.max),
-        );
-      },
-    });
-    new Gauge({
-      name: 'ghl_ingest_budget_used_ratio',
-      help: 'Share of the burst budget (requests per window) in use now, over the locations with work (0 to 1). Reported by one worker.',
-      registers,
-      async collect() {
-        const r = await read();
-        const busy = r?.snapshots.filter(hasWork) ?? [];
-        const budget = busy.reduce((a, s) => a + s.budget.max, 0);
-        this.set(budget === 0 ? 0 : Math.min(1, busy.reduce((a, s) => a + s.sentInWindow, 0) / budget));
-      },
-    });
-    new Gauge({
-      name: 'ghl_ingest_dead_letter_messages',
-      help: 'Messages now in the dead-letter queue (for ingest dlq). Reported by one worker.',
-      registers,
-      async collect() {
-        this.reset();
-        const r = await read();
-        if (r !== undefined) this.set(r.deadLetters);
-      },
-    });
-    new Gauge({
-      name: 'ghl_ingest_location_held_seconds',
-      help: 'How long each held location has been paused (credentials) or parked (daily budget); only held locations appear. Reported by one worker.',
-      labelNames: ['location', 'state'],
-      registers,
-      async collect() {
-        this.reset();
-        for (const s of (await read())?.snapshots ?? []) {
-          if (s.hold !== undefined) this.set({ location: s.locationId, state: s.hold.state }, (Date.now() - s.hold.since) / 1000);
-        }
-      },
-    });
-    new Gauge({
-      name: 'ghl_ingest_oldest_waiting_age_seconds',
-      help: 'How long the message next in line has waited, the longest over the locations not held (paused or parked), by source (live: intake and library; backfill: imports); 0 when none waits. Reported by one worker.',
-      labelNames: ['source'],
-      registers,
-      async collect() {
-        this.reset();
-        const r = await read();
-        if (r === undefined) return;
-        for (const source of SOURCES) {
-          const since = r.waitingSince[source];
-          this.set({ source }, since === undefined ? 0 : Math.max(0, (Date.now() - since) / 1000));
-        }
-      },
-    });
-    new Gauge({
-      name: 'ghl_ingest_import_messages',
-      help: 'Messages of each import not yet finished, by outcome so far (accepted, delivered, dead, rejected). Reported by one worker.',
-      labelNames: ['import', 'outcome'],
-      registers,
-      async collect() {
-        this.reset();
-        for (const i of (await read())?.imports ?? []) {
-          if (i.state === 'done' && i.pending === 0) continue; // finished imports leave the metric
-          for (const [outcome, n] of [
-            ['accepted', i.accepted],
-            ['delivered', i.delivered],
-            ['dead', i.dead],
-            ['rejected', i.rejected],
-          ] as const) {
-            this.set({ import: i.importId, outcome }, n);
-          }
-        }
-      },
-    });
+    for (const g of GAUGES) {
+      new Gauge({
+        name: g.name,
+        help: g.help,
+        labelNames: g.labels ?? [],
+        registers,
+        async collect() {
+          this.reset();
+          for (const [labels, value] of g.values(await read())) this.set(labels, value);
+        },
+      });
+    }
   }
 
   /** Whether this worker reports the shared gauges: it holds the reporter key (taking it if free), renewed on each scrape. */
@@ -213,6 +105,110 @@ export class SystemGauges {
     return true;
   }
 }
+
+type Labels = Record<string, string>;
+
+/** A shared gauge: its values from a reading (undefined on a worker that is not the reporter). */
+interface SharedGauge {
+  name: string;
+  help: string;
+  labels?: string[];
+  values: (r: SharedReading | undefined) => Iterable<readonly [Labels, number]>;
+}
+
+const NONE: Labels = {};
+
+const GAUGES: readonly SharedGauge[] = [
+  {
+    name: 'ghl_ingest_metrics_reporter',
+    help: '1 on the one worker that reports the shared gauges (jobs, locations, budget, dead letters, imports), 0 on the others.',
+    values: (r) => [[NONE, r === undefined ? 0 : 1]],
+  },
+  {
+    name: 'ghl_ingest_queue_jobs',
+    help: 'Jobs of every location by state (wait, active, delayed: retries); failed ones are dead letters (ghl_ingest_dead_letter_messages). Reported by one worker.',
+    labels: ['state'],
+    values: (r) => {
+      if (r === undefined) return [];
+      const sum = (f: (s: LocationSnapshot) => number) => r.snapshots.reduce((a, s) => a + f(s), 0);
+      return [
+        [{ state: 'wait' }, sum((s) => s.waiting)],
+        [{ state: 'active' }, sum((s) => s.active)],
+        [{ state: 'delayed' }, sum((s) => s.delayed)],
+      ];
+    },
+  },
+  {
+    name: 'ghl_ingest_locations',
+    help: 'Locations by state: known (ever had a message), with_work, paused (credentials), parked (daily budget), at_burst_limit. Reported by one worker.',
+    labels: ['state'],
+    values: (r) => {
+      if (r === undefined) return [];
+      const count = (f: (s: LocationSnapshot) => boolean) => r.snapshots.filter(f).length;
+      return [
+        [{ state: 'known' }, r.known],
+        [{ state: 'with_work' }, count(hasWork)],
+        [{ state: 'paused' }, count((s) => s.hold?.state === 'paused')],
+        [{ state: 'parked' }, count((s) => s.hold?.state === 'parked')],
+        [{ state: 'at_burst_limit' }, count((s) => s.sentInWindow >= s.budget.max)],
+      ];
+    },
+  },
+  {
+    name: 'ghl_ingest_budget_used_ratio',
+    help: 'Share of the burst budget (requests per window) in use now, over the locations with work (0 to 1). Reported by one worker.',
+    values: (r) => {
+      const busy = r?.snapshots.filter(hasWork) ?? [];
+      const budget = busy.reduce((a, s) => a + s.budget.max, 0);
+      return [[NONE, budget === 0 ? 0 : Math.min(1, busy.reduce((a, s) => a + s.sentInWindow, 0) / budget)]];
+    },
+  },
+  {
+    name: 'ghl_ingest_dead_letter_messages',
+    help: 'Messages now in the dead-letter queue (for ingest dlq). Reported by one worker.',
+    values: (r) => (r === undefined ? [] : [[NONE, r.deadLetters]]),
+  },
+  {
+    name: 'ghl_ingest_location_held_seconds',
+    help: 'How long each held location has been paused (credentials) or parked (daily budget); only held locations appear. Reported by one worker.',
+    labels: ['location', 'state'],
+    values: (r) =>
+      (r?.snapshots ?? []).flatMap((s) =>
+        s.hold === undefined ? [] : [[{ location: s.locationId, state: s.hold.state }, (Date.now() - s.hold.since) / 1000] as const],
+      ),
+  },
+  {
+    name: 'ghl_ingest_oldest_waiting_age_seconds',
+    help: 'How long the message next in line has waited, the longest over the locations not held (paused or parked), by source (live: intake and library; backfill: imports); 0 when none waits. Reported by one worker.',
+    labels: ['source'],
+    values: (r) =>
+      r === undefined
+        ? []
+        : SOURCES.map((source) => {
+            const since = r.waitingSince[source];
+            return [{ source }, since === undefined ? 0 : Math.max(0, (Date.now() - since) / 1000)] as const;
+          }),
+  },
+  {
+    name: 'ghl_ingest_import_messages',
+    help: 'Messages of each import not yet finished, by outcome so far (accepted, delivered, dead, rejected). Reported by one worker.',
+    labels: ['import', 'outcome'],
+    values: (r) =>
+      // Finished imports leave the metric.
+      (r?.imports ?? [])
+        .filter((i) => i.state !== 'done' || i.pending > 0)
+        .flatMap((i) =>
+          (
+            [
+              ['accepted', i.accepted],
+              ['delivered', i.delivered],
+              ['dead', i.dead],
+              ['rejected', i.rejected],
+            ] as const
+          ).map(([outcome, n]) => [{ import: i.importId, outcome }, n] as const),
+        ),
+  },
+];
 
 /** A location with messages waiting, in flight or due for a retry. */
 function hasWork(s: LocationSnapshot): boolean {
