@@ -73,6 +73,12 @@ export class LedgerWriteBack {
   #restoring: Promise<void> | undefined;
   #onRestored: ((report: RestoreReport) => void) | undefined;
   #writingBack: Promise<void> | undefined;
+  /**
+   * Entries written back since Redis was last seen as itself, over every attempt: one that fails
+   * part way (a cluster whose other masters still answer CLUSTERDOWN) has written some already,
+   * and the attempt that completes finds those there. Reported, then reset, once one completes.
+   */
+  #writtenBack = 0;
   /** This process among the workers that may remember ledger entries (see WRITER_BEAT_MS). */
   readonly #writerId = randomUUID();
   /** The workers alive at this process's last beat: waited for after a loss even if Redis lost them too. */
@@ -236,8 +242,7 @@ export class LedgerWriteBack {
     // The first run id this process sees: it remembers nothing Redis could have lost, but another
     // worker may still be writing back what it remembers.
     const first = this.#seenRunId === undefined;
-    const written = first || this.#recent.size === 0 ? 0 : await this.#writeBack();
-    if (written === undefined) return;
+    if (!first && this.#recent.size > 0 && !(await this.#writeBack())) return;
     const started = Date.now();
     let pending: string[];
     try {
@@ -254,13 +259,17 @@ export class LedgerWriteBack {
       return; // Redis went away again: the next check does it all again
     }
     this.#seenRunId = runId;
+    const written = this.#writtenBack;
+    this.#writtenBack = 0;
     this.#beat?.(); // the peers as they are now, for the next loss
     if (!first) this.#onRestored?.({ written, waitedMs: Date.now() - started, notRestored: pending.length });
   }
 
-  /** Writes this process's recent ledger entries back; how many were missing, or undefined when a write failed. */
-  async #writeBack(): Promise<number | undefined> {
-    let written = 0;
+  /**
+   * Writes this process's recent ledger entries back, counting those that were missing (in
+   * #writtenBack, also when another write fails); whether every write landed (or found its entry).
+   */
+  async #writeBack(): Promise<boolean> {
     let failed = 0;
     // One pipeline per location: its keys share a slot.
     await Promise.all(
@@ -270,11 +279,11 @@ export class LedgerWriteBack {
         const replies = (await p.exec().catch(() => null)) ?? deliveries.map(() => [new Error('not sent'), null] as const);
         for (const [error, reply] of replies) {
           if (error !== null) failed += 1;
-          else if (reply === 'OK') written += 1;
+          else if (reply === 'OK') this.#writtenBack += 1;
         }
       }),
     );
-    return failed > 0 ? undefined : written;
+    return failed === 0;
   }
 
   /** SET arguments that write a ledger entry again, unless it is there (it was, or settle wrote it meanwhile). */
