@@ -160,13 +160,19 @@ describe('what a write-back reports when an earlier attempt failed part way', ()
       for (const locationId of ['a', 'b'])
         await writeBack.writing({ locationId, key: 'k', entry: { messageId: `hl-${locationId}`, at: Date.now() } }, () => Promise.resolve());
 
-      await writeBack.writeBackIfChanged('after-the-loss');
-      expect(reports).toEqual([]); // b's write failed: not done, the next check does it again
-      expect(await admin.exists(ledger('a'))).toBe(1); // but a's entry is back already
+      const done = writeBack.writeBackIfChanged('after-the-loss');
+      let readable = false;
+      void writeBack.readable().then(() => (readable = true));
+      await until(async () => (await admin.exists(ledger('a'))) === 1, 5_000, "a's entry written back");
+      // b's write fails: not done, tried again, and no ledger read goes meanwhile.
+      await new Promise((r) => setTimeout(r, 300));
+      expect(reports).toEqual([]);
+      expect(readable).toBe(false);
       expect(writeBack.runId).not.toBe('after-the-loss');
 
       await admin.call('ACL', 'SETUSER', 'wb', 'allkeys');
-      await writeBack.writeBackIfChanged('after-the-loss');
+      await done;
+      await until(() => readable, 1_000, 'ledger reads let through');
       expect(reports.map((r) => r.written)).toEqual([2]);
       expect(await admin.exists(ledger('a'), ledger('b'))).toBe(2);
       expect(writeBack.runId).toBe('after-the-loss');

@@ -35,6 +35,11 @@ const WRITER_ALIVE_MS = 15_000;
 const WRITER_FORGET_MS = 600_000;
 const PEERS_WAIT_MS = 15_000;
 const RESTORED_TTL_S = 7 * 24 * 3600;
+/**
+ * How long a write-back that fails (a master that still answers CLUSTERDOWN, Redis away again) is
+ * tried again while ledger reads wait; past that, the next check starts over.
+ */
+const RETRY_RESTORE_MS = 10_000;
 
 export interface WriterKeys {
   /** ZSET: worker id -> when it last said it was alive (Redis time, ms): who may remember ledger entries Redis lost. */
@@ -228,21 +233,29 @@ export class LedgerWriteBack {
   /**
    * Writes the recent ledger entries back if Redis is not the server this process last saw, then
    * waits for the other workers to have written theirs. The new run id counts as seen only once
-   * every entry was written (or found there): a write that fails (a master still down, Redis gone
-   * again) leaves it to the next check.
+   * every entry was written (or found there). A write that fails (a master still down, Redis gone
+   * again) is tried again shortly, for up to RETRY_RESTORE_MS, and ledger reads wait meanwhile:
+   * a read there could miss an entry not yet written back, and post its message again.
    */
   async writeBackIfChanged(runId: string): Promise<void> {
     if (runId === '' || runId === this.#seenRunId) return;
     // One write-back at a time; a check meanwhile waits for it (and then finds the id seen).
-    this.#writingBack ??= this.#restore(runId).finally(() => (this.#writingBack = undefined));
+    this.#writingBack ??= this.#restoreRetrying(runId).finally(() => (this.#writingBack = undefined));
     await this.#writingBack;
   }
 
-  async #restore(runId: string): Promise<void> {
+  async #restoreRetrying(runId: string): Promise<void> {
+    const started = Date.now();
+    for (let attempt = 1; !(await this.#restore(runId)) && Date.now() - started < RETRY_RESTORE_MS; attempt += 1)
+      await sleep(Math.min(1_000, 100 * attempt), undefined, { ref: false });
+  }
+
+  /** One write-back and wait for the others; whether it is done (else it is tried again). */
+  async #restore(runId: string): Promise<boolean> {
     // The first run id this process sees: it remembers nothing Redis could have lost, but another
     // worker may still be writing back what it remembers.
     const first = this.#seenRunId === undefined;
-    if (!first && this.#recent.size > 0 && !(await this.#writeBack())) return;
+    if (!first && this.#recent.size > 0 && !(await this.#writeBack())) return false;
     const started = Date.now();
     let pending: string[];
     try {
@@ -256,13 +269,14 @@ export class LedgerWriteBack {
         pending = await ask('');
       }
     } catch {
-      return; // Redis went away again: the next check does it all again
+      return false; // Redis went away again
     }
     this.#seenRunId = runId;
     const written = this.#writtenBack;
     this.#writtenBack = 0;
     this.#beat?.(); // the peers as they are now, for the next loss
     if (!first) this.#onRestored?.({ written, waitedMs: Date.now() - started, notRestored: pending.length });
+    return true;
   }
 
   /**
