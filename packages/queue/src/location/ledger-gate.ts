@@ -3,7 +3,7 @@
  * already? is the job's lock still ours?) and one write after (the entry, and the count `status`
  * shows), plain commands in the location's hash slot, with no script. Calls for one location in
  * the same turn of the event loop share one round trip (`TickBatch`): the reads as one MGET, the
- * writes as one SET each and one HINCRBY. The write-back after Redis lost writes is `ledger-writeback.ts`'s: a read waits for it,
+ * writes as one SET each and one HINCRBY, sent together. The write-back after Redis lost writes is `ledger-writeback.ts`'s: a read waits for it,
  * and a write that fails is retried there until it lands.
  */
 import type { RedisClient } from '../connection.ts';
@@ -72,11 +72,13 @@ export class LedgerGate {
   }
 
   readonly #writes = new TickBatch<{ key: string; entry: LedgerEntry }, void>(async (locationId, items) => {
-    const p = this.#redis.pipeline();
-    for (const { key, entry } of items) p.set(this.#keys.ledger(locationId, key), formatLedgerEntry(entry), 'PX', this.#ttlMs);
-    p.hincrby(this.#keys.stats(locationId), 'delivered', items.length);
-    const replies = (await p.exec()) ?? [];
-    for (const [error] of replies) if (error !== null) throw error;
+    // Sent together on the one connection, in this order (one round trip). Not a pipeline object:
+    // ioredis builds one with a method per script defined on the connection (about 80 here, with
+    // BullMQ's), which cost more CPU than the commands themselves.
+    await Promise.all([
+      ...items.map(({ key, entry }) => this.#redis.set(this.#keys.ledger(locationId, key), formatLedgerEntry(entry), 'PX', this.#ttlMs)),
+      this.#redis.hincrby(this.#keys.stats(locationId), 'delivered', items.length),
+    ]);
     return items.map(() => undefined);
   });
 }
