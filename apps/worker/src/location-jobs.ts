@@ -72,16 +72,18 @@ export class LocationJobs {
     return job !== undefined && (await job.getState()) === 'failed' ? job : undefined;
   }
 
-  /** What is left when a turn ends, in one pipelined read (the location's slot). */
+  /**
+   * What is left when a turn ends, in one round trip (the location's slot): four reads sent
+   * together, not an ioredis pipeline (which copies a method per script defined on the connection).
+   */
   async backlog(connection: RedisClient): Promise<Backlog> {
     const key = bullKeys(this.queue.opts.prefix ?? 'bull', locationOfQueue(this.queue.name) ?? this.queue.name).toKey;
-    const [[, waiting], [, prioritized], [, active], [, delayed]] = (await connection
-      .pipeline()
-      .llen(key('wait'))
-      .zcard(key('prioritized'))
-      .llen(key('active'))
-      .zrange(key('delayed'), 0, 0, 'WITHSCORES')
-      .exec()) as [[unknown, number], [unknown, number], [unknown, number], [unknown, string[]]];
+    const [waiting, prioritized, active, delayed] = await Promise.all([
+      connection.llen(key('wait')),
+      connection.zcard(key('prioritized')),
+      connection.llen(key('active')),
+      connection.zrange(key('delayed'), 0, 0, 'WITHSCORES'),
+    ]);
     return { waiting: waiting + prioritized, active, nextRetryAt: delayed[1] === undefined ? undefined : delayedDueAt(delayed[1]) };
   }
 
