@@ -112,9 +112,13 @@ export class OAuthClient {
     this.#o = { now: Date.now, ...options };
   }
 
-  /** Spends a refresh token for a new pair (the old refresh token stops working if this succeeds). */
-  refresh(refreshToken: string, userType: UserType): Promise<TokenAnswer> {
-    return this.#token({ grant_type: 'refresh_token', refresh_token: refreshToken, user_type: userType });
+  /**
+   * Spends a refresh token for a new pair (the old refresh token stops working if this succeeds).
+   * `timeoutMs` (default: the client's) is how long its answer is waited for: an answer given up
+   * on after HighLevel took the request is a pair lost (see OAuthTokens, refreshDeadlineMs).
+   */
+  refresh(refreshToken: string, userType: UserType, timeoutMs?: number): Promise<TokenAnswer> {
+    return this.#token({ grant_type: 'refresh_token', refresh_token: refreshToken, user_type: userType }, timeoutMs);
   }
 
   /** Exchanges an install's authorisation code for a pair. */
@@ -127,21 +131,24 @@ export class OAuthClient {
     return this.#post('oauth/locationToken', { companyId, locationId }, { authorization: `Bearer ${companyAccessToken}`, version: '2021-07-28' });
   }
 
-  #token(form: Record<string, string>): Promise<TokenAnswer> {
-    return this.#post('oauth/token', { client_id: this.#o.clientId, client_secret: this.#o.clientSecret, ...form }, {});
+  #token(form: Record<string, string>, timeoutMs?: number): Promise<TokenAnswer> {
+    return this.#post('oauth/token', { client_id: this.#o.clientId, client_secret: this.#o.clientSecret, ...form }, {}, timeoutMs);
   }
 
-  async #post(path: string, form: Record<string, string>, headers: Record<string, string>): Promise<TokenAnswer> {
+  async #post(path: string, form: Record<string, string>, headers: Record<string, string>, timeoutMs = this.#o.timeoutMs): Promise<TokenAnswer> {
+    // A grant's life counts from when it was asked for: HighLevel cannot have issued it earlier,
+    // and an answer read late (a busy process) must not make the token seem to live longer.
+    const sent = this.#o.now();
     let res: Response;
     try {
       res = await fetch(new URL(path, this.#o.baseUrl.endsWith('/') ? this.#o.baseUrl : `${this.#o.baseUrl}/`), {
         method: 'POST',
         headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json', ...headers },
         body: new URLSearchParams(form).toString(),
-        signal: AbortSignal.timeout(this.#o.timeoutMs),
+        signal: AbortSignal.timeout(timeoutMs),
       });
     } catch {
-      return classifyTokenAnswer(undefined, undefined, this.#o.now());
+      return classifyTokenAnswer(undefined, undefined, sent);
     }
     let body: unknown;
     try {
@@ -149,6 +156,6 @@ export class OAuthClient {
     } catch {
       body = undefined;
     }
-    return classifyTokenAnswer(res.status, body, this.#o.now(), res.headers.get('retry-after'));
+    return classifyTokenAnswer(res.status, body, sent, res.headers.get('retry-after'));
   }
 }

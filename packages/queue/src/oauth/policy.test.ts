@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { TokenCipher, SealedValueError } from './cipher.ts';
 import { classifyTokenAnswer } from './client.ts';
-import { refreshAheadMs, refreshBackoffMs } from './tokens.ts';
+import { refreshAheadMs, refreshBackoffMs, refreshDeadlineMs } from './tokens.ts';
 
 const KEY_A = Buffer.alloc(32, 1).toString('base64');
 const KEY_B = Buffer.alloc(32, 2).toString('base64');
@@ -44,6 +44,15 @@ describe('refresh timing', () => {
     [0, 0],
   ])('a token living %i ms is refreshed %i ms before its end', (life, ahead) => {
     expect(refreshAheadMs(life)).toBe(ahead);
+  });
+
+  it.each([
+    [65_000, 48_750], // the worker's lease with HTTP_TIMEOUT_MS 30 s (2 × 30 s + 5 s): longer than a post's timeout
+    [7_000, 5_250], // HTTP_TIMEOUT_MS 1 s
+    [300, 225],
+    [0, 0],
+  ])('a refresh under a %i ms lease waits %i ms for its answer', (lease, ms) => {
+    expect(refreshDeadlineMs(lease)).toBe(ms);
   });
 
   it.each([

@@ -27,10 +27,24 @@ export function refreshBackoffMs(failures: number): number {
   return Math.min(60_000, 1_000 * 2 ** Math.max(0, failures - 1));
 }
 
+/**
+ * How long a refresh waits for HighLevel's answer, given the refresh lease: three quarters of it,
+ * the rest left to store the answer while the lease is still the holder's. Not the HTTP timeout:
+ * HighLevel spends a refresh token when it takes the request, so an answer given up on (a timeout,
+ * in a process too busy to read it in time) is a pair lost and the next try presents a spent
+ * token; while the holder keeps the lease no other process refreshes, so waiting costs nothing.
+ */
+export function refreshDeadlineMs(leaseMs: number): number {
+  return Math.max(0, Math.floor((leaseMs * 3) / 4));
+}
+
 export interface OAuthTokensOptions {
   store: OAuthStore;
   client: OAuthClient;
-  /** The refresh lease: longer than an OAuth request can take (its HTTP timeout), so a living holder keeps it. */
+  /**
+   * The refresh lease: longer than an OAuth request can take (its HTTP timeout), so a living holder
+   * keeps it. A refresh waits for its answer for most of it (refreshDeadlineMs).
+   */
   leaseMs: number;
   logger?: Logger;
   now?: () => number;
@@ -143,7 +157,8 @@ export class OAuthTokens {
       return this.#told(await this.#o.client.locationToken(company.token, companyId, record.owner.id));
     }
     if (record.refreshToken === undefined) return { kind: 'revoked', reason: 'no refresh token stored: import one with `ingest auth import`' };
-    return this.#told(await this.#o.client.refresh(record.refreshToken, record.owner.kind === 'company' ? 'Company' : 'Location'));
+    const userType = record.owner.kind === 'company' ? 'Company' : 'Location';
+    return this.#told(await this.#o.client.refresh(record.refreshToken, userType, refreshDeadlineMs(this.#o.leaseMs)));
   }
 
   /** A refresh request's answer, after telling `onRefresh`. */
