@@ -52,12 +52,7 @@ describe('the ready set (Lua, on a real Redis)', () => {
     await s.markReady(['b'], true); // not held: due, and the dispatchers woken
     await redis.admin.publish(s.wakeChannel, 'end');
     await until(() => raw.includes('end'), 5_000, 'the messages published');
-    expect(raw.slice(0, -1).map(readWake)).toEqual([
-      { kind: 'due' },
-      { kind: 'live', locationId: 'a' },
-      { kind: 'live', locationId: 'a' },
-      { kind: 'due' },
-    ]);
+    expect(raw.slice(0, -1).map(readWake)).toEqual([{ kind: 'due' }, { kind: 'live', locationId: 'a' }, { kind: 'live', locationId: 'a' }, { kind: 'due' }]);
     await sub.quit();
   });
 
