@@ -6,14 +6,13 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { FakeHighLevel } from '@ghl-ingest/fake-api';
 import { createProducer } from '@ghl-ingest/producer';
 import { loadConfig } from '@ghl-ingest/queue';
-import { nodeArgsOf, RedisCluster, until } from '@ghl-ingest/testing';
+import { nodeArgsOf, RedisCluster, until, useTempDirs } from '@ghl-ingest/testing';
 import { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -21,6 +20,7 @@ const root = resolve(import.meta.dirname, '../../..');
 const TOKEN = 'cluster-secret-token-7f3a9c';
 
 describe('on a Redis Cluster', () => {
+  const tempDir = useTempDirs();
   let cluster: RedisCluster;
   const children: ChildProcess[] = [];
 
@@ -61,7 +61,7 @@ describe('on a Redis Cluster', () => {
     const prefix = `c${randomBytes(3).toString('hex')}`;
     // REDIS_URL points nowhere: everything must go to the cluster.
     const env = clusterEnv(prefix, fake.url);
-    const dir = mkdtempSync(join(tmpdir(), 'ghl-cluster-'));
+    const dir = tempDir('ghl-cluster-');
     const file = join(dir, 'history.ndjson');
     const rows = [
       ...Array.from({ length: 60 }, (_, i) => ({ locationId: `cl${i % 12}`, type: 'SMS', contactId: `c${i}`, message: `cluster ${i}`, altId: `cl-${i}` })),
@@ -143,7 +143,7 @@ describe('on a Redis Cluster', () => {
       tokens: Object.fromEntries(locations.map((l) => [tokens[l] as string, l])),
     });
     const prefix = `r${randomBytes(3).toString('hex')}`;
-    const tokensFile = join(mkdtempSync(join(tmpdir(), 'ghl-cluster-')), 'tokens.json');
+    const tokensFile = join(tempDir('ghl-cluster-'), 'tokens.json');
     writeFileSync(tokensFile, JSON.stringify(tokens));
     const { GHL_TOKEN: _oneToken, ...env } = clusterEnv(prefix, fake.url, {
       GHL_TOKENS_FILE: tokensFile,
@@ -246,7 +246,7 @@ describe('on a Redis Cluster', () => {
     const fake = await FakeHighLevel.start({ latency: { minMs: 5, maxMs: 25 }, limits: { max: 1_000_000, windowMs: 1_000, daily: 100_000_000 } });
     const prefix = `f${randomBytes(3).toString('hex')}`;
     const env = clusterEnv(prefix, fake.url, { GHL_RATE_LIMIT_MAX: '1000', GHL_RATE_LIMIT_WINDOW_MS: '1000' });
-    const dir = mkdtempSync(join(tmpdir(), 'ghl-failover-'));
+    const dir = tempDir('ghl-failover-');
     const file = join(dir, 'history.ndjson');
     const total = 3000;
     writeFileSync(

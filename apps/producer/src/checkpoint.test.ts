@@ -1,12 +1,13 @@
-import { writeFileSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { useTempDirs } from '@ghl-ingest/testing';
 import { describe, expect, it } from 'vitest';
 import { importIdFor } from './checkpoint.ts';
 import { readingFingerprint, type ImportOptions } from './import.ts';
 
 describe('an import id: the same file read the same way resumes; read another way, it is another import', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'ghl-import-id-'));
+  const tempDir = useTempDirs();
+  const dir = tempDir('ghl-import-id-');
   const file = join(dir, 'export.csv');
   writeFileSync(file, 'Sid,From,Body\n');
   const idOf = (options: Partial<ImportOptions>) => importIdFor(file, readingFingerprint({ file, ...options }, 'csv'));

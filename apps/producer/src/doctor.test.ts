@@ -1,7 +1,7 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { OAuthOwner, OAuthRecordInfo } from '@ghl-ingest/queue';
+import { useTempDirs } from '@ghl-ingest/testing';
 import { describe, expect, it } from 'vitest';
 import { diagnose, exitCodeOf, renderFindings, summarize } from './doctor.ts';
 import type { ApiFacts, DoctorFacts, Finding, NodeFacts, Read, RedisFacts, Severity, TokenFacts } from './doctor/facts.ts';
@@ -447,7 +447,8 @@ describe('the whole', () => {
 });
 
 describe('GHL_TOKENS_FILE, read as the worker reads it', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'ghl-doctor-'));
+  const tempDir = useTempDirs();
+  const dir = tempDir('ghl-doctor-');
   const write = (name: string, text: string) => {
     const path = join(dir, name);
     writeFileSync(path, text);

@@ -1,12 +1,13 @@
-import { chmodSync, lstatSync, mkdtempSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, lstatSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Config } from '@ghl-ingest/queue';
+import { useTempDirs } from '@ghl-ingest/testing';
 import { describe, expect, it } from 'vitest';
 import { runImport } from './import.ts';
 import { appendRejects, prepareRejectsFile } from './rejects-file.ts';
 
-const dir = mkdtempSync(join(tmpdir(), 'ghl-rejects-'));
+const tempDir = useTempDirs();
+const dir = tempDir('ghl-rejects-');
 const config = { defaultPhoneRegion: 'US' } as Config;
 const mode = (path: string) => statSync(path).mode & 0o777;
 

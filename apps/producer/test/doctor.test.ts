@@ -7,7 +7,7 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -31,16 +31,21 @@ interface Report {
 async function doctor(args: string[], settings: Record<string, string>): Promise<{ code: number | null; output: string }> {
   const ours = new Set(SETTINGS);
   const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !ours.has(name)));
-  const child = spawn(process.execPath, [...nodeArgsOf('ingest'), 'doctor', ...args], {
-    cwd: mkdtempSync(join(tmpdir(), 'ghl-doctor-cwd-')),
-    env: { ...env, ...settings },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  const [code] = (await once(child, 'exit')) as [number | null];
-  return { code, output };
+  const cwd = mkdtempSync(join(tmpdir(), 'ghl-doctor-cwd-'));
+  try {
+    const child = spawn(process.execPath, [...nodeArgsOf('ingest'), 'doctor', ...args], {
+      cwd,
+      env: { ...env, ...settings },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const [code] = (await once(child, 'exit')) as [number | null];
+    return { code, output };
+  } finally {
+    rmSync(cwd, { recursive: true, force: true });
+  }
 }
 
 async function doctorJson(settings: Record<string, string>, args: string[] = []): Promise<{ code: number | null; report: Report }> {

@@ -5,13 +5,13 @@
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { nodeArgsOf, RedisServer } from '@ghl-ingest/testing';
+import { nodeArgsOf, RedisServer, useTempDirs } from '@ghl-ingest/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-const dir = mkdtempSync(join(tmpdir(), 'ghl-evicting-test-'));
+const tempDir = useTempDirs();
+const dir = tempDir('ghl-evicting-test-');
 const input = join(dir, 'one.ndjson');
 writeFileSync(input, `${JSON.stringify({ locationId: 'locA', type: 'SMS', contactId: 'c1', message: 'm1', altId: 'a1' })}\n`);
 

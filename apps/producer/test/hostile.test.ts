@@ -5,14 +5,14 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { followPeakRss } from '@ghl-ingest/testing';
+import { followPeakRss, useTempDirs } from '@ghl-ingest/testing';
 import { describe, expect, it } from 'vitest';
 
 const MAIN = resolve(import.meta.dirname, '../src/main.ts');
-const dir = mkdtempSync(join(tmpdir(), 'ghl-hostile-'));
+const tempDir = useTempDirs();
+const dir = tempDir('ghl-hostile-');
 const ok = JSON.stringify({ locationId: 'l', type: 'SMS', contactId: 'c', message: 'fine', altId: 'after' });
 
 async function dryRun(

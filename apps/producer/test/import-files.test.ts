@@ -4,13 +4,12 @@
  * a row whose file is missing, of a refused type or too large is rejected with its line.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { fileKey, locationQueueName, sha256Of } from '@ghl-ingest/queue';
 import { jobDataSchema, toImportRecord } from '@ghl-ingest/schema';
-import { useRedis } from '@ghl-ingest/testing';
+import { useRedis, useTempDirs } from '@ghl-ingest/testing';
 import { Queue } from 'bullmq';
 import { describe, expect, it } from 'vitest';
 
@@ -18,9 +17,10 @@ const MAIN = resolve(import.meta.dirname, '../src/main.ts');
 
 describe('ingest import: contacts by phone or email, local files', () => {
   const redis = useRedis();
+  const tempDir = useTempDirs();
 
   it('stores each file once by content, keeps the contact, and rejects bad files with their lines', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'ghl-import-files-'));
+    const dir = tempDir('ghl-import-files-');
     mkdirSync(join(dir, 'media'));
     const photo = Buffer.from('a picture, as far as this test cares');
     writeFileSync(join(dir, 'media', 'photo.png'), photo);

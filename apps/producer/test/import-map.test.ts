@@ -4,12 +4,11 @@
  * example on demo/sms-provider-export.csv.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { locationQueueName } from '@ghl-ingest/queue';
 import type { JobData } from '@ghl-ingest/schema';
-import { useRedis } from '@ghl-ingest/testing';
+import { useRedis, useTempDirs } from '@ghl-ingest/testing';
 import { Queue } from 'bullmq';
 import { describe, expect, it } from 'vitest';
 
@@ -17,7 +16,8 @@ const MAIN = resolve(import.meta.dirname, '../src/main.ts');
 const SMS_EXPORT = resolve(import.meta.dirname, '../../../demo/sms-provider-export.csv');
 /** The README's example map for that export. */
 const SMS_MAP = 'Sid=key,From=contact.phone,Body=message,DateSent=date,Direction=direction';
-const dir = mkdtempSync(join(tmpdir(), 'ghl-import-map-test-'));
+const tempDir = useTempDirs();
+const dir = tempDir('ghl-import-map-test-');
 
 describe('ingest import --map, --drop-unknown, --delimiter, --type', () => {
   const redis = useRedis();

@@ -1,16 +1,16 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DeliveryLedger, locationQueueName } from '@ghl-ingest/queue';
-import { useRedis } from '@ghl-ingest/testing';
+import { useRedis, useTempDirs } from '@ghl-ingest/testing';
 import { Queue } from 'bullmq';
 import { describe, expect, it } from 'vitest';
 
 const MAIN = resolve(import.meta.dirname, '../src/main.ts');
-const dir = mkdtempSync(join(tmpdir(), 'ghl-import-test-'));
+const tempDir = useTempDirs();
+const dir = tempDir('ghl-import-test-');
 const sms = (i: number, loc = 'locA') => ({ locationId: loc, type: 'SMS', contactId: `c${i}`, message: `m${i}`, altId: `a${i}` });
 const ndjson = (rows: unknown[]) => rows.map((r) => (typeof r === 'string' ? r : JSON.stringify(r))).join('\n') + '\n';
 

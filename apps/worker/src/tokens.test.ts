@@ -1,11 +1,12 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { useTempDirs } from '@ghl-ingest/testing';
 import { describe, expect, it } from 'vitest';
 import { jsonFault } from '@ghl-ingest/queue';
 import { TokenStore } from './tokens.ts';
 
-const dir = mkdtempSync(join(tmpdir(), 'ghl-tokens-'));
+const tempDir = useTempDirs();
+const dir = tempDir('ghl-tokens-');
 const SECRET = 'pit-1234abcd-secret-token-value';
 
 function refusal(content: string): Error {

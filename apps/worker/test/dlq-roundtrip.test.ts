@@ -6,14 +6,14 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { nodeArgsOf, useRedis } from '@ghl-ingest/testing';
+import { nodeArgsOf, useRedis, useTempDirs } from '@ghl-ingest/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { sms, until, useHarness, type Harness } from './harness.ts';
 
-const dir = mkdtempSync(join(tmpdir(), 'ghl-dlq-roundtrip-'));
+const tempDir = useTempDirs();
+const dir = tempDir('ghl-dlq-roundtrip-');
 const ndjson = (rows: unknown[]) => rows.map((r) => JSON.stringify(r)).join('\n') + '\n';
 const tooLong = (i: number) => sms(i, 'locA', { message: `message ${i} is far too long` });
 
@@ -123,7 +123,7 @@ describe('dead letters fixed and sent again', () => {
   it('a message by phone with a local file: dead-lettered for its number and its file, exported with both, fixed and imported again: delivered once, one contact each', async () => {
     const h = await harness({ fake: { rejectPhones: ['+14155550199'], uploadMaxBytes: 1000 } });
     await h.worker();
-    const files = mkdtempSync(join(tmpdir(), 'ghl-dlq-files-'));
+    const files = tempDir('ghl-dlq-files-');
     writeFileSync(join(files, 'scan.pdf'), Buffer.alloc(2000, 1));
     const file = join(files, 'export.ndjson');
     writeFileSync(

@@ -4,7 +4,7 @@
  * that are all closed before useRedis() checks for leaked connections.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -56,11 +56,12 @@ export class Harness {
   #workers: RunningWorker[] = [];
   #children: ChildProcess[] = [];
   #queues: LocationQueues;
+  #dir: string;
 
   private constructor(fake: FakeHighLevel, redisCtx: HarnessRedis, options: HarnessOptions) {
     this.fake = fake;
-    const dir = mkdtempSync(join(tmpdir(), 'ghl-worker-test-'));
-    this.tokensFile = join(dir, 'tokens.json');
+    this.#dir = mkdtempSync(join(tmpdir(), 'ghl-worker-test-'));
+    this.tokensFile = join(this.#dir, 'tokens.json');
     writeFileSync(this.tokensFile, JSON.stringify(TOKENS));
     this.env = {
       ...redisCtx.env,
@@ -169,6 +170,7 @@ export class Harness {
     await this.deadLetters.close();
     await this.redis.quit();
     await this.fake.close();
+    rmSync(this.#dir, { recursive: true, force: true });
   }
 }
 

@@ -2,15 +2,15 @@
  * `ingest status` and `ingest dlq` against a real worker, Redis and the stand-in.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { useRedis } from '@ghl-ingest/testing';
+import { useRedis, useTempDirs } from '@ghl-ingest/testing';
 import { describe, expect, it } from 'vitest';
 import { sms, TOKENS, until, useHarness, type Harness } from './harness.ts';
 
 const INGEST = resolve(import.meta.dirname, '../../producer/src/main.ts');
-const dir = mkdtempSync(join(tmpdir(), 'ghl-ops-'));
+const tempDir = useTempDirs();
+const dir = tempDir('ghl-ops-');
 
 function ingest(h: Harness, args: string[]) {
   return spawnSync(process.execPath, [INGEST, ...args], { env: { ...process.env, ...h.env }, encoding: 'utf8' });

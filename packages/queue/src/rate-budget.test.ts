@@ -1,6 +1,6 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { useTempDirs } from '@ghl-ingest/testing';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from './config.ts';
 import { budgetFor, dayIndex, effectiveBudget, lookupsPerMinute, nextReset, parseResetTime, readBudgetOverrides } from './rate-budget.ts';
@@ -48,8 +48,9 @@ describe('daily reset', () => {
 });
 
 describe('per-location overrides', () => {
+  const tempDir = useTempDirs();
   const file = (content: string) => {
-    const path = join(mkdtempSync(join(tmpdir(), 'ghl-limits-')), 'limits.json');
+    const path = join(tempDir('ghl-limits-'), 'limits.json');
     writeFileSync(path, content);
     return path;
   };

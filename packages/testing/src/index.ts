@@ -5,3 +5,4 @@ export { followPeakRss, peakRssMb } from './memory.ts';
 export { nodeArgsOf } from './package-scripts.ts';
 export { RedisCluster, parseClusterNodes, type ClusterNode, type RedisClusterOptions } from './redis-cluster.ts';
 export { pathSpellings, rawRequest } from './path-spellings.ts';
+export { useTempDirs } from './temp-dirs.ts';
