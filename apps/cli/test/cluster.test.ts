@@ -291,8 +291,10 @@ describe('on a Redis Cluster', () => {
       expect(await again.exited, again.output()).toBe(0);
       const unique = () => new Set(fake.messages().map((m) => m.altId)).size;
       try {
-        // A job whose completion the failover lost is given back by BullMQ's stalled-job check,
-        // which takes two lock periods (WORKER_LOCK_MS, 30 s): up to about a minute after the kill.
+        // A job whose completion the failover lost is given back by BullMQ's stalled-job check, on
+        // its second pass: the first runs at the location's first turn after the failover, the
+        // second when the wait for what its last holder may still have sent ends (lease end +
+        // HTTP_TIMEOUT_MS + a window): about a minute after the kill.
         await until(() => unique() >= total, 150_000, `every message delivered`);
       } catch (error) {
         console.log(

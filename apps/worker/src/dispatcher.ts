@@ -86,6 +86,8 @@ interface Lane extends Holding {
   exhausted: boolean;
   /** Loops spawned beyond the lane's cap for live messages: as many loops retire after their job. */
   extra: number;
+  /** This turn ran BullMQ's stalled-job check: a turn that ends on a wait has its next holder check again. */
+  checked: boolean;
   done: Promise<void>;
   finish: () => void;
 }
@@ -285,6 +287,7 @@ export class Dispatcher {
       paused: false,
       exhausted: false,
       extra: 0,
+      checked: false,
       done,
       finish,
     };
@@ -342,7 +345,9 @@ export class Dispatcher {
   /** Takes a job, runs it, and takes the next one with its completion, until the turn ends. */
   async #loop(lane: Lane, why: 'first' | 'more' | 'live'): Promise<void> {
     const turn = await lane.turn;
-    if (why === 'first' && lane.lease.check === true) await this.#checkStalled(lane);
+    // Jobs a lapsed holder left active come back through BullMQ's stalled-job check: a lease left
+    // behind says so, and so does the budget (a failover or restart may have lost the lease too).
+    if (why === 'first' && (lane.lease.check === true || turn.budget.lapsed)) await this.#checkStalled(lane);
     const token = `${this.#workerName}:${(this.#tokenSeq += 1)}`;
     let job = why === 'live' && this.#mayTakeLive(lane) ? this.#taken(lane, await lane.jobs.fetch(token)) : await this.#fetch(lane, token);
     // Two loops always (one posts while the other takes the next job, a live one first), more only
@@ -449,7 +454,7 @@ export class Dispatcher {
     this.#lanes.delete(lane.lease.locationId);
     let end: TurnEnd;
     try {
-      if (lane.waitMs !== undefined) end = { mode: 'wait', ms: lane.waitMs };
+      if (lane.waitMs !== undefined) end = { mode: 'wait', ms: lane.waitMs, ...(lane.checked ? { check: true } : {}) };
       else if (!lane.exhausted && !lane.paused) end = { mode: 'turn' };
       else if (lane.paused) end = { mode: 'idle' };
       else end = await this.#idleEnd(lane);
@@ -486,6 +491,7 @@ export class Dispatcher {
 
   /** BullMQ's stalled-job check, for a location this process now holds: jobs of a dead process come back. */
   async #checkStalled(lane: Lane): Promise<void> {
+    lane.checked = true;
     try {
       const stalled = await lane.jobs.checkStalled();
       if (stalled.length === 0) return;

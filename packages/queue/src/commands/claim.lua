@@ -16,7 +16,7 @@ local count, lease = tonumber(ARGV[1]), now + tonumber(ARGV[2])
 local out = {0}
 local taken = 0
 local function take(id)
-  -- A lease left behind (its holder died) or a 'check' left by the last turn's end.
+  -- A lease left behind (its holder died), or a 'check' or 'recheck' left by the last turn's end.
   local check = redis.call('HGET', leasesKey, id) and 1 or 0
   redis.call('ZADD', readyKey, lease, id)
   redis.call('HSET', leasesKey, id, lease)

@@ -5,12 +5,13 @@
     'check' no message left to take, but jobs of another process are active: due after `ms`,
             when its next holder checks them for stalls (see claim.lua)
     'turn'  its time slice is over and it has more: due now, behind those already due
-    'wait'  the location must wait `ms` (its budget, a 429, HighLevel down, the daily cap)
+    'wait'  the location must wait `ms` (its budget, a 429, HighLevel down, the daily cap);
+            with `check` 1, its next holder checks its jobs for stalls (see claim.lua)
   If producers added messages while it was held (the lease was marked), it is due now instead of
   dropped. A lease that ended and was taken by another process is left to that process.
 
   KEYS[1] ready, KEYS[2] live, KEYS[3] leases   (as in mark-ready.lua)
-  ARGV[1] id, ARGV[2] lease, ARGV[3] mode, ARGV[4] ms
+  ARGV[1] id, ARGV[2] lease, ARGV[3] mode, ARGV[4] ms, ARGV[5] check ('1' or '0')
 
   Returns 1 when the location's place was changed, 0 when another process holds it.
 ]]
@@ -25,6 +26,8 @@ if mode == 'check' then
   redis.call('HSET', leasesKey, id, 'check')
   redis.call('ZADD', readyKey, marked and now or now + ms, id)
 elseif mode == 'wait' then
+  -- 'recheck', not 'check': new work does not end the wait (see mark-ready.lua).
+  if ARGV[5] == '1' then redis.call('HSET', leasesKey, id, 'recheck') end
   redis.call('ZADD', readyKey, now + ms, id)
 elseif mode == 'turn' or marked then
   redis.call('ZADD', readyKey, now, id)

@@ -8,7 +8,8 @@
   KEYS[1] ready   ZSET  locations with work, score: when one may be taken (a lease's end if held)
   KEYS[2] live    ZSET  due locations with live messages, served before the others
   KEYS[3] leases  HASH  location -> the score of its current lease, with ':m' appended once
-                        producers added messages while it was held
+                        producers added messages while it was held; or 'check' / 'recheck'
+                        when it is not held (see end-lease.lua)
 
   ARGV[1] 'live' (live messages), 'backfill', or 'resume' (a person started the location again:
           due now even if it was waiting), ARGV[2] the wake channel, ARGV[3..] location ids
@@ -28,7 +29,8 @@ for i = 3, #ARGV do
   local lease = score and redis.call('HGET', leasesKey, id)
   local held = lease == score
   local marked = score and lease == score .. ':m'
-  -- 'check': no holder, only another process's stalled jobs to look at later; new work is due now.
+  -- 'check': no holder, only another process's stalled jobs to look at later; new work is due now
+  -- ('recheck' is left by a turn that ends on a wait: the wait stands).
   if not score or ((resume or lease == 'check') and not held and tonumber(score) > now) then
     redis.call('ZADD', readyKey, now, id)
     woken = woken + 1

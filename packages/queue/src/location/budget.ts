@@ -51,14 +51,21 @@ export class HeldBudget {
   /** The token this turn holds the budget with (see budget-save.lua). */
   readonly holder: string;
   readonly toRemote: (local: number) => number;
+  /**
+   * The last holder lapsed (it died or froze, or Redis lost what it wrote since): the location
+   * waits for what it may have sent, and jobs it left active are orphans for BullMQ's stalled-job
+   * check.
+   */
+  readonly lapsed: boolean;
 
-  constructor(locationId: string, log: BudgetLog, base: () => Budget, now: () => number, holder: string, toRemote: (local: number) => number) {
+  constructor(locationId: string, log: BudgetLog, base: () => Budget, now: () => number, holder: string, toRemote: (local: number) => number, lapsed = false) {
     this.locationId = locationId;
     this.#log = log;
     this.#base = base;
     this.#now = now;
     this.holder = holder;
     this.toRemote = toRemote;
+    this.lapsed = lapsed;
   }
 
   /** Whether backfill is paced now (see BudgetLog.paced): the holder's to decide, turn by turn. */
@@ -145,7 +152,7 @@ export class Budgets {
       const window = log.budget(base()).windowMs;
       log.blockUntil(toLocal(Math.max(previousEnd, remoteNow) + this.#o.inflightMs + window));
     }
-    return new HeldBudget(locationId, log, base, this.#now, holder, toRemote);
+    return new HeldBudget(locationId, log, base, this.#now, holder, toRemote, lapsed === 1);
   }
 
   /** Saves the log while the turn goes on (the lease renewed until `leaseEnd`). False: another holder has it now. */

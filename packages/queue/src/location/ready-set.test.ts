@@ -137,4 +137,21 @@ describe('the ready set (Lua, on a real Redis)', () => {
     const next = await claimOne(s);
     expect(next).toMatchObject({ locationId: 'a', check: true });
   });
+
+  it('a turn that checked for stalls and ends on a wait has its next holder check again; a plain wait does not', async () => {
+    const s = state();
+    await s.markReady(['a', 'b'], false);
+    const [a, b] = (await s.claim(2, 5_000)).leases;
+    if (a === undefined || b === undefined) throw new Error('not claimed');
+    await s.endLease(a, { mode: 'wait', ms: 150, check: true });
+    await s.endLease(b, { mode: 'wait', ms: 150 });
+    // New work does not end the wait (a budget's wait, not a turn with nothing to take).
+    expect(await s.markReady(['a'], false)).toBe(0);
+    expect(await s.dueInMs('a')).toBeGreaterThan(0);
+    expect(await ids(s)).toEqual([]);
+    await new Promise((r) => setTimeout(r, 180));
+    const next = (await s.claim(2, 5_000)).leases;
+    expect(next.find((l) => l.locationId === 'a')?.check).toBe(true);
+    expect(next.find((l) => l.locationId === 'b')?.check).toBeUndefined();
+  });
 });

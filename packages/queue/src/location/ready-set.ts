@@ -52,9 +52,10 @@ export interface Lease {
  * How a turn ends: `idle` (nothing left to take; `ms` >= 0 makes it due again after that long: a
  * retry's backoff), `check` (nothing to take, but another process's jobs are active: due after
  * `ms`, to be checked for stalls), `turn` (its time slice is over and it has more), `wait` (the
- * whole location waits `ms`).
+ * whole location waits `ms`; with `check`, its next holder checks its jobs for stalls again:
+ * BullMQ's check gives a job back on its second pass, a stalled interval after the first).
  */
-export type TurnEnd = { mode: 'idle'; ms?: number } | { mode: 'check'; ms: number } | { mode: 'turn' } | { mode: 'wait'; ms: number };
+export type TurnEnd = { mode: 'idle'; ms?: number } | { mode: 'check'; ms: number } | { mode: 'turn' } | { mode: 'wait'; ms: number; check?: boolean };
 
 /** Why locations become due: producers' messages (live ones go first), or a person resuming one (due now even if it waited). */
 export type MarkMode = 'live' | 'backfill' | 'resume';
@@ -114,7 +115,8 @@ export class ReadySet {
   async endLease(lease: Lease, end: TurnEnd): Promise<boolean> {
     const ms = end.mode === 'turn' ? 0 : Math.max(end.mode === 'idle' ? -1 : 0, Math.ceil(end.ms ?? -1));
     const k = this.#keys;
-    const r = await this.#redis.ghlEndLease(k.ready, k.readyLive, k.leases, lease.locationId, lease.lease, end.mode, ms);
+    const check = end.mode === 'wait' && end.check === true ? '1' : '0';
+    const r = await this.#redis.ghlEndLease(k.ready, k.readyLive, k.leases, lease.locationId, lease.lease, end.mode, ms, check);
     return r === 1;
   }
 
@@ -145,7 +147,10 @@ export class ReadySet {
 
   /** Reads the replies of `readPlace`, in its order. */
   parsePlace([score, lease]: readonly unknown[]): Place {
-    // 'check': left by a turn's end for the next holder's stalled-job check (end-lease.lua), not a holder.
-    return { dueAt: score === null || score === undefined ? undefined : Number(score), held: lease !== null && lease !== undefined && lease !== 'check' };
+    // 'check' and 'recheck': left by a turn's end for the next holder's stalled-job check (end-lease.lua), not a holder.
+    return {
+      dueAt: score === null || score === undefined ? undefined : Number(score),
+      held: lease !== null && lease !== undefined && lease !== 'check' && lease !== 'recheck',
+    };
   }
 }
