@@ -454,6 +454,7 @@ export class Dispatcher {
     this.#lanes.delete(lane.lease.locationId);
     let end: TurnEnd;
     try {
+      await this.#renewals.release(lane);
       if (lane.waitMs !== undefined) end = { mode: 'wait', ms: lane.waitMs, ...(lane.checked ? { check: true } : {}) };
       else if (!lane.exhausted && !lane.paused) end = { mode: 'turn' };
       else if (lane.paused) end = { mode: 'idle' };

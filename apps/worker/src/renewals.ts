@@ -35,6 +35,10 @@ export interface RenewalsOptions {
 export class Renewals {
   readonly #o: RenewalsOptions;
   #timer: NodeJS.Timeout | undefined;
+  /** Renewals under way, by holding. */
+  readonly #renewing = new Map<Holding, Promise<void>>();
+  /** Holdings whose turn is ending: not renewed again. */
+  readonly #released = new WeakSet<Holding>();
 
   constructor(options: RenewalsOptions) {
     this.#o = options;
@@ -51,7 +55,24 @@ export class Renewals {
   }
 
   async renewAll(): Promise<void> {
-    for (const h of this.#o.holdings()) await this.#renew(h);
+    for (const h of this.#o.holdings()) {
+      if (this.#released.has(h)) continue;
+      const renewal = this.#renew(h);
+      this.#renewing.set(h, renewal);
+      await renewal;
+      this.#renewing.delete(h);
+    }
+  }
+
+  /**
+   * The holding's turn ends: it is not renewed again, and a renewal under way finishes first. Its
+   * save of the budget (open: still held) must land before the turn's own (closed): landing after
+   * it, it left the budget open, and the next holder took that for a holder that lapsed and waited
+   * for it (about 50 s at HighLevel's limits).
+   */
+  async release(h: Holding): Promise<void> {
+    this.#released.add(h);
+    await this.#renewing.get(h);
   }
 
   async #renew(h: Holding): Promise<void> {
