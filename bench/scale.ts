@@ -185,17 +185,28 @@ async function liveRun(busyCount: number, sends: number): Promise<number[]> {
     await until(async () => (await s.stand.stats()).accepted >= busyCount, 120_000, 'the backlog under way');
     const producer = await createProducer({ config: loadConfig(s.env) });
     const latencies: number[] = [];
+    const parts: { total: number; queued: number; taken: number }[] = [];
     for (let i = 0; i < sends; i += 1) {
       const sentAt = Date.now();
       const [r] = await producer.send([{ locationId: 'live', type: 'SMS', contactId: `c${i}`, message: `live ${i}`, altId: `live-${i}` }]);
       if (r?.ok !== true) throw new Error('live message refused');
       await until(async () => ((await s.stand.admin('GET', `messages?locationId=live&offset=${i}`)) as unknown[]).length > 0, 30_000, `live message ${i}`);
       const [m] = (await s.stand.admin('GET', `messages?locationId=live&offset=${i}`)) as { receivedAt: number }[];
-      latencies.push((m?.receivedAt ?? Date.now()) - sentAt);
+      const arrived = m?.receivedAt ?? Date.now();
+      latencies.push(arrived - sentAt);
+      // Where the time went: BullMQ's timestamp (queued) and processedOn (a worker took it).
+      const [queuedAt, takenAt] = (await s.redis.hmget(`sb:${locationQueueName('live')}:${r.key}`, 'timestamp', 'processedOn')).map(Number);
+      parts.push({ total: arrived - sentAt, queued: (queuedAt ?? sentAt) - sentAt, taken: (takenAt ?? arrived) - (queuedAt ?? sentAt) });
       await sleep(150); // within the live location's budget: 100 per 10 s
     }
     await producer.close();
     await Promise.all(workers.map((w) => stopChild(w)));
+    const slowest = [...parts].sort((a, b) => b.total - a.total).slice(0, 5);
+    process.stdout.write(
+      `  the slowest live sends, ms (send() to queued, queued to taken by a worker, taken to posted): ${slowest
+        .map((p) => `${fmt(p.total)} = ${fmt(p.queued)} + ${fmt(p.taken)} + ${fmt(p.total - p.queued - p.taken)}`)
+        .join('; ')}\n`,
+    );
     return latencies;
   } finally {
     await s.stop();

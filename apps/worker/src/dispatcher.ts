@@ -98,6 +98,12 @@ const QUEUE_CACHE = 256;
 const OTHERS_DUE_EVERY_MS = 250;
 /** A lane's loops at most while other locations wait for their turn. */
 const FAIR_SHARE_LOOPS = 2;
+/**
+ * Places beyond maxActive, for locations that live messages made due while every place is taken:
+ * places free when turns end, often together (lanes claimed together end their slices together),
+ * so a live message could wait most of a slice for one.
+ */
+const LIVE_PLACES = 2;
 
 export class Dispatcher {
   readonly #o: DispatcherOptions;
@@ -110,6 +116,8 @@ export class Dispatcher {
   #loops = 0;
   #othersDue = false;
   #othersDueAt = 0;
+  /** Live messages made a location due since the last claim. */
+  #liveDue = false;
   #closing = false;
   #wake: (() => void) | undefined;
   #kicked = false;
@@ -158,7 +166,10 @@ export class Dispatcher {
     sub.on('message', (_channel: string, message: string) => {
       const wake = readWake(message);
       if (wake.kind === 'live') this.#liveArrived(wake.locationId);
-      else this.#kick();
+      else {
+        if (wake.live) this.#liveDue = true;
+        this.#kick();
+      }
     });
     await sub.subscribe(this.#o.state.wakeChannel);
     this.#renewals.start();
@@ -217,7 +228,7 @@ export class Dispatcher {
       this.#kicked = false;
       let sleepMs = idle;
       const free = this.#o.maxActive - this.#loops;
-      if (free === 0 && Date.now() - this.#othersDueAt >= OTHERS_DUE_EVERY_MS) {
+      if (free <= 0 && Date.now() - this.#othersDueAt >= OTHERS_DUE_EVERY_MS) {
         // Full: whether others wait decides if the lanes here keep their turns short.
         this.#othersDueAt = Date.now();
         try {
@@ -227,7 +238,20 @@ export class Dispatcher {
         }
         sleepMs = OTHERS_DUE_EVERY_MS;
       }
+      if (free <= 0 && this.#liveDue && free + LIVE_PLACES > 0) {
+        // Full: a location live messages made due takes one of the places kept for them.
+        this.#liveDue = false;
+        try {
+          const sent = processClock();
+          const { leases } = await this.#o.state.claim(free + LIVE_PLACES, this.#o.lockMs, true);
+          for (const lease of leases) this.#startLane(lease, sent + this.#o.lockMs);
+        } catch (error) {
+          this.#log.warn({ err: coerceError(error) }, 'could not claim locations');
+        }
+      }
       if (free > 0) {
+        // Live locations go first in any claim.
+        this.#liveDue = false;
         try {
           const asked = Math.min(free, 32);
           const sent = processClock();

@@ -5,7 +5,7 @@
   checked for stalls (so are those whose last turn ended with another process's jobs active).
 
   KEYS[1] ready, KEYS[2] live, KEYS[3] leases   (as in mark-ready.lua)
-  ARGV[1] count, ARGV[2] leaseMs
+  ARGV[1] count, ARGV[2] leaseMs, ARGV[3] '1': those with live messages only
 
   Returns {nextDueInMs, id1, lease1, check1, id2, lease2, check2, ...}: check 1 when the jobs
   must be checked for stalls; nextDueInMs -1 when nothing is scheduled.
@@ -32,7 +32,7 @@ while taken < count do
   -- One that is waiting or held keeps its place: its wait ends, or its holder takes the live ones first.
   if score <= now then take(popped[1]) end
 end
-if taken < count then
+if taken < count and ARGV[3] ~= '1' then
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', readyKey, '-inf', now, 'LIMIT', 0, count - taken)) do take(id) end
 end
 local first = redis.call('ZRANGE', readyKey, 0, 0, 'WITHSCORES')

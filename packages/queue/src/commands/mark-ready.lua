@@ -14,8 +14,9 @@
   ARGV[1] 'live' (live messages), 'backfill', or 'resume' (a person started the location again:
           due now even if it was waiting), ARGV[2] the wake channel, ARGV[3..] location ids
 
-  Publishes on the wake channel: the number of locations that became due (when any did), and
-  'live:<id>' for each held location given live messages.
+  Publishes on the wake channel: the number of locations that became due (when any did; 'due:live'
+  instead when live messages made them due, which a full dispatcher takes in a place it keeps for
+  them), and 'live:<id>' for each held location given live messages.
 
   Returns how many locations became due.
 ]]
@@ -40,5 +41,5 @@ for i = 3, #ARGV do
   if live and score and (held or marked) then redis.call('PUBLISH', ARGV[2], 'live:' .. id) end
   if live then redis.call('ZADD', liveKey, 'NX', now, id) end
 end
-if woken > 0 then redis.call('PUBLISH', ARGV[2], woken) end
+if woken > 0 then redis.call('PUBLISH', ARGV[2], live and 'due:live' or woken) end
 return woken

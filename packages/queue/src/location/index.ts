@@ -202,8 +202,8 @@ export class WorkerLocations {
   }
 
   /** Takes up to `count` due locations for `leaseMs`; says when the next one is due (ms, or undefined). */
-  claim(count: number, leaseMs: number): Promise<{ leases: Lease[]; nextDueInMs: number | undefined }> {
-    return this.#parts.readySet.claim(count, leaseMs);
+  claim(count: number, leaseMs: number, liveOnly = false): Promise<{ leases: Lease[]; nextDueInMs: number | undefined }> {
+    return this.#parts.readySet.claim(count, leaseMs, liveOnly);
   }
 
   /** How many locations are due now and not held (waiting for a place in some process). */

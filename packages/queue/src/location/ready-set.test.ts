@@ -52,8 +52,23 @@ describe('the ready set (Lua, on a real Redis)', () => {
     await s.markReady(['b'], true); // not held: due, and the dispatchers woken
     await redis.admin.publish(s.wakeChannel, 'end');
     await until(() => raw.includes('end'), 5_000, 'the messages published');
-    expect(raw.slice(0, -1).map(readWake)).toEqual([{ kind: 'due' }, { kind: 'live', locationId: 'a' }, { kind: 'live', locationId: 'a' }, { kind: 'due' }]);
+    // 'b' became due for live messages: a full dispatcher takes it in a place kept for live ones.
+    expect(raw.slice(0, -1).map(readWake)).toEqual([
+      { kind: 'due', live: false },
+      { kind: 'live', locationId: 'a' },
+      { kind: 'live', locationId: 'a' },
+      { kind: 'due', live: true },
+    ]);
     await sub.quit();
+  });
+
+  it('a claim for live locations only takes those live messages made due, and leaves the others due', async () => {
+    const s = state();
+    await s.markReady(['backfill'], false);
+    await s.markReady(['live'], true);
+    expect((await s.claim(5, 5_000, true)).leases.map((l) => l.locationId)).toEqual(['live']);
+    expect((await s.claim(5, 5_000, true)).leases).toEqual([]);
+    expect(await ids(s)).toEqual(['backfill']);
   });
 
   it('a turn that ends with more to do goes behind the locations already due', async () => {

@@ -31,12 +31,13 @@ export function wakeChannel(prefix: string): string {
   return `${prefix}:wake`;
 }
 
-/** What a message on the wake channel says: locations became due, or live messages came for a held one. */
-export type Wake = { kind: 'due' } | { kind: 'live'; locationId: string };
+/** What a message on the wake channel says: locations became due (`live`: for live messages), or live messages came for a held one. */
+export type Wake = { kind: 'due'; live: boolean } | { kind: 'live'; locationId: string };
 
 /** Reads a message of the wake channel (see `commands/mark-ready.lua`). */
 export function readWake(message: string): Wake {
-  return message.startsWith('live:') ? { kind: 'live', locationId: message.slice('live:'.length) } : { kind: 'due' };
+  if (message.startsWith('live:')) return { kind: 'live', locationId: message.slice('live:'.length) };
+  return { kind: 'due', live: message === 'due:live' };
 }
 
 /** A worker's hold on a location, for one turn. */
@@ -94,10 +95,10 @@ export class ReadySet {
     return this.#redis.ghlMarkReady(k.ready, k.readyLive, k.leases, mode, this.wakeChannel, ...ids);
   }
 
-  /** Takes up to `count` due locations for `leaseMs`; says when the next one is due (ms, or undefined). */
-  async claim(count: number, leaseMs: number): Promise<{ leases: Lease[]; nextDueInMs: number | undefined }> {
+  /** Takes up to `count` due locations for `leaseMs` (`liveOnly`: those with live messages only); says when the next one is due (ms, or undefined). */
+  async claim(count: number, leaseMs: number, liveOnly = false): Promise<{ leases: Lease[]; nextDueInMs: number | undefined }> {
     const k = this.#keys;
-    const r = await this.#redis.ghlClaim(k.ready, k.readyLive, k.leases, count, leaseMs);
+    const r = await this.#redis.ghlClaim(k.ready, k.readyLive, k.leases, count, leaseMs, liveOnly ? '1' : '0');
     const leases: Lease[] = [];
     for (let i = 1; i + 2 < r.length; i += 3) {
       leases.push({ locationId: String(r[i]), lease: String(r[i + 1]), ...(Number(r[i + 2]) === 1 ? { check: true } : {}) });
