@@ -50,10 +50,12 @@ describe('the ready set (Lua, on a real Redis)', () => {
     await s.markReady(['a'], true); // held and marked already: told again
     await s.markReady(['a'], false);
     await s.markReady(['b'], true); // not held: due, and the dispatchers woken
+    // A marker from another connection: on a cluster it may come before the others (another node
+    // published it), so it is waited for and left out, not taken for the last.
     await redis.admin.publish(s.wakeChannel, 'end');
-    await until(() => raw.includes('end'), 5_000, 'the messages published');
+    await until(() => raw.includes('end') && raw.length >= 5, 5_000, 'the messages published');
     // 'b' became due for live messages: a full dispatcher takes it in a place kept for live ones.
-    expect(raw.slice(0, -1).map(readWake)).toEqual([
+    expect(raw.filter((m) => m !== 'end').map(readWake)).toEqual([
       { kind: 'due', live: false },
       { kind: 'live', locationId: 'a' },
       { kind: 'live', locationId: 'a' },
