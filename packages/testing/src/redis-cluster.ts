@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
-import { freePort, RedisServer } from './redis-server.ts';
+import { freePort, isPortTaken, RedisServer } from './redis-server.ts';
 
 export interface RedisClusterOptions {
   /** Default 3. */
@@ -41,10 +41,21 @@ export class RedisCluster {
   }
 
   static async start(options: RedisClusterOptions = {}): Promise<RedisCluster> {
+    // Its ports were free when chosen; a test file beside this one may bind one first.
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        return await RedisCluster.#start(options);
+      } catch (error) {
+        if (attempt === 5 || !isPortTaken(error)) throw error;
+      }
+    }
+  }
+
+  static async #start(options: RedisClusterOptions): Promise<RedisCluster> {
     const masters = options.masters ?? 3;
     const count = masters * (1 + (options.replicasPerMaster ?? 1));
     const ports = await clusterPorts(count);
-    const servers = await Promise.all(
+    const started = await Promise.allSettled(
       ports.map((port) =>
         RedisServer.start({
           port,
@@ -64,6 +75,12 @@ export class RedisCluster {
         }),
       ),
     );
+    const servers = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    const failed = started.find((r) => r.status === 'rejected');
+    if (failed !== undefined) {
+      await Promise.all(servers.map((s) => s.stop()));
+      throw failed.reason;
+    }
     const cluster = new RedisCluster(servers, masters);
     try {
       await run('redis-cli', [

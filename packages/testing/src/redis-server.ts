@@ -37,9 +37,20 @@ export class RedisServer {
 
   static async start(options: RedisServerOptions = {}): Promise<RedisServer> {
     const dir = await mkdtemp(join(tmpdir(), 'ghl-redis-'));
-    const server = new RedisServer(options.port ?? (await freePort()), dir, options);
-    await server.#spawn();
-    return server;
+    for (let attempt = 1; ; attempt += 1) {
+      const server = new RedisServer(options.port ?? (await freePort()), dir, options);
+      try {
+        await server.#spawn();
+        return server;
+      } catch (error) {
+        // A free port is only free until someone binds it: test files run side by side, and a
+        // cluster's bus port (its port + 10,000) is not one freePort() knows of. Another port, then.
+        if (options.port !== undefined || attempt === 5 || !isPortTaken(error)) {
+          await rm(dir, { recursive: true, force: true });
+          throw error;
+        }
+      }
+    }
   }
 
   get url(): string {
@@ -156,6 +167,11 @@ export async function waitForPing(url: string, timeoutMs = 10_000): Promise<void
 }
 
 /** A TCP port that was free a moment ago. */
+/** Whether a start failed because its port was taken (redis-server's own words). */
+export function isPortTaken(error: unknown): boolean {
+  return error instanceof Error && error.message.includes('Address already in use');
+}
+
 export async function freePort(): Promise<number> {
   const server = createServer();
   await new Promise<void>((resolve, reject) => {
