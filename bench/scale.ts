@@ -15,7 +15,7 @@
  *
  * BENCH_QUICK=1 shortens the idle and live parts; BENCH_SCALE_LOCATIONS scales the location counts.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -24,7 +24,7 @@ import { Enqueuer, loadConfig, LocationReader, locationQueueName } from '@ghl-in
 import { normalizeRecord, toJobData, type JobData } from '@ghl-ingest/schema';
 import { peakRssMb } from '@ghl-ingest/testing';
 import { WorkerMetrics } from '../apps/worker/src/metrics.ts';
-import { fmt, median, node, ownRedis, type OwnRedis, standIn, stopChild, until } from './support.ts';
+import { fmt, median, node, ownRedis, type OwnRedis, processCpu, standIn, stopChild, until } from './support.ts';
 
 const QUICK = process.env.BENCH_QUICK === '1';
 const SCALE = Number(process.env.BENCH_SCALE_LOCATIONS ?? 1);
@@ -77,15 +77,6 @@ async function setting(locations: string[], limits: boolean) {
 }
 
 const redisCpu = async (own: OwnRedis) => (await own.info('cpu', 'used_cpu_user')) + (await own.info('cpu', 'used_cpu_sys'));
-
-/** CPU seconds a process has used (utime + stime). */
-function processCpu(pid: number): number {
-  const fields =
-    readFileSync(`/proc/${String(pid)}/stat`, 'utf8')
-      .split(') ')[1]
-      ?.split(' ') ?? [];
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
 
 interface DeliveryRun {
   rate: number;

@@ -1,6 +1,7 @@
 /** What the benchmarks share: a Redis, a stand-in in its own process, child processes, medians. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createRedis, everyPrimary, whenReady, type RedisClient } from '@ghl-ingest/queue';
@@ -117,6 +118,15 @@ export function node(script: string, env: Record<string, string>, quiet = true):
     env: { ...process.env, ...env },
     stdio: ['ignore', quiet ? 'ignore' : 'inherit', 'inherit'],
   });
+}
+
+/** CPU seconds a process has used (utime + stime). */
+export function processCpu(pid: number): number {
+  const fields =
+    readFileSync(`/proc/${String(pid)}/stat`, 'utf8')
+      .split(') ')[1]
+      ?.split(' ') ?? [];
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 export async function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
