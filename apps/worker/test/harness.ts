@@ -21,6 +21,7 @@ import {
   ProducerLocations,
   type Config,
   type DeadLetterRecord,
+  type Logger,
 } from '@ghl-ingest/queue';
 import { normalizeRecord, toJobData, type JobData, type JobSource } from '@ghl-ingest/schema';
 import { nodeArgsOf, pendingJobs, settled, type RedisTestContext } from '@ghl-ingest/testing';
@@ -89,16 +90,21 @@ export class Harness {
     return new Harness(fake, redisCtx, options);
   }
 
-  /** A worker in this process, logging into `logs`, with fast backoff unless told otherwise. */
-  async worker(parts: Partial<WorkerParts> = {}): Promise<RunningWorker> {
+  /** A logger writing into `logs` (a test that prints them on failure may want `debug`). */
+  logger(level = 'info'): Logger {
     const sink = new Writable({
       write: (chunk: Buffer, _encoding, done) => {
         this.logs.push(chunk.toString());
         done();
       },
     });
+    return createLogger(level, 'worker', sink);
+  }
+
+  /** A worker in this process, logging into `logs`, with fast backoff unless told otherwise. */
+  async worker(parts: Partial<WorkerParts> = {}): Promise<RunningWorker> {
     const worker = await startWorker(this.config, {
-      logger: createLogger('info', 'worker', sink),
+      logger: this.logger(),
       backoff: { baseMs: 20, capMs: 200 },
       ...parts,
     });

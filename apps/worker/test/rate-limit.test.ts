@@ -69,8 +69,11 @@ describe('per-location rate limiting', () => {
   });
 
   it('a spent daily budget parks the location (no attempt, nothing dead-lettered) until the reset', async () => {
-    const h = await harness({ env: { GHL_DAILY_LIMIT: '3' } });
-    await h.worker();
+    // The stand-in's day turns when the test says so: HighLevel's daily count, which its answers'
+    // headers tell and the budget keeps to, resets with ours.
+    let day = 'day-1';
+    const h = await harness({ env: { GHL_DAILY_LIMIT: '3' }, fake: { dayOf: () => day } });
+    await h.worker({ logger: h.logger('debug') });
     await h.send(Array.from({ length: 5 }, (_, i) => sms(i)));
     await until(async () => (await h.state.hold('locA'))?.state === 'parked', 5_000, 'parked');
     const hold = await h.state.hold('locA');
@@ -84,12 +87,19 @@ describe('per-location rate limiting', () => {
     await until(async () => ((await h.state.dueInMs('locA')) ?? 0) > 60_000, 5_000, 'the location to wait for the reset');
     expect(await h.deadLettered()).toEqual([]);
 
-    // The day turns: a new day's count (the budget's saved day and the daily hash both start
-    // afresh); a person resumes the location rather than wait for midnight.
+    // The day turns: a new day's count, at HighLevel (the stand-in) and here (the budget's saved
+    // day and the daily hash both start afresh); a person resumes the location rather than wait
+    // for midnight. (With HighLevel's count left at 4, its headers would rightly park the
+    // location again at the first answer: seen when a job was taken after one.)
+    day = 'day-2';
     const bk = budgetKeys(redis.prefix, 'locA');
     await redis.admin.del(bk.daily, bk.state);
     await h.locations.resume('locA');
-    await h.settled(['locA'], 15_000);
+    await h.settled(['locA'], 15_000).catch(async (error: unknown) => {
+      const jobs = await h.queue('locA').getJobs(['wait', 'prioritized', 'delayed', 'active']);
+      const states = await Promise.all(jobs.map(async (j) => [j.id, await j.getState(), j.attemptsMade, j.processedOn, j.delay]));
+      throw new Error(`${String(error)}: ${JSON.stringify({ states, hold: await h.state.hold('locA'), due: await h.state.dueInMs('locA'), logs: h.logs })}`);
+    });
     expect(h.fake.stats().accepted).toBe(5);
   });
 
@@ -113,10 +123,15 @@ describe('per-location rate limiting', () => {
       'backfill',
     );
     for (const n of [1, 2, 3]) await h.send([sms(100 + n, 'locA', { altId: `live-${n}` })], 'live');
-    await h.worker({});
+    await h.worker({ logger: h.logger('debug') });
     await until(() => h.fake.messages().some((m) => m.altId === 'live-3'), 10_000, 'the live messages');
-    const order = h.fake.messages().map((m) => m.altId);
-    expect(order.slice(0, 3)).toEqual(['live-1', 'live-2', 'live-3']);
+    const received = h.fake.messages();
+    const order = received.map((m) => m.altId);
+    const seen = JSON.stringify({
+      received: received.slice(0, 6).map((m) => [m.altId, m.receivedAt - (received[0]?.receivedAt ?? 0)]),
+      logs: h.logs.filter((l) => !l.includes('"delivered"')),
+    });
+    expect(order.slice(0, 3), seen).toEqual(['live-1', 'live-2', 'live-3']);
   });
 
   it('a live message for a location busy with its own backfill takes the next free slot, ahead of the backfill the worker holds', async () => {
