@@ -234,7 +234,10 @@ export class Delivery {
    */
   async #takeSlot(job: Job, data: JobData, key: string | undefined, log: JobLog, held: Held): Promise<string | LedgerEntry> {
     const slot = randomUUID();
-    if (held.signal?.aborted === true || !held.turn.holds()) throw new LockLost();
+    if (held.signal?.aborted === true || !held.turn.holds()) {
+      log.warn({ key: data.key }, "the job's lock or the location's lease lapsed (the process paused?): nothing posted, left to the stalled-job check");
+      throw new LockLost();
+    }
     if (key !== undefined) {
       const asked = performance.now();
       const before = await this.#o.state.beforePost(data.locationId, key, held.lock);

@@ -434,6 +434,7 @@ export class Dispatcher {
       if (failure instanceof LocationWait) {
         // The earliest moment any of its jobs may go: a wait that proves too short costs one more turn.
         lane.waitMs = Math.min(lane.waitMs ?? Infinity, failure.waitMs);
+        this.#log.debug({ locationId: lane.lease.locationId, jobId: id, waitMs: Math.round(failure.waitMs) }, 'job put back: the location waits');
         await lane.jobs.putBack(job, token);
         return undefined;
       }
