@@ -7,9 +7,9 @@ export default defineConfig({
   test: {
     projects: ['packages/*', 'apps/*'],
     sequence: { sequencer: SlowestFirst },
-    // The cluster stage runs three files at a time (`--maxWorkers=3` in package.json: a project
-    // found by a glob does not inherit this file's maxWorkers). This stage runs one at a time:
-    // three at once made timing-bound rate-limit tests fail about one run in three.
+    // Both stages run three files at a time (`--maxWorkers=3` in package.json's scripts: a
+    // project found by a glob does not inherit this file's maxWorkers). On 2 cores the files
+    // mostly wait on timers, child processes and Redis.
     reporters: ['default', 'json'],
     // Read by .ci/run to print one plain "N passed, N failed" line.
     outputFile: { json: 'node_modules/.cache/vitest-report.json' },
