@@ -241,28 +241,18 @@ export class Dispatcher {
       if (free <= 0 && this.#liveDue && free + LIVE_PLACES > 0) {
         // Full: a location live messages made due takes one of the places kept for them.
         this.#liveDue = false;
-        try {
-          const sent = processClock();
-          const { leases } = await this.#o.state.claim(free + LIVE_PLACES, this.#o.lockMs, true);
-          for (const lease of leases) this.#startLane(lease, sent + this.#o.lockMs);
-        } catch (error) {
-          this.#log.warn({ err: coerceError(error) }, 'could not claim locations');
-        }
+        await this.#claim(free + LIVE_PLACES, true);
       }
       if (free > 0) {
         // Live locations go first in any claim.
         this.#liveDue = false;
-        try {
-          const asked = Math.min(free, 32);
-          const sent = processClock();
-          const { leases, nextDueInMs } = await this.#o.state.claim(asked, this.#o.lockMs);
+        const asked = Math.min(free, 32);
+        const claimed = await this.#claim(asked, false);
+        if (claimed !== undefined) {
           // More locations are due than this process took: its lanes keep to a fair share.
-          this.#othersDue = leases.length === asked || nextDueInMs === 0;
-          for (const lease of leases) this.#startLane(lease, sent + this.#o.lockMs);
-          if (leases.length === asked) continue;
-          if (nextDueInMs !== undefined) sleepMs = Math.min(idle, Math.max(1, nextDueInMs));
-        } catch (error) {
-          this.#log.warn({ err: coerceError(error) }, 'could not claim locations');
+          this.#othersDue = claimed.taken === asked || claimed.nextDueInMs === 0;
+          if (claimed.taken === asked) continue;
+          if (claimed.nextDueInMs !== undefined) sleepMs = Math.min(idle, Math.max(1, claimed.nextDueInMs));
         }
       }
       // close() or a kick may have come while claiming: its wake-up found no sleeper.
@@ -275,6 +265,22 @@ export class Dispatcher {
           resolve();
         };
       });
+    }
+  }
+
+  /**
+   * Claims up to `count` due locations (`liveOnly`: only those live messages made due) and starts
+   * their lanes; undefined when the claim failed (the next loop tries again).
+   */
+  async #claim(count: number, liveOnly: boolean): Promise<{ taken: number; nextDueInMs: number | undefined } | undefined> {
+    try {
+      const sent = processClock();
+      const { leases, nextDueInMs } = await this.#o.state.claim(count, this.#o.lockMs, liveOnly);
+      for (const lease of leases) this.#startLane(lease, sent + this.#o.lockMs);
+      return { taken: leases.length, nextDueInMs };
+    } catch (error) {
+      this.#log.warn({ err: coerceError(error) }, 'could not claim locations');
+      return undefined;
     }
   }
 
