@@ -40,13 +40,14 @@ export function classify(outcome: Outcome, nowMs: number): Classification {
     return { class: 'transient', reason: `network error ${outcome.code}: ${outcome.message}`, retryAfterMs: undefined, maxAttempts: undefined };
   }
   const { status } = outcome;
-  const retryAfterMs = parseRetryAfter(outcome.retryAfter, nowMs);
-  const said = describeBody(outcome.body);
+  const body = parseJson(outcome.body);
   if (status >= 200 && status < 300) {
-    const parsed = inboundSuccessSchema.safeParse(parseJson(outcome.body));
+    const parsed = inboundSuccessSchema.safeParse(body);
     if (parsed.success) return { class: 'delivered', messageId: parsed.data.messageId, conversationId: parsed.data.conversationId };
-    return { class: 'suspect', reason: `HighLevel answered ${status} without a messageId${said}`, maxAttempts: CAPPED_ATTEMPTS };
+    return { class: 'suspect', reason: `HighLevel answered ${status} without a messageId${describeBody(body)}`, maxAttempts: CAPPED_ATTEMPTS };
   }
+  const retryAfterMs = parseRetryAfter(outcome.retryAfter, nowMs);
+  const said = describeBody(body);
   if (status === 401) return { class: 'credentials', reason: `HighLevel rejected the location's token (401)${said}` };
   if (status === 429) return { class: 'rate-limited', reason: `HighLevel answered 429${said}`, retryAfterMs };
   if (TRANSIENT_4XX.has(status) || TRANSIENT_5XX.has(status)) {
@@ -76,9 +77,9 @@ function parseJson(text: string): unknown {
   }
 }
 
-/** `: <the API's message>` when the body carries one, for reasons people read. */
-function describeBody(body: string): string {
-  const message = apiErrorMessage(parseJson(body));
+/** `: <the API's message>` when the (parsed) body carries one, for reasons people read. */
+function describeBody(body: unknown): string {
+  const message = apiErrorMessage(body);
   if (message === undefined) return '';
   return `: ${message.length > 300 ? `${message.slice(0, 300)}…` : message}`;
 }

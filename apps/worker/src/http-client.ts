@@ -184,23 +184,26 @@ function networkCode(error: unknown): string {
   return error instanceof RequestError ? error.code || 'ERR_REQUEST' : 'ERR_UNKNOWN';
 }
 
+/** HighLevel's rate headers, and where each goes. */
+const RATE_HEADERS = [
+  ['max', 'x-ratelimit-max'],
+  ['remaining', 'x-ratelimit-remaining'],
+  ['intervalMs', 'x-ratelimit-interval-milliseconds'],
+  ['daily', 'x-ratelimit-limit-daily'],
+  ['dailyRemaining', 'x-ratelimit-daily-remaining'],
+] as const;
+const DIGITS = /^\d+$/;
+
+/** The rate headers of an answer (each a whole number, or left out), run for every answer. */
 export function readRateHeaders(headers: Record<string, string | string[] | undefined>): RateHeaders | undefined {
-  const num = (name: string): number | undefined => {
-    const v = headers[name];
-    if (typeof v !== 'string' || !/^\d+$/.test(v.trim())) return undefined;
-    return Number(v);
-  };
-  const rate: RateHeaders = {};
-  const fields = [
-    ['max', 'x-ratelimit-max'],
-    ['remaining', 'x-ratelimit-remaining'],
-    ['intervalMs', 'x-ratelimit-interval-milliseconds'],
-    ['daily', 'x-ratelimit-limit-daily'],
-    ['dailyRemaining', 'x-ratelimit-daily-remaining'],
-  ] as const;
-  for (const [field, header] of fields) {
-    const v = num(header);
-    if (v !== undefined) rate[field] = v;
+  let rate: RateHeaders | undefined;
+  for (const [field, header] of RATE_HEADERS) {
+    const v = headers[header];
+    if (typeof v !== 'string') continue;
+    const trimmed = v.trim();
+    if (!DIGITS.test(trimmed)) continue;
+    rate ??= {};
+    rate[field] = Number(trimmed);
   }
-  return Object.keys(rate).length === 0 ? undefined : rate;
+  return rate;
 }
