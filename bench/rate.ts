@@ -16,7 +16,7 @@
  * BENCH_RATE_SCENARIO picks one scenario; BENCH_RATE_LOCATIONS sets the number of busy locations.
  */
 import { createProducer } from '@ghl-ingest/producer';
-import { Enqueuer, loadConfig } from '@ghl-ingest/queue';
+import { Enqueuer, loadConfig, locationQueueName } from '@ghl-ingest/queue';
 import { normalizeRecord, toJobData, type JobData } from '@ghl-ingest/schema';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -103,7 +103,7 @@ async function run(s: Scenario): Promise<void> {
   const statsBefore = process.env.BENCH_RATE_COMMANDSTATS === '1' ? await own.client.info('commandstats') : '';
   const started = performance.now();
   const startedAt = Date.now();
-  const liveLatencies = s.live === undefined ? [] : await sendLive(s, locations, own.env, stand, s.seconds * 1000);
+  const liveSends = s.live === undefined ? [] : await sendLive(s, locations, own, stand, s.seconds * 1000);
   await sleep(Math.max(0, s.seconds * 1000 - (performance.now() - started)));
   const endedAt = Date.now();
   const after = await stand.stats();
@@ -186,11 +186,17 @@ async function run(s: Scenario): Promise<void> {
       process.stdout.write(`    ${name.padEnd(28)} ${fmt(n, 2)} calls, ${fmt(us, 1)} µs per message\n`);
   }
   if (s.live !== undefined) {
-    const l = [...liveLatencies].sort((a, b) => a - b);
+    const l = liveSends.map((x) => x.total).sort((a, b) => a - b);
     const q = (p: number) => l[Math.min(l.length - 1, Math.floor(p * l.length))] ?? 0;
     process.stdout.write(
       `  live into busy locations: ${l.length} sent with createProducer().send(); send() to arrival p50 ${fmt(q(0.5))} ms, p99 ${fmt(q(0.99))} ms, max ${fmt(l.at(-1) ?? 0)} ms ` +
         `(goal p99 <= 250 ms + one slot interval, ${fmt(250 + s.windowMs / s.max)} ms)\n`,
+    );
+    const slowest = [...liveSends].sort((a, b) => b.total - a.total).slice(0, 5);
+    process.stdout.write(
+      `  the slowest, ms (send() to queued + queued to taken by a worker + taken to posted; backfill posts of the location in between): ${slowest
+        .map((x) => `${fmt(x.total)} = ${x.parts.map((p) => fmt(p)).join(' + ')} (${x.passedBy})`)
+        .join(', ')}\n`,
     );
   }
   if (s.resets !== undefined && drained !== undefined) {
@@ -220,17 +226,21 @@ export function meanOccupancy(arrivals: readonly number[], from: number, to: num
   return covered / (max * (to - start));
 }
 
-/** Sends live messages into busy locations during the measured interval: each one's send() to its arrival at the stand-in, ms. */
-async function sendLive(
-  s: Scenario,
-  locations: string[],
-  env: Record<string, string>,
-  stand: Awaited<ReturnType<typeof standIn>>,
-  forMs: number,
-): Promise<number[]> {
+/** One live send: send() to arrival at the stand-in, and its parts (ms). */
+interface LiveSend {
+  total: number;
+  /** send() to queued (BullMQ's timestamp), queued to taken by a worker (processedOn), taken to posted. */
+  parts: [number, number, number];
+  /** The location's backfill posts between its taking and its post. */
+  passedBy: number;
+}
+
+/** Sends live messages into busy locations during the measured interval. */
+async function sendLive(s: Scenario, locations: string[], own: OwnRedis, stand: Awaited<ReturnType<typeof standIn>>, forMs: number): Promise<LiveSend[]> {
   const live = s.live as NonNullable<Scenario['live']>;
-  const producer = await createProducer({ config: loadConfig({ ...env, QUEUE_PREFIX: 'rb' }) });
+  const producer = await createProducer({ config: loadConfig({ ...own.env, QUEUE_PREFIX: 'rb' }) });
   const sent = new Map<string, number>();
+  const keys = new Map<string, { locationId: string; key: string }>();
   const started = performance.now();
   let i = 0;
   try {
@@ -240,6 +250,7 @@ async function sendLive(
       sent.set(altId, Date.now());
       const [r] = await producer.send([{ locationId, type: 'SMS', contactId: `live-c${i}`, message: `live ${i}`, altId }]);
       if (r?.ok !== true) throw new Error('live message refused');
+      keys.set(altId, { locationId, key: r.key });
       i += 1;
       await sleep(live.everyMs);
     }
@@ -249,11 +260,27 @@ async function sendLive(
   // Every live message arrives within the run's last two windows.
   await sleep(2 * s.windowMs);
   const arrivedAt = new Map<string, number>();
+  const backfillAt = new Map<string, number[]>();
   for (const locationId of locations.slice(0, live.locations)) {
     const all = (await stand.admin('GET', `messages?locationId=${locationId}`)) as { altId?: string; receivedAt: number }[];
     for (const m of all) if (m.altId !== undefined && sent.has(m.altId)) arrivedAt.set(m.altId, m.receivedAt);
+    backfillAt.set(
+      locationId,
+      all.filter((m) => m.altId === undefined || !sent.has(m.altId)).map((m) => m.receivedAt),
+    );
   }
-  return [...sent].map(([altId, at]) => (arrivedAt.get(altId) ?? Date.now() + 60_000) - at);
+  return Promise.all(
+    [...sent].map(async ([altId, at]): Promise<LiveSend> => {
+      const arrived = arrivedAt.get(altId) ?? Date.now() + 60_000;
+      const { locationId, key } = keys.get(altId) as { locationId: string; key: string };
+      // BullMQ's timestamp (queued) and processedOn (a worker took it).
+      const [queuedAt, takenAt] = (await own.client.hmget(`rb:${locationQueueName(locationId)}:${key}`, 'timestamp', 'processedOn')).map(Number);
+      const queued = queuedAt ?? at;
+      const taken = takenAt ?? queued;
+      const passedBy = (backfillAt.get(locationId) ?? []).filter((t) => t > taken && t < arrived).length;
+      return { total: arrived - at, parts: [queued - at, taken - queued, arrived - taken], passedBy };
+    }),
+  );
 }
 
 /** Redis's own CPU (user and system) so far, seconds, over every master. */
