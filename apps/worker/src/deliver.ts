@@ -32,7 +32,7 @@ import type { Semaphore } from './semaphore.ts';
 import type { Credential, Credentials } from './credentials.ts';
 import type { LocationTurn } from './turn.ts';
 import { jobLock } from './location-jobs.ts';
-import { DeadLettered, LocationPaused, LocationWait, LockLost, RetryableDeliveryError, WorkerStopping } from './signals.ts';
+import { DeadLettered, LocationPaused, LocationWait, LockLost, RetryableDeliveryError, SlotFarAhead, WorkerStopping } from './signals.ts';
 
 export type DeliveryOutcome = 'delivered' | 'skipped' | 'retrying' | 'dead-lettered' | 'rate-limited' | 'paused' | 'waiting' | 'api-down';
 
@@ -265,7 +265,7 @@ export class Delivery {
         if (taken.sendInMs > this.#o.holdSlotMs) {
           // Far ahead: give the slot back and let the location wait its turn, holding nothing here.
           budget.release(slot);
-          throw new LocationWait(taken.sendInMs);
+          throw data.source === 'live' ? new LocationWait(taken.sendInMs) : new SlotFarAhead(taken.sendInMs);
         }
         await this.#sleepOrStop(budget, slot, taken.sendInMs);
         return slot;

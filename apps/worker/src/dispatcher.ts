@@ -35,7 +35,7 @@ import type { DeliveryResult } from './deliver.ts';
 import { LocationJobs, type Next } from './location-jobs.ts';
 import { Renewals, type Holding } from './renewals.ts';
 import type { LocationTurn } from './turn.ts';
-import { isDeadLettered, LocationPaused, LocationWait, LockLost, RetryableDeliveryError, RetryLater, WorkerStopping } from './signals.ts';
+import { isDeadLettered, LocationPaused, LocationWait, LockLost, RetryableDeliveryError, RetryLater, SlotFarAhead, WorkerStopping } from './signals.ts';
 
 export interface DispatcherOptions {
   /** The process's shared connection (worker role). */
@@ -436,6 +436,11 @@ export class Dispatcher {
       const fetchNext = this.#mayContinue(lane) && !this.#retires(lane);
       if (failure === undefined) {
         return this.#taken(lane, await lane.jobs.complete(job, result, token, fetchNext));
+      }
+      if (failure instanceof SlotFarAhead && lane.loops > 1) {
+        // Another loop serves the location: this one ends, and the turn goes on.
+        await lane.jobs.putBack(job, token);
+        return undefined;
       }
       if (failure instanceof LocationWait) {
         // The earliest moment any of its jobs may go: a wait that proves too short costs one more turn.

@@ -18,6 +18,16 @@ export class LocationWait extends Error {
   }
 }
 
+/**
+ * A backfill job's slot is further ahead than a loop holds one for (the location's pace, or its
+ * window full, not a block): the job goes back. While another loop of the lane serves the
+ * location its turn goes on, so that live messages are still taken at once; the last loop's makes
+ * the location wait, as a LocationWait.
+ */
+export class SlotFarAhead extends LocationWait {
+  override name = 'SlotFarAhead';
+}
+
 /** The location was paused (credentials): the job goes back, into the paused queue. */
 export class LocationPaused extends Error {
   override name = 'LocationPaused';

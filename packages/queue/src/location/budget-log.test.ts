@@ -173,18 +173,32 @@ describe("BudgetLog: the holder's sliding log", () => {
     expect(l.view(T + 1_250, B).counted).toBe(0);
   });
 
-  it('backfill is paced to one request per window / max, three at most together; a live message is not, and goes first', () => {
+  it('backfill is paced to one request per window / max, two at most together; a live message is not, and goes first', () => {
     const l = new BudgetLog({ ...O, pace: true });
     const b = { max: 10, windowMs: 1_000, daily: 1_000 };
-    expect(['b1', 'b2', 'b3'].map((s) => l.take(s, false, T, b))).toEqual([{ kind: 'go' }, { kind: 'go' }, { kind: 'go' }]);
+    expect(['b1', 'b2'].map((s) => l.take(s, false, T, b))).toEqual([{ kind: 'go' }, { kind: 'go' }]);
     expect(l.hasRoom(false, T, b)).toBe(false);
-    expect(l.take('b4', false, T, b)).toEqual({ kind: 'reserved', sendInMs: 100 });
-    expect(l.take('b5', false, T, b)).toEqual({ kind: 'reserved', sendInMs: 200 });
+    expect(l.take('b3', false, T, b)).toEqual({ kind: 'reserved', sendInMs: 100 });
+    expect(l.take('b4', false, T, b)).toEqual({ kind: 'reserved', sendInMs: 200 });
     expect(l.hasRoom(true, T, b)).toBe(true);
     expect(l.take('live', true, T + 10, b)).toEqual({ kind: 'go' });
-    // Late (its slot freed late): the pace lets it catch up, but no more than three together.
+    // Late (its slot freed late): the pace lets it catch up, but no more than two together.
     expect(l.hasRoom(false, T + 900, b)).toBe(true);
-    expect(['b6', 'b7', 'b8', 'b9'].map((s) => l.take(s, false, T + 900, b).kind)).toEqual(['go', 'go', 'go', 'reserved']);
+    expect(['b5', 'b6', 'b7'].map((s) => l.take(s, false, T + 900, b).kind)).toEqual(['go', 'go', 'reserved']);
+  });
+
+  it("a paced reservation given back gives back its step of the pace, while it is the pace's last", () => {
+    const l = new BudgetLog({ ...O, pace: true });
+    const b = { max: 10, windowMs: 1_000, daily: 1_000 };
+    for (const s of ['b1', 'b2']) l.take(s, false, T, b);
+    expect(l.take('b3', false, T, b)).toEqual({ kind: 'reserved', sendInMs: 100 });
+    expect(l.take('b4', false, T, b)).toEqual({ kind: 'reserved', sendInMs: 200 });
+    // The last one given back: the next takes its place, not the one after.
+    l.release('b4');
+    expect(l.take('b5', false, T, b)).toEqual({ kind: 'reserved', sendInMs: 200 });
+    // One with others after it: its step stays spent (the later ones keep theirs).
+    l.release('b3');
+    expect(l.take('b6', false, T, b)).toEqual({ kind: 'reserved', sendInMs: 300 });
   });
 
   it('a block set for a lapsed holder holds every request until it ends', () => {
