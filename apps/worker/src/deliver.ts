@@ -32,7 +32,7 @@ import type { Semaphore } from './semaphore.ts';
 import type { Credential, Credentials } from './credentials.ts';
 import type { LocationTurn } from './turn.ts';
 import { jobLock } from './location-jobs.ts';
-import { DeadLettered, LocationPaused, LocationWait, LockLost, RetryableDeliveryError, SlotFarAhead, WorkerStopping } from './signals.ts';
+import { DeadLettered, LocationPaused, LocationWait, LockLost, RetryableDeliveryError, RetryLater, SlotFarAhead, WorkerStopping } from './signals.ts';
 
 export type DeliveryOutcome = 'delivered' | 'skipped' | 'retrying' | 'dead-lettered' | 'rate-limited' | 'paused' | 'waiting' | 'api-down';
 
@@ -175,10 +175,12 @@ export class Delivery {
     }
 
     // An earlier post's outcome is unknown and that request may still be on its way to HighLevel:
-    // look (below) once it cannot be. (A job taken again from a dead worker waited out its lock
-    // already, and the dead process's sockets are closed.)
+    // look (below) once it cannot be. This message waits for that, not its location: its backoff
+    // (a second or so) is shorter than the request's timeout, and the location's other messages
+    // go on meanwhile. (A job taken again from a dead worker waited out its lock already, and the
+    // dead process's sockets are closed.)
     const settled = data.unknownSince === undefined || this.#o.reconcile === undefined ? 0 : data.unknownSince + this.#o.reconcile.settleMs;
-    if (this.#o.now() < settled) throw new LocationWait(settled - this.#o.now());
+    if (this.#o.now() < settled) throw new RetryLater(settled - this.#o.now(), 'its earlier post may still reach HighLevel');
     // One Redis read (the ledger: already delivered? and the job's lock), then the budget, in memory.
     let taken = await this.#takeSlot(job, data, data.key, log, held);
     if (typeof taken !== 'string') return this.#skipped(data, taken, log);
