@@ -173,7 +173,7 @@ describe('Producer.status, from what a real worker writes', () => {
     await until(
       async () => ok((last = await producer.status(ref))),
       timeoutMs,
-      `${what} (last: ${JSON.stringify(last)}; worker: ${open?.output.join('').slice(-2000) ?? ''})`,
+      () => `${what} (last: ${JSON.stringify(last)}; worker: ${open?.output.join('').slice(-2000) ?? ''})`,
     );
     return last;
   }

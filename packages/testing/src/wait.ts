@@ -2,10 +2,16 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** Polls `check` every `pollMs` until it holds; fails after `timeoutMs`, naming what it waited for. */
-export async function until(check: () => Promise<boolean> | boolean, timeoutMs = 10_000, what = 'condition', pollMs = 20): Promise<void> {
+export async function until(
+  check: () => Promise<boolean> | boolean,
+  timeoutMs = 10_000,
+  what: string | (() => string) = 'condition',
+  pollMs = 20,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    // A function is asked at the timeout: what it tells (the last state seen, logs) is then current.
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === 'string' ? what : what()}`);
     await sleep(pollMs);
   }
 }
