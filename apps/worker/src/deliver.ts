@@ -236,8 +236,10 @@ export class Delivery {
    */
   async #takeSlot(job: Job, data: JobData, key: string | undefined, log: JobLog, held: Held): Promise<string | LedgerEntry> {
     const slot = randomUUID();
-    if (held.signal?.aborted === true || !held.turn.holds()) {
-      log.warn({ key: data.key }, "the job's lock or the location's lease lapsed (the process paused?): nothing posted, left to the stalled-job check");
+    // A lock whose renewal failed was logged by the renewal; a lease that lapsed was not.
+    if (held.signal?.aborted === true) throw new LockLost();
+    if (!held.turn.holds()) {
+      log.warn({ key: data.key }, "the location's lease lapsed or was taken (the process paused?): nothing posted, left to the stalled-job check");
       throw new LockLost();
     }
     if (key !== undefined) {
